@@ -1,0 +1,186 @@
+//! Raft RPCs between voters over our gRPC `RaftService`.
+//!
+//! openraft's request and response types travel as JSON inside `RaftPayload`, so the proto
+//! file does not have to mirror openraft's internals and an openraft upgrade stays local here.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::errors::{
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend, RaftNetworkV2, Snapshot};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchyard_proto::v1::RaftPayload;
+use switchyard_proto::v1::raft_service_client::RaftServiceClient;
+use switchyard_proto::v1::raft_service_server::RaftService;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::state_machine::SnapshotData;
+use super::{Raft, TypeConfig};
+
+/// Creates one gRPC client per peer voter.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> Self::Network {
+        Peer {
+            addr: node.addr.clone(),
+            client: None,
+        }
+    }
+}
+
+/// A connection to one peer voter, dialled on first use.
+pub struct Peer {
+    addr: String,
+    client: Option<RaftServiceClient<Channel>>,
+}
+
+impl Peer {
+    fn client(&mut self) -> Result<RaftServiceClient<Channel>, RPCError<TypeConfig>> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
+            .connect_timeout(Duration::from_secs(1));
+        let client = RaftServiceClient::new(endpoint.connect_lazy());
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn call<Req, Resp>(
+        &mut self,
+        kind: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self.client()?;
+        let mut request = Request::new(RaftPayload { json });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind {
+            Rpc::Append => client.append(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.snapshot(request).await,
+        };
+        let reply = match reply {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                // A broken channel is rebuilt on the next call.
+                self.client = None;
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
+        };
+        let result: Result<Resp, RaftError<TypeConfig>> =
+            serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Rpc::Append, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = self.call(Rpc::Snapshot, &req, &option) => res.map_err(|e| match e {
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                other => StreamingError::Unreachable(Unreachable::new(&other)),
+            }),
+        }
+    }
+}
+
+/// The receiving side: hands peers' RPCs to the local raft node.
+pub struct RaftServer {
+    raft: Raft,
+}
+
+impl RaftServer {
+    /// Serves RPCs for `raft`.
+    pub fn new(raft: Raft) -> Self {
+        Self { raft }
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
+    serde_json::from_slice(&req.into_inner().json)
+        .map_err(|e| Status::invalid_argument(format!("malformed raft payload: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    serde_json::to_vec(value)
+        .map(|json| Response::new(RaftPayload { json }))
+        .map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn append(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        encode(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(req)?;
+        encode(&self.raft.vote(rpc).await)
+    }
+
+    async fn snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let (vote, meta, data): (VoteOf<TypeConfig>, _, SnapshotData) = decode(req)?;
+        let snapshot = Snapshot { meta, snapshot: data };
+        let result: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(RaftError::Fatal);
+        encode(&result)
+    }
+}

@@ -1,0 +1,208 @@
+//! The applied cluster state and its snapshots, durable in redb.
+//!
+//! Each batch of committed entries is applied to the in-memory `ClusterState` and the result
+//! written in one transaction with the last applied log id, so what openraft is told was applied
+//! is exactly what is on disk. After a batch that changed the state, the compiled routing table
+//! is published to watchers.
+
+use std::io;
+use std::sync::Arc;
+
+use futures::{Stream, TryStreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, watch};
+
+use super::TypeConfig;
+use super::log_store::{decode, encode};
+use crate::state::{ClusterState, Outcome};
+use crate::table;
+use switchyard_proto::v1::RoutingTable;
+
+/// Applied state and the current snapshot, JSON-encoded.
+const SM: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
+
+const APPLIED: &str = "applied";
+const SNAPSHOT: &str = "snapshot";
+
+/// Snapshot bytes: a JSON-encoded `Applied`.
+pub type SnapshotData = Vec<u8>;
+
+/// What the state machine persists after every applied batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    last_membership: StoredMembershipOf<TypeConfig>,
+    state: ClusterState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMetaOf<TypeConfig>,
+    data: Vec<u8>,
+}
+
+/// The durable state machine. Clones share the state, the database and the table publisher.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    applied: Arc<Mutex<Applied>>,
+    table: Arc<watch::Sender<Arc<RoutingTable>>>,
+}
+
+impl StateMachine {
+    /// Opens the state-machine table in `db` and loads the last applied state.
+    pub fn open(db: Arc<Database>) -> io::Result<Self> {
+        let txn = db.begin_write().map_err(io::Error::other)?;
+        txn.open_table(SM).map_err(io::Error::other)?;
+        txn.commit().map_err(io::Error::other)?;
+        let applied: Applied = read(&db, APPLIED)?.unwrap_or_default();
+        let (table, _) = watch::channel(Arc::new(table::compile(&applied.state)));
+        Ok(Self {
+            db,
+            applied: Arc::new(Mutex::new(applied)),
+            table: Arc::new(table),
+        })
+    }
+
+    /// Follows the compiled routing table: the current one at once, then every new version.
+    pub fn watch_table(&self) -> watch::Receiver<Arc<RoutingTable>> {
+        self.table.subscribe()
+    }
+
+    /// A copy of the applied state.
+    pub async fn state(&self) -> ClusterState {
+        self.applied.lock().await.state.clone()
+    }
+
+    fn publish(&self, state: &ClusterState) {
+        self.table.send_replace(Arc::new(table::compile(state)));
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
+        let applied = self.applied.lock().await.clone();
+        let data = encode(&applied)?;
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: applied.last_applied,
+            last_membership: applied.last_membership,
+        };
+        write(
+            &self.db,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            },
+        )?;
+        Ok(SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: data })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let applied = self.applied.lock().await;
+        Ok((applied.last_applied.clone(), applied.last_membership.clone()))
+    }
+
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
+    where
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut applied = self.applied.lock().await;
+        let revision = applied.state.revision;
+        let mut responders = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            applied.last_applied = Some(entry.log_id.clone());
+            let outcome = match entry.payload {
+                EntryPayload::Normal(command) => applied.state.apply(command),
+                EntryPayload::Membership(membership) => {
+                    applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Outcome::Unchanged {
+                        revision: applied.state.revision,
+                    }
+                }
+                EntryPayload::Blank => Outcome::Unchanged {
+                    revision: applied.state.revision,
+                },
+            };
+            if let Some(responder) = responder {
+                responders.push((responder, outcome));
+            }
+        }
+        // Persist before answering: an acknowledged write is applied on disk.
+        write(&self.db, APPLIED, &*applied)?;
+        if applied.state.revision != revision {
+            self.publish(&applied.state);
+        }
+        for (responder, outcome) in responders {
+            responder.send(outcome);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let mut installed: Applied = decode(&snapshot)?;
+        installed.last_applied = meta.last_log_id.clone();
+        installed.last_membership = meta.last_membership.clone();
+        write(
+            &self.db,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: snapshot,
+            },
+        )?;
+        write(&self.db, APPLIED, &installed)?;
+        let mut applied = self.applied.lock().await;
+        *applied = installed;
+        self.publish(&applied.state);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
+        let stored: Option<StoredSnapshot> = read(&self.db, SNAPSHOT)?;
+        Ok(stored.map(|s| SnapshotOf::<TypeConfig, SnapshotData> {
+            meta: s.meta,
+            snapshot: s.data,
+        }))
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(db: &Database, key: &str) -> io::Result<Option<T>> {
+    let txn = db.begin_read().map_err(io::Error::other)?;
+    let table = txn.open_table(SM).map_err(io::Error::other)?;
+    match table.get(key).map_err(io::Error::other)? {
+        Some(bytes) => Ok(Some(decode(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn write<T: Serialize>(db: &Database, key: &str, value: &T) -> io::Result<()> {
+    let bytes = encode(value)?;
+    let txn = db.begin_write().map_err(io::Error::other)?;
+    {
+        let mut table = txn.open_table(SM).map_err(io::Error::other)?;
+        table.insert(key, bytes.as_slice()).map_err(io::Error::other)?;
+    }
+    txn.commit().map_err(io::Error::other)
+}

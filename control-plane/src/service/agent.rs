@@ -1,0 +1,246 @@
+//! `AgentService`: turns node agents' report streams into committed changes.
+//!
+//! A session is Hello (checked against the join token), then snapshots, updates and heartbeats.
+//! Snapshots and updates become `ReportBackends` commands; the node's up/down transitions are
+//! committed, heartbeats are not (they stay in this voter's memory).
+
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use switchyard_proto::v1::agent_message::Body as AgentBody;
+use switchyard_proto::v1::agent_service_server::AgentService;
+use switchyard_proto::v1::control_message::Body as ControlBody;
+use switchyard_proto::v1::{Ack, AgentMessage, Backend, ControlMessage, Hello, Redirect, Rejected};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::raft::Consensus;
+use crate::state::{Command, DiscoveredBackend, Outcome};
+
+/// Accepts node agents' reports.
+pub struct AgentServer {
+    consensus: Consensus,
+    join_token: Option<String>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AgentServer {
+    /// Accepts agents presenting `join_token` (any agent when `None`) until `shutdown` is true.
+    pub fn new(consensus: Consensus, join_token: Option<String>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            consensus,
+            join_token,
+            shutdown,
+        }
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentServer {
+    type ReportStream = ControlStream;
+
+    async fn report(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ReportStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let session = Session {
+            consensus: self.consensus.clone(),
+            join_token: self.join_token.clone(),
+            tx,
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(session.run(inbound, shutdown));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct Session {
+    consensus: Consensus,
+    join_token: Option<String>,
+    tx: mpsc::Sender<Result<ControlMessage, Status>>,
+}
+
+/// Why a session must end.
+enum End {
+    /// The agent went away.
+    Closed,
+    /// We told the agent to go elsewhere or stop.
+    Answered,
+}
+
+impl Session {
+    async fn run(self, mut inbound: Streaming<AgentMessage>, mut shutdown: watch::Receiver<bool>) {
+        let hello = match inbound.next().await {
+            Some(Ok(AgentMessage {
+                body: Some(AgentBody::Hello(hello)),
+            })) => hello,
+            Some(Ok(_)) => {
+                self.reply(ControlBody::Rejected(Rejected {
+                    reason: "the first message must be Hello".into(),
+                }))
+                .await;
+                return;
+            }
+            Some(Err(_)) | None => return,
+        };
+        let node = hello.node_name.clone();
+        if let Err(reason) = self.admit(&hello) {
+            tracing::warn!(node = %node, reason = %reason, "agent rejected");
+            self.reply(ControlBody::Rejected(Rejected { reason })).await;
+            return;
+        }
+        let up = Command::NodeUp {
+            name: node.clone(),
+            version: hello.version.clone(),
+            addresses: hello.addresses.clone(),
+            at_ms: now_ms(),
+        };
+        if self.commit(up).await.is_err() {
+            return;
+        }
+        tracing::info!(node = %node, version = %hello.version, "agent connected");
+        loop {
+            let message = tokio::select! {
+                message = inbound.next() => message,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let body = match message {
+                Some(Ok(AgentMessage { body: Some(body) })) => body,
+                Some(Ok(AgentMessage { body: None })) => continue,
+                Some(Err(status)) => {
+                    tracing::info!(node = %node, error = %status, "agent stream broke");
+                    break;
+                }
+                None => break,
+            };
+            let command = match body {
+                AgentBody::Hello(_) => {
+                    self.reply(ControlBody::Rejected(Rejected {
+                        reason: "Hello may only be sent once per stream".into(),
+                    }))
+                    .await;
+                    return;
+                }
+                AgentBody::Heartbeat(beat) => {
+                    tracing::trace!(node = %node, seq = beat.seq, "heartbeat");
+                    continue;
+                }
+                AgentBody::Snapshot(snapshot) => Command::ReportBackends {
+                    node: node.clone(),
+                    upserted: backends(snapshot.backends),
+                    removed: Vec::new(),
+                    full: true,
+                    at_ms: now_ms(),
+                },
+                AgentBody::Update(update) => Command::ReportBackends {
+                    node: node.clone(),
+                    upserted: backends(update.upserted),
+                    removed: update.removed,
+                    full: false,
+                    at_ms: now_ms(),
+                },
+            };
+            if self.commit(command).await.is_err() {
+                return;
+            }
+        }
+        tracing::info!(node = %node, "agent disconnected");
+        let down = Command::NodeDown {
+            name: node.clone(),
+            at_ms: now_ms(),
+        };
+        if let Err(e) = self.consensus.write(down).await {
+            tracing::warn!(node = %node, error = %e, "could not record node as down");
+        }
+    }
+
+    fn admit(&self, hello: &Hello) -> Result<(), String> {
+        if hello.node_name.is_empty() {
+            return Err("node_name is empty".into());
+        }
+        match &self.join_token {
+            Some(token) if !constant_time_eq(token.as_bytes(), hello.join_token.as_bytes()) => {
+                Err("join token not accepted".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits `command` and acknowledges it, or redirects the agent to the leader.
+    async fn commit(&self, command: Command) -> Result<(), End> {
+        match self.consensus.write(command).await {
+            Ok(Outcome::Changed { revision } | Outcome::Unchanged { revision }) => {
+                if self.tx.send(Ok(ack(revision))).await.is_err() {
+                    return Err(End::Closed);
+                }
+                Ok(())
+            }
+            Ok(Outcome::Rejected { reason }) => {
+                self.reply(ControlBody::Rejected(Rejected { reason })).await;
+                Err(End::Answered)
+            }
+            Err(Error::NotLeader { leader }) => {
+                self.reply(ControlBody::Redirect(Redirect {
+                    leader_addr: leader.unwrap_or_default(),
+                }))
+                .await;
+                Err(End::Answered)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not commit an agent report");
+                if self.tx.send(Err(Status::from(e))).await.is_err() {
+                    return Err(End::Closed);
+                }
+                Err(End::Answered)
+            }
+        }
+    }
+
+    async fn reply(&self, body: ControlBody) {
+        // The agent may already be gone; nothing else to tell it then.
+        if self.tx.send(Ok(ControlMessage { body: Some(body) })).await.is_err() {
+            tracing::debug!("agent left before our reply");
+        }
+    }
+}
+
+fn ack(revision: u64) -> ControlMessage {
+    ControlMessage {
+        body: Some(ControlBody::Ack(Ack {
+            applied_version: revision,
+        })),
+    }
+}
+
+fn backends(reported: Vec<Backend>) -> Vec<DiscoveredBackend> {
+    reported
+        .into_iter()
+        .map(|b| DiscoveredBackend {
+            id: b.id,
+            kind: b.kind,
+            base_url: b.base_url,
+            models: b.models,
+        })
+        .collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Milliseconds since the Unix epoch; commands carry time so `apply` needs no clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
