@@ -72,7 +72,8 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms {
+        if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms
+        {
             return Err(Error::Config {
                 field: "election_min_ms",
                 reason: "need heartbeat_ms < election_min_ms < election_max_ms".into(),
@@ -101,7 +102,10 @@ impl ControlPlane {
     pub async fn start(cfg: Config, listener: TcpListener) -> Result<Self, Error> {
         cfg.validate()?;
         let local = listener.local_addr()?;
-        let addr = cfg.advertise_addr.clone().unwrap_or_else(|| local.to_string());
+        let addr = cfg
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| local.to_string());
         let timing = Timing {
             heartbeat_ms: cfg.heartbeat_ms,
             election_min_ms: cfg.election_min_ms,
@@ -111,7 +115,9 @@ impl ControlPlane {
         let (stop, stopped) = watch::channel(false);
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<AgentServiceServer<AgentServer>>().await;
+        health
+            .set_serving::<AgentServiceServer<AgentServer>>()
+            .await;
         health.set_serving::<EdgeServiceServer<EdgeServer>>().await;
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
@@ -121,7 +127,10 @@ impl ControlPlane {
                 cfg.join_token.clone(),
                 stopped.clone(),
             )))
-            .add_service(EdgeServiceServer::new(EdgeServer::new(consensus.clone(), stopped.clone())));
+            .add_service(EdgeServiceServer::new(EdgeServer::new(
+                consensus.clone(),
+                stopped.clone(),
+            )));
         let mut until_stop = stopped.clone();
         let server = tokio::spawn(router.serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
@@ -144,7 +153,11 @@ impl ControlPlane {
     }
 
     /// Runs a voter until `shutdown` resolves.
-    pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    pub async fn run(
+        cfg: Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
         let control_plane = Self::start(cfg, listener).await?;
         shutdown.await;
         control_plane.stop().await

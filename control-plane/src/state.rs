@@ -287,10 +287,16 @@ impl ClusterState {
             return Err("declared endpoints cannot have source `discovered`".into());
         }
         if spec.id.is_empty() || spec.id.contains('/') {
-            return Err(format!("endpoint id `{}` must be non-empty and contain no `/`", spec.id));
+            return Err(format!(
+                "endpoint id `{}` must be non-empty and contain no `/`",
+                spec.id
+            ));
         }
         if !(spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://")) {
-            return Err(format!("endpoint `{}`: base_url must start with http:// or https://", spec.id));
+            return Err(format!(
+                "endpoint `{}`: base_url must start with http:// or https://",
+                spec.id
+            ));
         }
         // A declared endpoint takes its id from a discovered one, which moves aside.
         let mut created_ms = at_ms;
@@ -315,14 +321,23 @@ impl ClusterState {
         };
         let changed = self.endpoints.insert(spec.id, endpoint.clone()) != Some(endpoint);
         if let Some(mut moved) = displaced {
-            let base = moved.discovered_as.clone().unwrap_or_else(|| moved.id.clone());
+            let base = moved
+                .discovered_as
+                .clone()
+                .unwrap_or_else(|| moved.id.clone());
             moved.id = self.free_auto_id(&base);
             self.endpoints.insert(moved.id.clone(), moved);
         }
         Ok(changed)
     }
 
-    fn node_up(&mut self, name: String, version: String, addresses: Vec<String>, at_ms: u64) -> bool {
+    fn node_up(
+        &mut self,
+        name: String,
+        version: String,
+        addresses: Vec<String>,
+        at_ms: u64,
+    ) -> bool {
         let node = Node {
             name: name.clone(),
             version,
@@ -339,7 +354,11 @@ impl ClusterState {
                 false
             }
             Some(old) => {
-                let since_ms = if old.status == NodeStatus::Up { old.since_ms } else { at_ms };
+                let since_ms = if old.status == NodeStatus::Up {
+                    old.since_ms
+                } else {
+                    at_ms
+                };
                 *old = Node { since_ms, ..node };
                 true
             }
@@ -366,7 +385,8 @@ impl ClusterState {
             .map(|e| (e.discovered_as.clone().unwrap_or_default(), e.id.clone()))
             .collect();
         for (proposed, id) in &owned {
-            let gone = removed.contains(proposed) || (full && !upserted.iter().any(|b| &b.id == proposed));
+            let gone =
+                removed.contains(proposed) || (full && !upserted.iter().any(|b| &b.id == proposed));
             if gone {
                 self.endpoints.remove(id);
             }
@@ -438,7 +458,12 @@ mod tests {
         }
     }
 
-    fn report(node: &str, upserted: Vec<DiscoveredBackend>, removed: &[&str], full: bool) -> Command {
+    fn report(
+        node: &str,
+        upserted: Vec<DiscoveredBackend>,
+        removed: &[&str],
+        full: bool,
+    ) -> Command {
         Command::ReportBackends {
             node: node.into(),
             upserted,
@@ -466,14 +491,21 @@ mod tests {
     fn commands_change_state_and_revision() {
         // (commands applied in order, expected outcome of the last, expected endpoint ids)
         let cases: Vec<(Vec<Command>, Outcome, Vec<&str>)> = vec![
-            (vec![declared("groq")], Outcome::Changed { revision: 1 }, vec!["groq"]),
+            (
+                vec![declared("groq")],
+                Outcome::Changed { revision: 1 },
+                vec!["groq"],
+            ),
             (
                 vec![declared("groq"), declared("groq")],
                 Outcome::Unchanged { revision: 1 },
                 vec!["groq"],
             ),
             (
-                vec![declared("groq"), Command::DeleteEndpoint { id: "groq".into() }],
+                vec![
+                    declared("groq"),
+                    Command::DeleteEndpoint { id: "groq".into() },
+                ],
                 Outcome::Changed { revision: 2 },
                 vec![],
             ),
@@ -483,7 +515,12 @@ mod tests {
                 vec![],
             ),
             (
-                vec![report("n1", vec![backend("ollama", &["llama3"])], &[], true)],
+                vec![report(
+                    "n1",
+                    vec![backend("ollama", &["llama3"])],
+                    &[],
+                    true,
+                )],
                 Outcome::Changed { revision: 1 },
                 vec!["ollama"],
             ),
@@ -498,7 +535,10 @@ mod tests {
             ),
             // Discovery never clobbers a declared endpoint.
             (
-                vec![declared("ollama"), report("n1", vec![backend("ollama", &["x"])], &[], true)],
+                vec![
+                    declared("ollama"),
+                    report("n1", vec![backend("ollama", &["x"])], &[], true),
+                ],
                 Outcome::Changed { revision: 2 },
                 vec!["ollama", "ollama-auto"],
             ),
@@ -514,7 +554,10 @@ mod tests {
             ),
             // A declared endpoint arriving later moves the discovered one aside.
             (
-                vec![report("n1", vec![backend("ollama", &["x"])], &[], true), declared("ollama")],
+                vec![
+                    report("n1", vec![backend("ollama", &["x"])], &[], true),
+                    declared("ollama"),
+                ],
                 Outcome::Changed { revision: 2 },
                 vec!["ollama", "ollama-auto"],
             ),
@@ -531,7 +574,12 @@ mod tests {
             // A full snapshot drops what is missing from it.
             (
                 vec![
-                    report("n1", vec![backend("a", &["m"]), backend("b", &["m"])], &[], true),
+                    report(
+                        "n1",
+                        vec![backend("a", &["m"]), backend("b", &["m"])],
+                        &[],
+                        true,
+                    ),
                     report("n1", vec![backend("b", &["m"])], &[], true),
                 ],
                 Outcome::Changed { revision: 2 },

@@ -32,12 +32,14 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
 
     let mut models: BTreeMap<String, ModelRoute> = BTreeMap::new();
     for group in state.model_groups.values() {
-        let route = models.entry(group.name.clone()).or_insert_with(|| ModelRoute {
-            name: group.name.clone(),
-            deployments: Vec::new(),
-            created: 0,
-            owned_by: "switchyard".into(),
-        });
+        let route = models
+            .entry(group.name.clone())
+            .or_insert_with(|| ModelRoute {
+                name: group.name.clone(),
+                deployments: Vec::new(),
+                created: 0,
+                owned_by: "switchyard".into(),
+            });
         for d in &group.deployments {
             if let Some(endpoint) = state.endpoints.get(&d.endpoint_id) {
                 route.created = oldest(route.created, endpoint.created_ms);
@@ -75,20 +77,29 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
         version: state.revision,
         endpoints,
         // A group whose deployments all point at missing endpoints serves nothing.
-        models: models.into_values().filter(|m| !m.deployments.is_empty()).collect(),
+        models: models
+            .into_values()
+            .filter(|m| !m.deployments.is_empty())
+            .collect(),
     }
 }
 
 /// The earlier of a route's `created` (unix seconds, 0 = unset) and an endpoint's creation.
 fn oldest(created: i64, endpoint_created_ms: u64) -> i64 {
     let secs = i64::try_from(endpoint_created_ms / 1000).unwrap_or(i64::MAX);
-    if created == 0 { secs } else { created.min(secs) }
+    if created == 0 {
+        secs
+    } else {
+        created.min(secs)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Command, DeploymentSpec, DiscoveredBackend, EndpointSpec, ModelGroup, Source};
+    use crate::state::{
+        Command, DeploymentSpec, DiscoveredBackend, EndpointSpec, ModelGroup, Source,
+    };
 
     #[test]
     fn models_come_from_endpoints_and_groups() {
@@ -143,10 +154,16 @@ mod tests {
             .iter()
             .map(|d| (d.endpoint_id.as_str(), d.upstream_model.as_str()))
             .collect();
-        assert_eq!(served, vec![("groq", "llama-3.1-8b-instant"), ("ollama", "llama3")]);
+        assert_eq!(
+            served,
+            vec![("groq", "llama-3.1-8b-instant"), ("ollama", "llama3")]
+        );
         assert_eq!(llama3.created, 1);
         assert_eq!(table.models[2].owned_by, "ollama");
         let ollama = table.endpoints.iter().find(|e| e.id == "ollama");
-        assert_eq!(ollama.map(|e| (e.source.as_str(), e.node.as_str())), Some(("discovered", "n1")));
+        assert_eq!(
+            ollama.map(|e| (e.source.as_str(), e.node.as_str())),
+            Some(("discovered", "n1"))
+        );
     }
 }

@@ -59,7 +59,9 @@ impl LogStore {
         let txn = self.db.begin_write().map_err(io::Error::other)?;
         {
             let mut table = txn.open_table(META).map_err(io::Error::other)?;
-            table.insert(key, bytes.as_slice()).map_err(io::Error::other)?;
+            table
+                .insert(key, bytes.as_slice())
+                .map_err(io::Error::other)?;
         }
         txn.commit().map_err(io::Error::other)
     }
@@ -74,15 +76,21 @@ impl LogStore {
     }
 
     /// Removes entries with index in `range`, and records `purged` in the same transaction.
-    fn remove(&self, range: (Bound<u64>, Bound<u64>), purged: Option<&LogIdOf<TypeConfig>>) -> io::Result<()> {
+    fn remove(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        purged: Option<&LogIdOf<TypeConfig>>,
+    ) -> io::Result<()> {
         let txn = self.db.begin_write().map_err(io::Error::other)?;
         {
             let mut log = txn.open_table(LOG).map_err(io::Error::other)?;
-            log.retain_in(range, |_, _| false).map_err(io::Error::other)?;
+            log.retain_in(range, |_, _| false)
+                .map_err(io::Error::other)?;
             if let Some(purged) = purged {
                 let bytes = encode(purged)?;
                 let mut meta = txn.open_table(META).map_err(io::Error::other)?;
-                meta.insert(LAST_PURGED, bytes.as_slice()).map_err(io::Error::other)?;
+                meta.insert(LAST_PURGED, bytes.as_slice())
+                    .map_err(io::Error::other)?;
             }
         }
         txn.commit().map_err(io::Error::other)
@@ -130,15 +138,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(VOTE, vote)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
         self.write_meta(COMMITTED, &committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
-        Ok(self.read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?.flatten())
+        Ok(self
+            .read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
     {
@@ -148,7 +165,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let mut table = txn.open_table(LOG).map_err(io::Error::other)?;
                 for entry in entries {
                     let bytes = encode(&entry)?;
-                    table.insert(entry.index(), bytes.as_slice()).map_err(io::Error::other)?;
+                    table
+                        .insert(entry.index(), bytes.as_slice())
+                        .map_err(io::Error::other)?;
                 }
             }
             // Immediate durability is redb's default: commit returns after fsync.
@@ -166,13 +185,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+    async fn truncate_after(
+        &mut self,
+        last_log_id: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
         let start = last_log_id.map_or(0, |id| id.index() + 1);
         self.remove((Bound::Included(start), Bound::Unbounded), None)
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
-        self.remove((Bound::Unbounded, Bound::Included(log_id.index())), Some(&log_id))
+        self.remove(
+            (Bound::Unbounded, Bound::Included(log_id.index())),
+            Some(&log_id),
+        )
     }
 }
 

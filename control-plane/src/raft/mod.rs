@@ -84,7 +84,12 @@ pub struct Consensus {
 impl Consensus {
     /// Opens (or creates) the voter's durable store in `data_dir` and starts its raft node.
     /// `addr` is the gRPC address peers reach this voter at.
-    pub async fn open(node_id: u64, addr: String, data_dir: &Path, timing: Timing) -> Result<Self, Error> {
+    pub async fn open(
+        node_id: u64,
+        addr: String,
+        data_dir: &Path,
+        timing: Timing,
+    ) -> Result<Self, Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
             path: data_dir.display().to_string(),
             source,
@@ -106,9 +111,15 @@ impl Consensus {
         }
         .validate()
         .map_err(|e| Error::Raft(e.to_string()))?;
-        let raft = Raft::new(node_id, Arc::new(config), Network, log_store, state_machine.clone())
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            node_id,
+            Arc::new(config),
+            Network,
+            log_store,
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
         Ok(Self {
             raft,
             state_machine,
@@ -119,10 +130,22 @@ impl Consensus {
 
     /// Makes this voter a one-voter cluster unless it already belongs to one.
     pub async fn bootstrap_single(&self) -> Result<(), Error> {
-        let initialized = self.raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))?;
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
         if !initialized {
-            let members = BTreeMap::from([(self.node_id, BasicNode { addr: self.addr.clone() })]);
-            self.raft.initialize(members).await.map_err(|e| Error::Raft(e.to_string()))?;
+            let members = BTreeMap::from([(
+                self.node_id,
+                BasicNode {
+                    addr: self.addr.clone(),
+                },
+            )]);
+            self.raft
+                .initialize(members)
+                .await
+                .map_err(|e| Error::Raft(e.to_string()))?;
         }
         Ok(())
     }
@@ -131,9 +154,11 @@ impl Consensus {
     pub async fn write(&self, command: Command) -> Result<Outcome, Error> {
         match self.raft.client_write(command).await {
             Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::NotLeader {
-                leader: f.leader_node.map(|n| n.addr),
-            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Error::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
             Err(e) => Err(Error::Raft(e.to_string())),
         }
     }

@@ -87,8 +87,8 @@ impl Peer {
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }
         };
-        let result: Result<Resp, RaftError<TypeConfig>> =
-            serde_json::from_slice(&reply.json).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<TypeConfig>> = serde_json::from_slice(&reply.json)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
@@ -175,7 +175,10 @@ impl RaftService for RaftServer {
 
     async fn snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let (vote, meta, data): (VoteOf<TypeConfig>, _, SnapshotData) = decode(req)?;
-        let snapshot = Snapshot { meta, snapshot: data };
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data,
+        };
         let result: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> = self
             .raft
             .install_full_snapshot(vote, snapshot)

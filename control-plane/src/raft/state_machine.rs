@@ -101,7 +101,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 data: data.clone(),
             },
         )?;
-        Ok(SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: data })
+        Ok(SnapshotOf::<TypeConfig, SnapshotData> {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
@@ -113,7 +116,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
         let applied = self.applied.lock().await;
-        Ok((applied.last_applied.clone(), applied.last_membership.clone()))
+        Ok((
+            applied.last_applied.clone(),
+            applied.last_membership.clone(),
+        ))
     }
 
     async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
@@ -179,7 +185,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
         let stored: Option<StoredSnapshot> = read(&self.db, SNAPSHOT)?;
         Ok(stored.map(|s| SnapshotOf::<TypeConfig, SnapshotData> {
             meta: s.meta,
@@ -202,7 +210,9 @@ fn write<T: Serialize>(db: &Database, key: &str, value: &T) -> io::Result<()> {
     let txn = db.begin_write().map_err(io::Error::other)?;
     {
         let mut table = txn.open_table(SM).map_err(io::Error::other)?;
-        table.insert(key, bytes.as_slice()).map_err(io::Error::other)?;
+        table
+            .insert(key, bytes.as_slice())
+            .map_err(io::Error::other)?;
     }
     txn.commit().map_err(io::Error::other)
 }

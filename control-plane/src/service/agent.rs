@@ -29,7 +29,11 @@ pub struct AgentServer {
 
 impl AgentServer {
     /// Accepts agents presenting `join_token` (any agent when `None`) until `shutdown` is true.
-    pub fn new(consensus: Consensus, join_token: Option<String>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        consensus: Consensus,
+        join_token: Option<String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             consensus,
             join_token,
@@ -205,7 +209,12 @@ impl Session {
 
     async fn reply(&self, body: ControlBody) {
         // The agent may already be gone; nothing else to tell it then.
-        if self.tx.send(Ok(ControlMessage { body: Some(body) })).await.is_err() {
+        if self
+            .tx
+            .send(Ok(ControlMessage { body: Some(body) }))
+            .await
+            .is_err()
+        {
             tracing::debug!("agent left before our reply");
         }
     }

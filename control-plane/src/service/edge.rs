@@ -22,7 +22,10 @@ pub struct EdgeServer {
 impl EdgeServer {
     /// Serves `consensus`'s table until `shutdown` turns true.
     pub fn new(consensus: Consensus, shutdown: watch::Receiver<bool>) -> Self {
-        Self { consensus, shutdown }
+        Self {
+            consensus,
+            shutdown,
+        }
     }
 }
 

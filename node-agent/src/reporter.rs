@@ -1,0 +1,387 @@
+//! The report stream: scans on a timer, and one long-lived gRPC stream to the control plane that
+//! carries Hello, a full snapshot, then updates and heartbeats; re-opened with backoff when it fails.
+//!
+//! Scanning and reporting run side by side in one task. The scan loop publishes the reported set
+//! of backends on a `watch` channel; each stream session diffs what it last sent against the
+//! latest set. So a reconnect needs no replay log: it just sends a fresh snapshot, and changes made
+//! while disconnected are never lost.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::pin;
+use std::time::Duration;
+
+use switchyard_proto::v1::agent_message::Body as AgentBody;
+use switchyard_proto::v1::agent_service_client::AgentServiceClient;
+use switchyard_proto::v1::control_message::Body as ControlBody;
+use switchyard_proto::v1::{
+    AgentMessage, Backend, BackendSnapshot, BackendUpdate, ControlMessage, Heartbeat, Hello,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, control_plane_url};
+use crate::discovery::local::{Scanner, Tracker, diff};
+use crate::error::Error;
+
+/// First reconnect delay; doubles per failed attempt.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A session that lasted this long counts as healthy even without an Ack, and resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// Time allowed for the TCP + HTTP/2 connect to the control plane.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for the control plane to accept the Report call once connected.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings detect a dead control plane even when no heartbeat is due.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long an HTTP/2 ping may go unanswered.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Outgoing messages buffered per stream; a scan produces at most one update.
+const OUTBOX: usize = 32;
+
+/// Runs the agent until `shutdown` resolves: scans the targets, reports to the control plane, and
+/// reconnects (following leader redirects) whenever the stream fails.
+///
+/// Returns an error only when `cfg` is invalid or the probe client cannot be built.
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    cfg.validate()?;
+    let scanner = Scanner::new(&cfg)?;
+    let mut tracker = Tracker::new(cfg.fail_threshold);
+    let mut shutdown = pin!(shutdown);
+
+    // One scan before connecting, so the first snapshot is real.
+    let first = tokio::select! {
+        () = &mut shutdown => return Ok(()),
+        scan = scanner.scan() => tracker.observe(scan),
+    };
+    log_changes(&first.upserted, &first.removed);
+    info!(node = %cfg.node_name, control_plane = %cfg.control_plane, backends = first.upserted.len(), "node agent started");
+
+    let (state_tx, state_rx) = watch::channel(tracker.snapshot());
+    tokio::select! {
+        () = &mut shutdown => {}
+        () = scan_loop(&cfg, &scanner, tracker, &state_tx) => {}
+        () = report_loop(&cfg, state_rx) => {}
+    }
+    info!(node = %cfg.node_name, "node agent stopped");
+    Ok(())
+}
+
+/// Scans every `scan_interval` forever, publishing the reported set whenever it changes.
+async fn scan_loop(
+    cfg: &Config,
+    scanner: &Scanner,
+    mut tracker: Tracker,
+    state: &watch::Sender<Vec<Backend>>,
+) {
+    let mut ticker = tokio::time::interval(cfg.scan_interval());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The first tick is immediate, and `run` has just scanned.
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let changes = tracker.observe(scanner.scan().await);
+        if changes.is_empty() {
+            continue;
+        }
+        log_changes(&changes.upserted, &changes.removed);
+        state.send_replace(tracker.snapshot());
+    }
+}
+
+fn log_changes(upserted: &[Backend], removed: &[String]) {
+    for b in upserted {
+        info!(backend = %b.id, kind = %b.kind, base_url = %b.base_url, models = b.models.len(), "backend found or changed");
+    }
+    for id in removed {
+        info!(backend = %id, "backend gone");
+    }
+}
+
+/// Keeps a report stream open forever: connect, run a session, back off, repeat.
+async fn report_loop(cfg: &Config, mut state: watch::Receiver<Vec<Backend>>) {
+    let seed = control_plane_url(&cfg.control_plane);
+    let mut addr = seed.clone();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut redirected_last = false;
+    loop {
+        let started = Instant::now();
+        let mut acked = false;
+        let end = session(cfg, &addr, &mut state, &mut acked).await;
+        // A rejection never counts as healthy, even after an Ack, so a refused agent keeps backing off.
+        let healthy = acked || started.elapsed() >= HEALTHY_AFTER;
+        if healthy && !matches!(end, End::Rejected(_)) {
+            backoff.reset();
+        }
+        match end {
+            End::Redirect(leader) => {
+                let to = control_plane_url(&leader);
+                info!(from = %addr, to = %to, "following leader redirect");
+                addr = to;
+                // Follow the first hop at once; a second redirect in a row may be stale voters
+                // pointing at each other, so that one waits its backoff.
+                if !redirected_last {
+                    redirected_last = true;
+                    continue;
+                }
+            }
+            End::Rejected(reason) => {
+                redirected_last = false;
+                let delay = backoff.next_delay();
+                error!(control_plane = %addr, reason = %reason, retry_in_ms = delay.as_millis() as u64, "control plane rejected the agent");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            End::Failed(err) => {
+                redirected_last = false;
+                let delay = backoff.next_delay();
+                warn!(control_plane = %addr, error = &err as &dyn std::error::Error, retry_in_ms = delay.as_millis() as u64, "report stream down");
+                // A leader hint is only a hint: when it fails, start over from the configured address,
+                // which redirects to whoever leads now.
+                addr.clone_from(&seed);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        }
+        let delay = backoff.next_delay();
+        debug!(control_plane = %addr, retry_in_ms = delay.as_millis() as u64, "pacing repeated redirects");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+enum End {
+    /// The control plane named the leader to report to instead.
+    Redirect(String),
+    /// The control plane refused the agent.
+    Rejected(String),
+    /// The connection or stream failed.
+    Failed(Error),
+}
+
+/// One report stream: Hello and a snapshot, then updates, heartbeats and control messages until it
+/// ends. Sets `acked` once the control plane acknowledges anything.
+async fn session(
+    cfg: &Config,
+    addr: &str,
+    state: &mut watch::Receiver<Vec<Backend>>,
+    acked: &mut bool,
+) -> End {
+    let endpoint = match Endpoint::from_shared(addr.to_owned()) {
+        Ok(e) => e,
+        Err(source) => {
+            return End::Failed(Error::InvalidAddress {
+                addr: addr.to_owned(),
+                source,
+            });
+        }
+    };
+    let endpoint = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    let addresses = local_addresses(&endpoint).await;
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(source) => {
+            return End::Failed(Error::Connect {
+                addr: addr.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut client = AgentServiceClient::new(channel);
+
+    // Hello and the snapshot are queued before the call opens, so they are the stream's first messages.
+    let (tx, rx) = mpsc::channel(OUTBOX);
+    let mut sent = state.borrow_and_update().clone();
+    let hello = AgentBody::Hello(Hello {
+        node_name: cfg.node_name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        join_token: cfg.join_token.clone(),
+        addresses,
+    });
+    let snapshot = AgentBody::Snapshot(BackendSnapshot {
+        backends: sent.clone(),
+    });
+    for body in [hello, snapshot] {
+        if let Err(e) = tx.try_send(AgentMessage { body: Some(body) }) {
+            // Unreachable with a fresh channel of OUTBOX slots, but never drop a message silently.
+            error!(error = %e, "cannot queue opening message");
+        }
+    }
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, client.report(ReceiverStream::new(rx))).await;
+    let mut inbound = match opened {
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(source)) => {
+            return End::Failed(Error::Stream {
+                addr: addr.to_owned(),
+                source,
+            });
+        }
+        Err(_) => {
+            return End::Failed(Error::OpenTimeout {
+                addr: addr.to_owned(),
+                after: OPEN_TIMEOUT,
+            });
+        }
+    };
+    info!(control_plane = %addr, backends = sent.len(), "report stream open; sent hello and snapshot");
+
+    let closed = || {
+        End::Failed(Error::StreamClosed {
+            addr: addr.to_owned(),
+        })
+    };
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval());
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(ControlMessage { body: Some(ControlBody::Ack(ack)) })) => {
+                    *acked = true;
+                    debug!(control_plane = %addr, applied_version = ack.applied_version, "report acknowledged");
+                }
+                Ok(Some(ControlMessage { body: Some(ControlBody::Redirect(r)) })) => {
+                    if r.leader_addr.trim().is_empty() {
+                        return End::Failed(Error::NoLeader { addr: addr.to_owned() });
+                    }
+                    return End::Redirect(r.leader_addr);
+                }
+                Ok(Some(ControlMessage { body: Some(ControlBody::Rejected(r)) })) => {
+                    return End::Rejected(r.reason);
+                }
+                Ok(Some(ControlMessage { body: None })) => {
+                    debug!(control_plane = %addr, "ignoring empty control message");
+                }
+                Ok(None) => return closed(),
+                Err(source) => return End::Failed(Error::Stream { addr: addr.to_owned(), source }),
+            },
+            _ = heartbeat.tick() => {
+                seq += 1;
+                let msg = AgentMessage { body: Some(AgentBody::Heartbeat(Heartbeat { seq })) };
+                if tx.send(msg).await.is_err() {
+                    return closed();
+                }
+            }
+            changed = state.changed() => {
+                if changed.is_err() {
+                    // The scan loop owns the sender and never ends while `run` is running.
+                    return End::Failed(Error::ScannerStopped);
+                }
+                let current = state.borrow_and_update().clone();
+                let changes = diff(&sent, &current);
+                if changes.is_empty() {
+                    continue;
+                }
+                let update = AgentBody::Update(BackendUpdate {
+                    upserted: changes.upserted,
+                    removed: changes.removed,
+                });
+                if tx.send(AgentMessage { body: Some(update) }).await.is_err() {
+                    return closed();
+                }
+                sent = current;
+            }
+        }
+    }
+}
+
+/// The local address this host uses to reach the control plane, for Hello's `addresses`.
+///
+/// Connecting a UDP socket sends nothing; it only asks the kernel which source address it would use.
+async fn local_addresses(endpoint: &Endpoint) -> Vec<String> {
+    let uri = endpoint.uri();
+    let Some(host) = uri.host() else {
+        return Vec::new();
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let target: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            debug!(host = %host, error = %e, "cannot resolve control plane for local address");
+            return Vec::new();
+        }
+    };
+    let Some(target) = target.first() else {
+        return Vec::new();
+    };
+    let any = if target.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    let local = async {
+        let socket = tokio::net::UdpSocket::bind((any, 0)).await?;
+        socket.connect(target).await?;
+        socket.local_addr()
+    };
+    match local.await {
+        Ok(local) => vec![local.ip().to_string()],
+        Err(e) => {
+            debug!(error = %e, "cannot determine local address");
+            Vec::new()
+        }
+    }
+}
+
+/// Capped exponential backoff: `min`, doubling per failure up to `max`; `reset` after a healthy
+/// connection.
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(200), ms(10_000));
+        let got: Vec<u128> = (0..9).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(
+            got,
+            [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
+        b.reset();
+        assert_eq!(b.next_delay(), ms(200));
+    }
+}

@@ -1,0 +1,9 @@
+//! The `switchyard` binary's wiring, as a library so tests and benchmarks start the same thing.
+//!
+//! - [`up`]: every role in one process.
+//! - [`demo`]: the built-in `demo` model.
+//! - [`cli`]: argument parsing and the role subcommands.
+
+pub mod cli;
+pub mod demo;
+pub mod up;

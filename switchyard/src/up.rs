@@ -1,0 +1,189 @@
+//! `switchyard up`: a control plane, a node agent and an edge in one process, talking gRPC over
+//! loopback exactly as they do when run apart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_control_plane::state::{Command, EndpointSpec, Source};
+use switchyard_control_plane::{ControlPlane, service::agent::now_ms};
+use switchyard_node_agent::{Naming, ProbeTarget};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::demo;
+
+/// What `up` runs and where.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    /// Directory of the single voter's durable state.
+    pub data_dir: PathBuf,
+    /// Serve the built-in `demo` model.
+    pub demo: bool,
+    /// Run the node agent (probing `probes`).
+    pub agent: bool,
+    /// Servers the agent probes.
+    pub probes: Vec<ProbeTarget>,
+    /// Milliseconds between agent scans.
+    pub scan_interval_ms: u64,
+    /// Consecutive failed scans before a backend is reported gone.
+    pub fail_threshold: u32,
+    /// Name the agent reports this host under.
+    pub node_name: String,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("switchyard-data"),
+            demo: false,
+            agent: true,
+            probes: ProbeTarget::local_defaults(),
+            scan_interval_ms: 2_000,
+            fail_threshold: 2,
+            node_name: switchyard_node_agent::config::local_hostname(),
+        }
+    }
+}
+
+/// A running `up`: every role, and the addresses they serve.
+pub struct Up {
+    control_plane: ControlPlane,
+    edge_addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Up {
+    /// Starts all roles: the control plane on `grpc`, the edge on `edge`.
+    pub async fn start(
+        cfg: UpConfig,
+        edge: TcpListener,
+        grpc: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let cp_config = switchyard_control_plane::Config {
+            data_dir: cfg.data_dir.clone(),
+            ..Default::default()
+        };
+        let control_plane = ControlPlane::start(cp_config, grpc)
+            .await
+            .context("starting the control plane")?;
+        control_plane
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .context("waiting for the control plane to elect itself")?;
+        let grpc_url = format!("http://{}", control_plane.addr());
+        let (stop, stopped) = watch::channel(false);
+        let until_stop = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                // A dropped sender also means stop.
+                let _stopped = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = Vec::new();
+
+        if cfg.demo {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding the demo model")?;
+            let addr = listener.local_addr()?;
+            tasks.push(tokio::spawn({
+                let stop = until_stop();
+                async move { demo::run(listener, stop).await.context("demo model server") }
+            }));
+            let spec = EndpointSpec {
+                id: "demo".into(),
+                kind: "switchyard".into(),
+                base_url: format!("http://{addr}/v1"),
+                models: vec![demo::MODEL.into()],
+                weight: 1,
+                source: Source::Demo,
+            };
+            control_plane
+                .write(Command::PutEndpoint {
+                    spec,
+                    at_ms: now_ms(),
+                })
+                .await
+                .context("registering the demo model")?;
+        }
+
+        if cfg.agent {
+            let agent = switchyard_node_agent::Config {
+                control_plane: grpc_url.clone(),
+                node_name: cfg.node_name.clone(),
+                scan_interval_ms: cfg.scan_interval_ms,
+                targets: cfg.probes.clone(),
+                naming: Naming::Bare,
+                fail_threshold: cfg.fail_threshold,
+                ..Default::default()
+            };
+            agent.validate().context("node agent settings")?;
+            tasks.push(tokio::spawn({
+                let stop = until_stop();
+                async move {
+                    switchyard_node_agent::run(agent, stop)
+                        .await
+                        .context("node agent")
+                }
+            }));
+        }
+
+        let edge_addr = edge.local_addr()?;
+        let edge_config = switchyard_edge::Config {
+            control_plane: grpc_url,
+            edge_name: "up".into(),
+            table_cache: Some(cfg.data_dir.join("edge-table.pb")),
+            ..Default::default()
+        };
+        tasks.push(tokio::spawn({
+            let stop = until_stop();
+            async move {
+                switchyard_edge::run(edge_config, edge, stop)
+                    .await
+                    .context("edge")
+            }
+        }));
+        Ok(Self {
+            control_plane,
+            edge_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where the edge serves `/v1`.
+    pub fn edge_addr(&self) -> std::net::SocketAddr {
+        self.edge_addr
+    }
+
+    /// Where the control plane serves gRPC.
+    pub fn grpc_addr(&self) -> &str {
+        self.control_plane.addr()
+    }
+
+    /// Stops every role: edge, agent and demo first, the control plane last.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.send_replace(true);
+        let mut first_error = None;
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = format!("{e:#}"), "a role stopped with an error");
+                    first_error.get_or_insert(e);
+                }
+                Err(join) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a role panicked: {join}"));
+                }
+            }
+        }
+        self.control_plane
+            .stop()
+            .await
+            .context("stopping the control plane")?;
+        first_error.map_or(Ok(()), Err)
+    }
+}
