@@ -1,0 +1,155 @@
+//! Following the control plane's routing table: one long-lived gRPC watch, reconnected with
+//! capped exponential backoff; the last table keeps serving while the control plane is away.
+
+use std::time::Duration;
+
+use switchyard_proto::v1::WatchRoutingTableRequest;
+use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+use crate::cache;
+use crate::error::Error;
+use crate::state::EdgeState;
+
+/// First reconnect delay after the watch fails.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest reconnect delay: a control plane that comes back is noticed within this.
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Routing tables grow with models and endpoints; tonic's 4 MiB default is too tight for big sites.
+const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Capped exponential backoff: doubles from `start` up to `cap`, back to `start` on `reset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    start: Duration,
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// A backoff whose first delay is `start` and whose delays never exceed `cap`.
+    pub fn new(start: Duration, cap: Duration) -> Self {
+        Self {
+            start,
+            cap,
+            next: start.min(cap),
+        }
+    }
+
+    /// The delay to wait now; the following one doubles, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        delay
+    }
+
+    /// Starts over from the first delay (after a watch that worked).
+    pub fn reset(&mut self) {
+        self.next = self.start.min(self.cap);
+    }
+}
+
+/// Watches the control plane forever, installing each newer table into `state` and persisting it
+/// to the configured cache. Returns only when its task is aborted.
+pub async fn watch(state: EdgeState) {
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
+    loop {
+        match follow(&state, &mut backoff).await {
+            Ok(()) => {
+                info!(
+                    control_plane = %state.config().control_plane,
+                    "routing-table watch ended; reconnecting"
+                );
+            }
+            Err(e) => warn!(
+                control_plane = %state.config().control_plane,
+                held_version = state.table().map_or(0, |t| t.version),
+                error = %e,
+                cause = ?std::error::Error::source(&e),
+                "routing-table watch failed; serving the last table meanwhile"
+            ),
+        }
+        let delay = backoff.next_delay();
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            "waiting before reconnecting to the control plane"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Runs one watch stream until it ends or fails; resets `backoff` once a table arrives.
+async fn follow(state: &EdgeState, backoff: &mut Backoff) -> Result<(), Error> {
+    let cfg = state.config();
+    let connect_err = |source| Error::ControlPlaneConnect {
+        url: cfg.control_plane.clone(),
+        source,
+    };
+    let channel = Endpoint::from_shared(cfg.control_plane.clone())
+        .map_err(connect_err)?
+        .connect_timeout(cfg.connect_timeout())
+        // Keepalives notice a control plane that vanished without closing the connection.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(connect_err)?;
+    let mut client = EdgeServiceClient::new(channel).max_decoding_message_size(MAX_TABLE_BYTES);
+    let since_version = state.table().map_or(0, |t| t.version);
+    let request = WatchRoutingTableRequest {
+        since_version,
+        edge_name: cfg.edge_name.clone(),
+    };
+    let mut stream = client
+        .watch_routing_table(request)
+        .await
+        .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
+        .into_inner();
+    info!(control_plane = %cfg.control_plane, since_version, "watching routing table");
+    while let Some(wire) = stream
+        .message()
+        .await
+        .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
+    {
+        backoff.reset();
+        if !state.install_table(&wire) {
+            debug!(
+                version = wire.version,
+                "ignoring routing table that is not newer than the held one"
+            );
+            continue;
+        }
+        info!(
+            version = wire.version,
+            models = wire.models.len(),
+            endpoints = wire.endpoints.len(),
+            "installed routing table"
+        );
+        if let Some(path) = &cfg.table_cache
+            && let Err(e) = cache::store(path, &wire).await
+        {
+            warn!(
+                version = wire.version,
+                error = %e,
+                "cannot persist routing table; serving it anyway"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let delays: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}
