@@ -187,7 +187,7 @@ impl ControlPlane {
     pub async fn stop(self) -> Result<(), Error> {
         self.stop.send_replace(true);
         let served = self.server.await;
-        self.consensus.shutdown().await;
+        self.consensus.shutdown(Duration::from_secs(5)).await;
         match served {
             Ok(result) => result.map_err(Error::from),
             Err(join) => Err(Error::Raft(format!("grpc server task failed: {join}"))),

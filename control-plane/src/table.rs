@@ -27,6 +27,7 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
             // removals itself, and a control-plane restart must not empty the table. Probe
             // health arrives with the agent's richer reports.
             healthy: true,
+            ..Default::default()
         })
         .collect();
 
@@ -47,6 +48,7 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
                     endpoint_id: d.endpoint_id.clone(),
                     upstream_model: d.upstream_model.clone(),
                     weight: d.weight.max(1),
+                    ..Default::default()
                 });
             }
         }
@@ -69,6 +71,7 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
                     endpoint_id: endpoint.id.clone(),
                     upstream_model: model.clone(),
                     weight: endpoint.weight.max(1),
+                    ..Default::default()
                 });
             }
         }
@@ -81,6 +84,7 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
             .into_values()
             .filter(|m| !m.deployments.is_empty())
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -40,6 +40,13 @@ type TableStream = Pin<Box<dyn Stream<Item = Result<v1::RoutingTable, tonic::Sta
 impl EdgeService for FakeControlPlane {
     type WatchRoutingTableStream = TableStream;
 
+    async fn report_upstream_events(
+        &self,
+        _request: tonic::Request<v1::UpstreamEvents>,
+    ) -> Result<tonic::Response<v1::UpstreamEventsAck>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not part of this test"))
+    }
+
     async fn watch_routing_table(
         &self,
         request: tonic::Request<v1::WatchRoutingTableRequest>,

@@ -272,7 +272,7 @@ async fn session(
             },
             _ = heartbeat.tick() => {
                 seq += 1;
-                let msg = AgentMessage { body: Some(AgentBody::Heartbeat(Heartbeat { seq })) };
+                let msg = AgentMessage { body: Some(AgentBody::Heartbeat(Heartbeat { seq, gpus: Vec::new() })) };
                 if tx.send(msg).await.is_err() {
                     return closed();
                 }

@@ -55,12 +55,14 @@ async fn scan_finds_fake_ollama_and_vllm_but_not_closed_or_empty_servers() {
                 kind: "ollama".to_owned(),
                 base_url: format!("http://127.0.0.1:{}/v1", ollama.addr.port()),
                 models: vec!["llama3.2:latest".to_owned(), "qwen3:8b".to_owned()],
+                facts: None,
             },
             Backend {
                 id: format!("vllm-testnode-{vllm_port}"),
                 kind: "vllm".to_owned(),
                 base_url: format!("http://127.0.0.1:{vllm_port}/v1"),
                 models: vec!["Qwen/Qwen2.5-7B-Instruct".to_owned()],
+                facts: None,
             },
         ]
     );

@@ -125,7 +125,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged: Option<LogIdOf<TypeConfig>> = self.read_meta(LAST_PURGED)?;
         let last = self.last_entry()?.map(|e| e.log_id());
         Ok(LogState {
-            last_log_id: last.or_else(|| last_purged.clone()),
+            last_log_id: last.or(last_purged),
             last_purged_log_id: last_purged,
         })
     }

@@ -76,6 +76,7 @@ impl Default for Timing {
 #[derive(Clone)]
 pub struct Consensus {
     raft: Raft,
+    db: Arc<redb::Database>,
     state_machine: StateMachine,
     node_id: u64,
     addr: String,
@@ -101,7 +102,7 @@ impl Consensus {
         })?;
         let db = Arc::new(db);
         let log_store = LogStore::open(db.clone())?;
-        let state_machine = StateMachine::open(db)?;
+        let state_machine = StateMachine::open(db.clone())?;
         let config = openraft::Config {
             cluster_name: "switchyard".into(),
             heartbeat_interval: timing.heartbeat_ms,
@@ -122,6 +123,7 @@ impl Consensus {
         .map_err(|e| Error::Raft(e.to_string()))?;
         Ok(Self {
             raft,
+            db,
             state_machine,
             node_id,
             addr,
@@ -202,10 +204,22 @@ impl Consensus {
         RaftServiceServer::new(RaftServer::new(self.raft.clone()))
     }
 
-    /// Stops the raft node.
-    pub async fn shutdown(&self) {
+    /// Stops the raft node and waits, up to `timeout`, until every other holder of the
+    /// database (agent sessions finishing their last write) has let go, so the data directory
+    /// can be opened again at once.
+    pub async fn shutdown(self, timeout: Duration) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft node did not stop cleanly");
+        }
+        let db = Arc::downgrade(&self.db);
+        drop(self);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while db.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("the database is still in use after shutdown");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

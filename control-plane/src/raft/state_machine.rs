@@ -116,10 +116,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
         let applied = self.applied.lock().await;
-        Ok((
-            applied.last_applied.clone(),
-            applied.last_membership.clone(),
-        ))
+        Ok((applied.last_applied, applied.last_membership.clone()))
     }
 
     async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
@@ -130,7 +127,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let revision = applied.state.revision;
         let mut responders = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
-            applied.last_applied = Some(entry.log_id.clone());
+            applied.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
                 EntryPayload::Normal(command) => applied.state.apply(command),
                 EntryPayload::Membership(membership) => {
@@ -168,7 +165,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let mut installed: Applied = decode(&snapshot)?;
-        installed.last_applied = meta.last_log_id.clone();
+        installed.last_applied = meta.last_log_id;
         installed.last_membership = meta.last_membership.clone();
         write(
             &self.db,

@@ -16,11 +16,11 @@ fn fail(e: impl std::error::Error + 'static) -> StorageError<TypeConfig> {
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
-        let dir = TempDir::new().map_err(|e| fail(e))?;
-        let db = redb::Database::create(dir.path().join("raft.redb")).map_err(|e| fail(e))?;
+        let dir = TempDir::new().map_err(fail)?;
+        let db = redb::Database::create(dir.path().join("raft.redb")).map_err(fail)?;
         let db = Arc::new(db);
-        let log = LogStore::open(db.clone()).map_err(|e| fail(e))?;
-        let sm = StateMachine::open(db).map_err(|e| fail(e))?;
+        let log = LogStore::open(db.clone()).map_err(fail)?;
+        let sm = StateMachine::open(db).map_err(fail)?;
         Ok((dir, log, sm))
     }
 }

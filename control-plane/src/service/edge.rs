@@ -7,7 +7,9 @@ use std::pin::Pin;
 
 use futures::Stream;
 use switchyard_proto::v1::edge_service_server::EdgeService;
-use switchyard_proto::v1::{RoutingTable, WatchRoutingTableRequest};
+use switchyard_proto::v1::{
+    RoutingTable, UpstreamEvents, UpstreamEventsAck, WatchRoutingTableRequest,
+};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -59,5 +61,14 @@ impl EdgeService for EdgeServer {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_upstream_events(
+        &self,
+        _request: Request<UpstreamEvents>,
+    ) -> Result<Response<UpstreamEventsAck>, Status> {
+        Err(Status::unimplemented(
+            "cooldown reports are not accepted yet",
+        ))
     }
 }

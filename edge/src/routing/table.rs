@@ -106,6 +106,7 @@ mod tests {
                 source: "discovered".into(),
                 node: "gpu01".into(),
                 healthy: true,
+                ..Default::default()
             }],
             models: vec![v1::ModelRoute {
                 name: "llama3".into(),
@@ -114,16 +115,19 @@ mod tests {
                         endpoint_id: "ollama".into(),
                         upstream_model: "llama3:8b".into(),
                         weight: 1,
+                        ..Default::default()
                     },
                     v1::Deployment {
                         endpoint_id: "gone".into(),
                         upstream_model: "llama3".into(),
                         weight: 1,
+                        ..Default::default()
                     },
                 ],
                 created: 1_700_000_000,
                 owned_by: "ollama".into(),
             }],
+            ..Default::default()
         };
         let table = RoutingTable::compile(&wire);
         assert_eq!(table.version, 7);

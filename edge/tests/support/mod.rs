@@ -45,6 +45,7 @@ impl TableBuilder {
             source: "config".into(),
             node: String::new(),
             healthy,
+            ..Default::default()
         });
         self
     }
@@ -59,6 +60,7 @@ impl TableBuilder {
                     endpoint_id: (*endpoint).into(),
                     upstream_model: (*upstream).into(),
                     weight: 1,
+                    ..Default::default()
                 })
                 .collect(),
             created: 1_700_000_000,

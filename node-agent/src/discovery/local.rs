@@ -41,6 +41,7 @@ impl Scanner {
                     kind: target.kind.as_str().to_owned(),
                     base_url: target.base_url(),
                     models,
+                    facts: None,
                 }),
                 Err(error) => {
                     // Most targets are simply not running; that is normal, so keep it quiet.
@@ -96,7 +97,7 @@ pub fn backend_ids(targets: &[ProbeTarget], naming: Naming, node_name: &str) -> 
 }
 
 /// What to tell the control plane after a scan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     /// Backends that are new, or whose kind, URL or model list changed.
     pub upserted: Vec<Backend>,
@@ -205,6 +206,7 @@ mod tests {
             kind: "ollama".to_owned(),
             base_url: format!("http://{id}:11434/v1"),
             models: models.iter().map(|m| m.to_string()).collect(),
+            facts: None,
         }
     }
 
