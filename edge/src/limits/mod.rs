@@ -1,0 +1,331 @@
+//! Cluster-wide limits at the edge: spend leased capacity locally, refill in the background.
+//!
+//! - [`budget`]: one windowed limit's local slice (pure).
+//! - [`slots`]: concurrency slots held from the leader (pure).
+//! - [`client`]: the `LeaseService` client that follows the leader.
+//!
+//! Steady-state admission is a map lookup and a subtraction under a short lock; the leader is
+//! asked only when a slice runs low (in the background) or is empty (then the request waits for
+//! one round trip). With no leader reachable, each edge spends only its even share of the
+//! window, so traffic keeps flowing and the edges together stay near the limit.
+
+pub mod budget;
+pub mod client;
+pub mod slots;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use budget::{Budget, Grant, Take};
+use client::LeaseClient;
+use slots::{SlotTake, Slots};
+
+/// Ask for enough to last this long at the current rate.
+const REFILL_HORIZON: Duration = Duration::from_secs(2);
+/// How long concurrency slots are held without renewal.
+const SLOT_TTL: Duration = Duration::from_secs(3);
+/// How often held slots are renewed (and slots no longer needed given back).
+const SLOT_RENEW: Duration = Duration::from_millis(250);
+
+/// One windowed limit as the routing table states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowLimit {
+    /// Ledger key, e.g. `key:<id>:rpm`.
+    pub key: String,
+    /// Units per window.
+    pub limit: u64,
+    /// Window length.
+    pub window: Duration,
+}
+
+impl WindowLimit {
+    /// `limit` requests or tokens per minute under `key`.
+    pub fn per_minute(key: String, limit: u64) -> Self {
+        Self {
+            key,
+            limit,
+            window: Duration::from_secs(60),
+        }
+    }
+
+    /// `limit` per day under `key`.
+    pub fn per_day(key: String, limit: u64) -> Self {
+        Self {
+            key,
+            limit,
+            window: Duration::from_secs(86_400),
+        }
+    }
+
+    fn window_ms(&self) -> u64 {
+        u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A request refused by a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// Which limit.
+    pub key: String,
+    /// When to try again.
+    pub retry_after: Duration,
+}
+
+/// What a limit looked like after admission, for `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Units per window.
+    pub limit: u64,
+    /// Units left in the window, cluster-wide estimate.
+    pub remaining: u64,
+    /// Time until the window resets.
+    pub reset: Duration,
+}
+
+/// The edge's limiter: leased budgets and slots, shared by all requests.
+#[derive(Clone)]
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: LeaseClient,
+    budgets: Mutex<HashMap<String, Budget>>,
+    refilling: Mutex<HashSet<String>>,
+    slots: Mutex<HashMap<String, Slots>>,
+}
+
+impl Limiter {
+    /// A limiter leasing from the control plane at `control_plane` as `edge_name`. Starts the
+    /// slot renewal task on the current runtime.
+    pub fn new(control_plane: String, edge_name: String) -> Self {
+        let limiter = Self {
+            inner: Arc::new(Inner {
+                client: LeaseClient::new(control_plane, edge_name),
+                budgets: Mutex::new(HashMap::new()),
+                refilling: Mutex::new(HashSet::new()),
+                slots: Mutex::new(HashMap::new()),
+            }),
+        };
+        let weak = Arc::downgrade(&limiter.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SLOT_RENEW);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Limiter { inner }.renew_slots().await;
+            }
+        });
+        limiter
+    }
+
+    /// Takes `cost` units of `limit`, waiting for one lease round trip when the local slice is
+    /// empty.
+    pub async fn admit(&self, limit: &WindowLimit, cost: u64) -> Result<Quota, Limited> {
+        for _ in 0..3 {
+            let now = now_ms();
+            let take = self.budget(limit, |b| b.take(cost, now));
+            match take {
+                Take::Admitted => {
+                    let refill = self.budget(limit, |b| b.wants_refill());
+                    if refill {
+                        self.refill_in_background(limit.clone());
+                    }
+                    return Ok(self.quota(limit, now));
+                }
+                Take::Exhausted { retry_at_ms } => return Err(limited(limit, retry_at_ms, now)),
+                Take::NeedLease => {
+                    if !self.refill(limit, cost).await {
+                        // No leader: spend this edge's share of the window.
+                        let take = self.budget(limit, |b| b.take_unleased(cost, now));
+                        return match take {
+                            Take::Admitted => Ok(self.quota(limit, now)),
+                            Take::Exhausted { retry_at_ms } => Err(limited(limit, retry_at_ms, now)),
+                            Take::NeedLease => Err(limited(limit, now + 1_000, now)),
+                        };
+                    }
+                }
+            }
+        }
+        // Grants kept arriving too small for `cost`; tell the client to come back shortly.
+        Err(Limited {
+            key: limit.key.clone(),
+            retry_after: Duration::from_secs(1),
+        })
+    }
+
+    /// Corrects a token reservation with the real usage.
+    pub fn settle(&self, limit: &WindowLimit, reserved: u64, actual: u64) {
+        let now = now_ms();
+        self.budget(limit, |b| b.settle(reserved, actual, now));
+    }
+
+    /// The current quota of `limit` without spending.
+    pub fn quota(&self, limit: &WindowLimit, now: u64) -> Quota {
+        let (limit_units, remaining, reset_ms) = self.budget(limit, |b| b.headers(now));
+        Quota {
+            limit: limit_units,
+            remaining,
+            reset: Duration::from_millis(reset_ms),
+        }
+    }
+
+    /// Holds one of `cap` concurrency slots of `key` until the guard drops.
+    pub async fn acquire_slot(&self, key: &str, cap: u32) -> Result<SlotGuard, Limited> {
+        let now = now_ms();
+        let want = match self.slots_of(key, cap, |s| s.take(now)) {
+            SlotTake::Taken => {
+                return Ok(SlotGuard {
+                    limiter: self.clone(),
+                    key: key.to_string(),
+                });
+            }
+            SlotTake::NeedMore { want } => want,
+        };
+        match self.inner.client.hold_slots(key, want, cap, SLOT_TTL).await {
+            Ok(grant) => {
+                let taken = self.slots_of(key, cap, |s| {
+                    s.grant(grant, now);
+                    s.take(now)
+                });
+                match taken {
+                    SlotTake::Taken => Ok(SlotGuard {
+                        limiter: self.clone(),
+                        key: key.to_string(),
+                    }),
+                    SlotTake::NeedMore { .. } => Err(Limited {
+                        key: key.to_string(),
+                        retry_after: Duration::from_secs(1),
+                    }),
+                }
+            }
+            Err(e) => {
+                // Without a leader no slot can be proven free; refuse rather than exceed the cap.
+                tracing::warn!(limit = %key, error = %e, "cannot lease a concurrency slot");
+                Err(Limited {
+                    key: key.to_string(),
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+        }
+    }
+
+    fn release_slot(&self, key: &str) {
+        if let Some(slots) = lock(&self.inner.slots).get_mut(key) {
+            slots.release();
+        }
+    }
+
+    async fn renew_slots(&self) {
+        let now = now_ms();
+        let due: Vec<(String, u32, u32)> = lock(&self.inner.slots)
+            .iter()
+            .filter_map(|(key, s)| s.renewal(now).map(|want| (key.clone(), want, s.cap())))
+            .collect();
+        for (key, want, cap) in due {
+            match self.inner.client.hold_slots(&key, want, cap, SLOT_TTL).await {
+                Ok(grant) => {
+                    if let Some(slots) = lock(&self.inner.slots).get_mut(&key) {
+                        slots.grant(grant, now);
+                    }
+                }
+                Err(e) => tracing::debug!(limit = %key, error = %e, "slot renewal failed"),
+            }
+        }
+    }
+
+    /// Asks the leader for more of `limit`; false when no leader answered.
+    async fn refill(&self, limit: &WindowLimit, at_least: u64) -> bool {
+        let now = now_ms();
+        let horizon = u64::try_from(REFILL_HORIZON.as_millis()).unwrap_or(u64::MAX);
+        let want = self.budget(limit, |b| b.ask(now, horizon, at_least));
+        match self
+            .inner
+            .client
+            .window(&limit.key, want, limit.limit, limit.window_ms())
+            .await
+        {
+            Ok(grant) => {
+                self.budget(limit, |b| b.add(grant, now_ms()));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(limit = %limit.key, error = %e, "cannot lease capacity; spending this edge's share");
+                false
+            }
+        }
+    }
+
+    fn refill_in_background(&self, limit: WindowLimit) {
+        if !lock(&self.inner.refilling).insert(limit.key.clone()) {
+            return;
+        }
+        let limiter = self.clone();
+        tokio::spawn(async move {
+            limiter.refill(&limit, 1).await;
+            lock(&limiter.inner.refilling).remove(&limit.key);
+        });
+    }
+
+    fn budget<T>(&self, limit: &WindowLimit, f: impl FnOnce(&mut Budget) -> T) -> T {
+        let mut budgets = lock(&self.inner.budgets);
+        let budget = budgets
+            .entry(limit.key.clone())
+            .or_insert_with(|| Budget::new(limit.limit, limit.window_ms()));
+        if budget.limit() != limit.limit {
+            budget.set_limit(limit.limit);
+        }
+        f(budget)
+    }
+
+    fn slots_of<T>(&self, key: &str, cap: u32, f: impl FnOnce(&mut Slots) -> T) -> T {
+        let mut slots = lock(&self.inner.slots);
+        let entry = slots.entry(key.to_string()).or_insert_with(|| Slots::new(cap));
+        entry.set_cap(cap);
+        f(entry)
+    }
+}
+
+/// One concurrency slot, released on drop.
+pub struct SlotGuard {
+    limiter: Limiter,
+    key: String,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.limiter.release_slot(&self.key);
+    }
+}
+
+fn limited(limit: &WindowLimit, retry_at_ms: u64, now: u64) -> Limited {
+    Limited {
+        key: limit.key.clone(),
+        retry_after: Duration::from_millis(retry_at_ms.saturating_sub(now).max(1)),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain counters behind; they are still usable.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Milliseconds since the Unix epoch; windows are aligned to wall-clock time on every edge.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl From<switchyard_proto::v1::LeaseReply> for Grant {
+    fn from(reply: switchyard_proto::v1::LeaseReply) -> Self {
+        Grant {
+            amount: reply.amount,
+            window_start_ms: u64::try_from(reply.window_start_ms).unwrap_or(0),
+            window_end_ms: u64::try_from(reply.window_end_ms).unwrap_or(0),
+            remaining: reply.remaining,
+            edges: reply.edges,
+        }
+    }
+}
