@@ -1,5 +1,7 @@
-//! The edge's configuration: where the control plane is, where to cache the table, limits and timeouts.
+//! The edge's configuration: where the control plane is, where to cache the table, auth posture,
+//! limits and timeouts.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +31,53 @@ pub struct Config {
     /// Time allowed from sending a request upstream until its response headers arrive,
     /// in milliseconds; the body that follows has no deadline (streams run long). Default 120000.
     pub first_byte_timeout_ms: u64,
+    /// Overall deadline for one request across all its attempts until the first byte reaches
+    /// the client, in milliseconds; the table's `settings.timeout_ms` overrides it. Default 600000.
+    pub request_timeout_ms: u64,
+    /// Longest silence allowed between two chunks of an upstream body once it started, in
+    /// milliseconds; a stream that stalls longer ends with an error event. Default 300000.
+    pub stream_idle_timeout_ms: u64,
+    /// Largest upstream response body relayed, in bytes; a larger one is cut off (streams end
+    /// with an error event, non-streaming answers fail over). Default 64 MiB.
+    pub max_response_bytes: usize,
+    /// A client key accepted besides the table's keys, for first use before any key exists
+    /// (env `SWITCHYARD_BOOTSTRAP_KEY` in the binary). Default none.
+    pub bootstrap_key: Option<Secret>,
+    /// Serve without client keys even on a non-loopback address (while the table holds no keys
+    /// and no bootstrap key is set). Default false: such an edge refuses to start.
+    pub insecure_no_auth: bool,
+}
+
+/// A secret string whose `Debug` shows only its last four characters.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tail: String = self
+            .0
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        write!(f, "****{tail}")
+    }
 }
 
 impl Default for Config {
@@ -40,6 +89,11 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             connect_timeout_ms: 2_000,
             first_byte_timeout_ms: 120_000,
+            request_timeout_ms: 600_000,
+            stream_idle_timeout_ms: 300_000,
+            max_response_bytes: 64 * 1024 * 1024,
+            bootstrap_key: None,
+            insecure_no_auth: false,
         }
     }
 }
@@ -79,7 +133,49 @@ impl Config {
                 "must be greater than 0".to_owned(),
             ));
         }
+        for (field, value) in [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("stream_idle_timeout_ms", self.stream_idle_timeout_ms),
+            ("max_response_bytes", self.max_response_bytes as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0".to_owned()));
+            }
+        }
+        if let Some(key) = &self.bootstrap_key {
+            crate::auth::check_format(key.expose()).map_err(|reason| {
+                invalid(
+                    "bootstrap_key",
+                    format!("{reason}; client keys look like sy_live_<random> or sy_test_<random>"),
+                )
+            })?;
+        }
         Ok(())
+    }
+
+    /// Checks that serving on `addr` is safe: a non-loopback edge needs a bootstrap key (the
+    /// table's keys arrive later) unless `insecure_no_auth` is set.
+    pub fn validate_listen(&self, addr: std::net::SocketAddr) -> Result<(), Error> {
+        if addr.ip().is_loopback() || self.bootstrap_key.is_some() || self.insecure_no_auth {
+            return Ok(());
+        }
+        Err(Error::InvalidConfig {
+            field: "bootstrap_key",
+            reason: format!(
+                "the edge listens on {addr}, which is not loopback, and no client key is configured; \
+                 set a bootstrap key (SWITCHYARD_BOOTSTRAP_KEY) or pass --insecure-no-auth"
+            ),
+        })
+    }
+
+    /// [`Config::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// [`Config::stream_idle_timeout_ms`] as a duration.
+    pub fn stream_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_idle_timeout_ms)
     }
 
     /// [`Config::connect_timeout_ms`] as a duration.
@@ -147,6 +243,27 @@ mod tests {
                     ..Config::default()
                 },
             ),
+            (
+                "request_timeout_ms",
+                Config {
+                    request_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_response_bytes",
+                Config {
+                    max_response_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "bootstrap_key",
+                Config {
+                    bootstrap_key: Some(Secret::new("hunter2")),
+                    ..Config::default()
+                },
+            ),
         ];
         for (field, cfg) in cases {
             match cfg.validate() {
@@ -154,6 +271,37 @@ mod tests {
                 other => panic!("{field}: expected InvalidConfig, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn non_loopback_needs_a_key_or_the_insecure_flag() {
+        let public: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let open = Config::default();
+        assert!(open.validate_listen(local).is_ok());
+        assert!(matches!(
+            open.validate_listen(public),
+            Err(Error::InvalidConfig {
+                field: "bootstrap_key",
+                ..
+            })
+        ));
+        let keyed = Config {
+            bootstrap_key: Some(Secret::new("sy_live_abcdefghijklmnop")),
+            ..Config::default()
+        };
+        assert!(keyed.validate_listen(public).is_ok());
+        let insecure = Config {
+            insecure_no_auth: true,
+            ..Config::default()
+        };
+        assert!(insecure.validate_listen(public).is_ok());
+    }
+
+    #[test]
+    fn secret_debug_hides_all_but_the_tail() {
+        let s = Secret::new("sy_live_supersecretvalue");
+        assert_eq!(format!("{s:?}"), "****alue");
     }
 
     #[test]

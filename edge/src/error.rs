@@ -81,6 +81,52 @@ pub enum ApiError {
     /// `model` is absent or not a string.
     #[error("you must provide a model parameter as a string")]
     MissingModel,
+    /// A parameter the endpoint requires is absent or of the wrong type.
+    #[error("missing required parameter: '{param}'")]
+    MissingParam {
+        /// The parameter's name.
+        param: &'static str,
+    },
+    /// A parameter has a value the edge cannot serve.
+    #[error("{message}")]
+    InvalidParam {
+        /// The parameter's name.
+        param: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
+    /// No key was presented.
+    #[error("missing API key: send it as `Authorization: Bearer sy_live_...`")]
+    AuthMissing,
+    /// The presented credential is not a Switchyard key.
+    #[error(
+        "malformed API key: Switchyard keys are sent as `Authorization: Bearer sy_live_...` (or sy_test_...)"
+    )]
+    AuthMalformed,
+    /// No key with that secret exists.
+    #[error("incorrect API key provided")]
+    AuthUnknown,
+    /// The key was revoked.
+    #[error("this API key has been revoked")]
+    AuthRevoked,
+    /// The key expired.
+    #[error("this API key expired (at unix ms {at_ms})")]
+    AuthExpired {
+        /// When it expired, unix ms.
+        at_ms: i64,
+    },
+    /// The key may not use this model.
+    #[error("this API key is not allowed to use model `{model}`")]
+    ModelNotAllowed {
+        /// The name the client asked for.
+        model: String,
+    },
+    /// The key has too many requests in flight.
+    #[error("too many concurrent requests for this API key (limit {limit})")]
+    KeyConcurrency {
+        /// The key's limit.
+        limit: u32,
+    },
     /// No model group of that name exists in the routing table.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound {
@@ -90,6 +136,14 @@ pub enum ApiError {
     /// The edge has not received a routing table yet.
     #[error("the gateway has no routing table yet; retry shortly")]
     NoRoutingTable,
+    /// Every upstream for the model is cooling down after rate limits.
+    #[error("every upstream for model `{model}` is rate limited; retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// The public model name.
+        model: String,
+        /// Milliseconds until the first upstream is usable again.
+        retry_after_ms: u64,
+    },
     /// Every candidate upstream failed before sending a byte.
     #[error("no upstream could serve model `{model}` after {attempts} attempt(s)")]
     UpstreamUnavailable {
@@ -97,6 +151,34 @@ pub enum ApiError {
         model: String,
         /// How many upstreams were tried.
         attempts: usize,
+    },
+    /// No upstream can be tried at all (every one is cooling down after failures).
+    #[error(
+        "no upstream is available for model `{model}` right now; retry after {retry_after_ms} ms"
+    )]
+    NoUpstreamAvailable {
+        /// The public model name.
+        model: String,
+        /// Milliseconds until the first upstream is usable again.
+        retry_after_ms: u64,
+    },
+    /// Every attempt timed out, or the request's deadline passed.
+    #[error("upstreams for model `{model}` did not answer in time after {attempts} attempt(s)")]
+    UpstreamTimeout {
+        /// The public model name.
+        model: String,
+        /// How many upstreams were tried.
+        attempts: usize,
+    },
+    /// The prompt is larger than every deployment's context window.
+    #[error(
+        "the prompt (about {estimate} tokens) exceeds the context window of every deployment of `{model}`"
+    )]
+    ContextTooLong {
+        /// The public model name.
+        model: String,
+        /// The edge's token estimate.
+        estimate: u64,
     },
     /// No route matches the path.
     #[error("Invalid URL ({method} {path})")]
@@ -118,7 +200,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// HTTP status, OpenAI error type, offending parameter and machine-readable code.
-    fn parts(
+    pub fn parts(
         &self,
     ) -> (
         StatusCode,
@@ -127,6 +209,7 @@ impl ApiError {
         Option<&'static str>,
     ) {
         const INVALID: &str = "invalid_request_error";
+        const AUTH: &str = "authentication_error";
         match self {
             Self::BodyTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -136,13 +219,67 @@ impl ApiError {
             ),
             Self::BodyUnreadable => (StatusCode::BAD_REQUEST, INVALID, None, None),
             Self::InvalidJson { .. } | Self::NotAnObject => {
-                (StatusCode::BAD_REQUEST, INVALID, None, None)
+                (StatusCode::BAD_REQUEST, INVALID, None, Some("invalid_json"))
             }
             Self::MissingModel => (StatusCode::BAD_REQUEST, INVALID, Some("model"), None),
+            Self::MissingParam { param } => (
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some(param),
+                Some("missing_required_parameter"),
+            ),
+            Self::InvalidParam { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some(param),
+                Some("unsupported_parameter"),
+            ),
+            Self::AuthMissing => (
+                StatusCode::UNAUTHORIZED,
+                AUTH,
+                None,
+                Some("missing_api_key"),
+            ),
+            Self::AuthMalformed => (
+                StatusCode::UNAUTHORIZED,
+                AUTH,
+                None,
+                Some("malformed_api_key"),
+            ),
+            Self::AuthUnknown => (
+                StatusCode::UNAUTHORIZED,
+                AUTH,
+                None,
+                Some("invalid_api_key"),
+            ),
+            Self::AuthRevoked => (
+                StatusCode::UNAUTHORIZED,
+                AUTH,
+                None,
+                Some("revoked_api_key"),
+            ),
+            Self::AuthExpired { .. } => (
+                StatusCode::UNAUTHORIZED,
+                AUTH,
+                None,
+                Some("expired_api_key"),
+            ),
+            Self::ModelNotAllowed { .. } => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                Some("model"),
+                Some("model_not_allowed"),
+            ),
+            Self::KeyConcurrency { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                None,
+                Some("concurrency_limit_exceeded"),
+            ),
             Self::ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,
                 INVALID,
-                None,
+                Some("model"),
                 Some("model_not_found"),
             ),
             Self::NoRoutingTable => (
@@ -151,30 +288,85 @@ impl ApiError {
                 None,
                 Some("no_routing_table"),
             ),
+            Self::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
             Self::UpstreamUnavailable { .. } => (
                 StatusCode::BAD_GATEWAY,
                 "api_error",
                 None,
                 Some("upstream_unavailable"),
             ),
-            Self::UnknownRoute { .. } => (StatusCode::NOT_FOUND, INVALID, None, None),
+            Self::NoUpstreamAvailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                None,
+                Some("no_upstream_available"),
+            ),
+            Self::UpstreamTimeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                None,
+                Some("upstream_timeout"),
+            ),
+            Self::ContextTooLong { .. } => (
+                StatusCode::BAD_REQUEST,
+                INVALID,
+                Some("messages"),
+                Some("context_length_exceeded"),
+            ),
+            Self::UnknownRoute { .. } => {
+                (StatusCode::NOT_FOUND, INVALID, None, Some("unknown_url"))
+            }
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, INVALID, None, None),
         }
     }
+
+    /// Milliseconds a client should wait before retrying, for errors that say so.
+    fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_ms, .. }
+            | Self::NoUpstreamAvailable { retry_after_ms, .. } => Some(*retry_after_ms),
+            Self::KeyConcurrency { .. } => Some(1_000),
+            _ => None,
+        }
+    }
+}
+
+/// The OpenAI error object for `message`, as bytes (used for bodies and stream error events).
+pub fn error_json(
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> serde_json::Value {
+    json!({
+        "error": {
+            "message": message,
+            "type": kind,
+            "param": param,
+            "code": code,
+        }
+    })
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, param, code) = self.parts();
-        let body = json!({
-            "error": {
-                "message": self.to_string(),
-                "type": kind,
-                "param": param,
-                "code": code,
-            }
-        });
-        (status, Json(body)).into_response()
+        let body = error_json(&self.to_string(), kind, param, code);
+        let mut response = (status, Json(body)).into_response();
+        if let Some(ms) = self.retry_after_ms() {
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(ms.div_ceil(1_000).max(1)),
+            );
+            headers.insert("retry-after-ms", http::HeaderValue::from(ms));
+        }
+        response
     }
 }
 
@@ -200,7 +392,7 @@ mod tests {
             json!({"error": {
                 "message": "The model `x` does not exist or you do not have access to it.",
                 "type": "invalid_request_error",
-                "param": null,
+                "param": "model",
                 "code": "model_not_found",
             }})
         );
@@ -212,5 +404,56 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["param"], "model");
         assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+
+    #[tokio::test]
+    async fn statuses_and_types() {
+        // (error, status, type)
+        let cases = [
+            (ApiError::AuthMissing, 401, "authentication_error"),
+            (ApiError::AuthRevoked, 401, "authentication_error"),
+            (
+                ApiError::ModelNotAllowed { model: "m".into() },
+                403,
+                "permission_error",
+            ),
+            (
+                ApiError::RateLimited {
+                    model: "m".into(),
+                    retry_after_ms: 1500,
+                },
+                429,
+                "rate_limit_error",
+            ),
+            (
+                ApiError::UpstreamTimeout {
+                    model: "m".into(),
+                    attempts: 2,
+                },
+                504,
+                "timeout_error",
+            ),
+            (
+                ApiError::BodyTooLarge { limit: 1 },
+                413,
+                "invalid_request_error",
+            ),
+        ];
+        for (err, status, kind) in cases {
+            let (got_status, body) = render(err).await;
+            assert_eq!(got_status.as_u16(), status);
+            assert_eq!(body["error"]["type"], kind);
+        }
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after_rounded_up() {
+        let resp = ApiError::RateLimited {
+            model: "m".into(),
+            retry_after_ms: 1500,
+        }
+        .into_response();
+        assert_eq!(resp.headers()["retry-after"], "2");
+        assert_eq!(resp.headers()["retry-after-ms"], "1500");
     }
 }

@@ -1,17 +1,21 @@
 //! Switchyard's edge: the stateless OpenAI-compatible `/v1` data plane. It follows the control
 //! plane's routing table and forwards each request to an upstream that serves its model.
 //!
-//! - [`config`]: what an edge is told ([`Config`]).
+//! - [`config`]: what an edge is told ([`Config`]); [`auth`]: client keys.
 //! - [`state`]: what handlers share ([`EdgeState`]), including the current table.
 //! - [`watch`]: following the control plane's table; [`cache`]: persisting it.
 //! - [`routing`]: the compiled table and the pure [`routing::pick`].
 //! - [`upstream`]: the request body rewrite and the upstream HTTP client.
 //! - [`routes`]: one file per HTTP endpoint, assembled by [`app`].
+//! - [`metrics`]: Prometheus metrics; [`report`]: cooldown reports to the control plane.
 //! - [`error`]: [`Error`] for running, [`ApiError`] for clients.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod metrics;
+pub mod report;
 pub mod routes;
 pub mod routing;
 pub mod state;
@@ -21,7 +25,7 @@ pub mod watch;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::Config;
 pub use error::{ApiError, Error};
@@ -36,7 +40,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     cfg.validate()?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    cfg.validate_listen(addr)?;
     let state = EdgeState::new(cfg)?;
+    if state.bootstrap().is_none() && state.table().is_none_or(|t| t.keys.is_empty()) {
+        warn!(
+            addr = %addr,
+            "NO CLIENT KEYS ARE CONFIGURED: /v1 serves WITHOUT AUTHENTICATION until the cluster \
+             has a key; create one or set SWITCHYARD_BOOTSTRAP_KEY"
+        );
+    }
     let watcher = tokio::spawn(watch::watch(state.clone()));
     info!(
         addr = ?listener.local_addr().ok(),

@@ -1,15 +1,20 @@
-//! What every request handler shares: config, the current routing table and the upstream client.
+//! What every request handler shares: config, the current routing table, the upstream client,
+//! metrics and the cooldown reporter.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwapOption;
 use switchyard_proto::v1;
 use tracing::{info, warn};
 
+use crate::auth::{self, KeyHash};
 use crate::cache;
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
 
@@ -24,19 +29,25 @@ struct Inner {
     cfg: Config,
     table: ArcSwapOption<RoutingTable>,
     upstream: UpstreamClient,
-    turn: AtomicUsize,
+    bootstrap: Option<KeyHash>,
+    metrics: Metrics,
+    reporter: OnceLock<Reporter>,
+    key_in_flight: Mutex<HashMap<Arc<str>, Arc<AtomicU32>>>,
 }
 
 impl EdgeState {
     /// Builds the state with no table, then installs the table from `cfg.table_cache` when that
     /// file exists and decodes (a bad cache is logged and skipped: the control plane will resend).
     pub fn new(cfg: Config) -> Result<Self, Error> {
-        let upstream = UpstreamClient::new(cfg.connect_timeout(), cfg.first_byte_timeout())?;
+        let upstream = UpstreamClient::new(cfg.connect_timeout())?;
         let state = Self {
             inner: Arc::new(Inner {
                 table: ArcSwapOption::empty(),
                 upstream,
-                turn: AtomicUsize::new(0),
+                bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
+                metrics: Metrics::default(),
+                reporter: OnceLock::new(),
+                key_in_flight: Mutex::default(),
                 cfg,
             }),
         };
@@ -58,19 +69,26 @@ impl EdgeState {
     }
 
     /// Compiles and installs `wire` if it is newer than the held table; returns whether it was.
+    /// A table from a different cluster (`cluster_id` changed) replaces the held one whatever
+    /// its version.
     pub fn install_table(&self, wire: &v1::RoutingTable) -> bool {
-        let compiled = Arc::new(RoutingTable::compile(wire));
         let mut installed = false;
         self.inner.table.rcu(|current| match current {
-            Some(held) if held.version >= compiled.version => {
+            Some(held)
+                if held.version >= wire.version
+                    && (held.cluster_id == wire.cluster_id || wire.cluster_id.is_empty()) =>
+            {
                 installed = false;
                 Some(Arc::clone(held))
             }
             _ => {
                 installed = true;
-                Some(Arc::clone(&compiled))
+                Some(Arc::new(RoutingTable::compile(wire, current.as_deref())))
             }
         });
+        if installed {
+            self.inner.metrics.set_table_version(wire.version);
+        }
         installed
     }
 
@@ -89,9 +107,59 @@ impl EdgeState {
         &self.inner.upstream
     }
 
-    /// A counter that advances per request, so `pick` rotates among equal upstreams.
-    pub(crate) fn next_turn(&self) -> usize {
-        self.inner.turn.fetch_add(1, Ordering::Relaxed)
+    /// The bootstrap key's hash, when one is configured.
+    pub fn bootstrap(&self) -> Option<&KeyHash> {
+        self.inner.bootstrap.as_ref()
+    }
+
+    /// The edge's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Queues a cooldown report to the control plane (starting the reporter on first use).
+    pub fn report(&self, cooldown: v1::Cooldown) {
+        let cfg = &self.inner.cfg;
+        self.inner
+            .reporter
+            .get_or_init(|| {
+                Reporter::spawn(
+                    cfg.control_plane.clone(),
+                    cfg.edge_name.clone(),
+                    cfg.connect_timeout(),
+                )
+            })
+            .report(cooldown);
+    }
+
+    /// Takes one of a key's `limit` concurrent slots; `None` when all are taken.
+    pub(crate) fn acquire_key_slot(&self, key_id: &Arc<str>, limit: u32) -> Option<KeySlot> {
+        let counter = {
+            let mut map = self
+                .inner
+                .key_in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(key_id.clone()).or_default().clone()
+        };
+        let taken = counter.fetch_add(1, Ordering::AcqRel);
+        if taken >= limit {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(KeySlot { counter })
+    }
+}
+
+/// One of a client key's concurrent-request slots; freed on drop.
+#[derive(Debug)]
+pub struct KeySlot {
+    counter: Arc<AtomicU32>,
+}
+
+impl Drop for KeySlot {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -120,5 +188,23 @@ mod tests {
             );
             assert_eq!(state.table().map(|t| t.version), Some(held));
         }
+        let mut other = wire(1);
+        other.cluster_id = "another-cluster".into();
+        assert!(
+            state.install_table(&other),
+            "a new cluster resets the version"
+        );
+        assert_eq!(state.table().map(|t| t.version), Some(1));
+    }
+
+    #[test]
+    fn key_slots_cap_concurrency() {
+        let state = EdgeState::new(Config::default()).unwrap();
+        let id: Arc<str> = Arc::from("k");
+        let a = state.acquire_key_slot(&id, 2).unwrap();
+        let _b = state.acquire_key_slot(&id, 2).unwrap();
+        assert!(state.acquire_key_slot(&id, 2).is_none());
+        drop(a);
+        assert!(state.acquire_key_slot(&id, 2).is_some());
     }
 }

@@ -121,14 +121,14 @@ async fn completions_and_embeddings_forward_to_their_own_paths() {
     ] {
         let resp = post_json(
             format!("{edge}{path}"),
-            r#"{"model":"gpt-test","input":"x"}"#,
+            r#"{"model":"gpt-test","input":"x","prompt":"y"}"#,
         )
         .await;
         assert_eq!(resp.status(), 200, "{path}");
         let echoed: Value = resp.json().await.unwrap();
         assert_eq!(
             echoed,
-            json!({"model": "upstream-model", "input": "x"}),
+            json!({"model": "upstream-model", "input": "x", "prompt": "y"}),
             "{path}"
         );
         assert_eq!(upstream.received().last().unwrap().path, upstream_path);
@@ -148,7 +148,7 @@ async fn client_errors_are_openai_shaped() {
         json!({
             "message": "The model `nope` does not exist or you do not have access to it.",
             "type": "invalid_request_error",
-            "param": null,
+            "param": "model",
             "code": "model_not_found",
         })
     );
@@ -208,7 +208,7 @@ async fn upstream_down_is_502_without_secrets() {
     let edge = edge_with(Config::default(), Some(table)).await;
     let resp = post_json(
         format!("{edge}/v1/chat/completions"),
-        r#"{"model":"gpt-test"}"#,
+        r#"{"model":"gpt-test","messages":[]}"#,
     )
     .await;
     assert_eq!(resp.status(), 502);
@@ -235,7 +235,7 @@ async fn connect_failure_fails_over_to_the_next_candidate() {
     let edge = edge_with(Config::default(), Some(table)).await;
     let resp = post_json(
         format!("{edge}/v1/chat/completions"),
-        r#"{"model":"gpt-test"}"#,
+        r#"{"model":"gpt-test","messages":[]}"#,
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -260,7 +260,7 @@ async fn first_byte_timeout_fails_over_to_the_next_candidate() {
     let edge = edge_with(cfg, Some(table)).await;
     let resp = post_json(
         format!("{edge}/v1/chat/completions"),
-        r#"{"model":"gpt-test"}"#,
+        r#"{"model":"gpt-test","messages":[]}"#,
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -269,7 +269,7 @@ async fn first_byte_timeout_fails_over_to_the_next_candidate() {
 }
 
 #[tokio::test]
-async fn upstream_error_status_passes_through_without_retry() {
+async fn upstream_429_cools_down_fails_over_and_ends_in_a_rate_limit_error() {
     let upstream = FakeUpstream::start().await;
     let table = TableBuilder::version(1)
         .endpoint("a", &upstream.base_url(), true)
@@ -279,16 +279,21 @@ async fn upstream_error_status_passes_through_without_retry() {
     let edge = edge_with(Config::default(), Some(table)).await;
     let resp = post_json(
         format!("{edge}/v1/chat/completions"),
-        r#"{"model":"limited-model"}"#,
+        r#"{"model":"limited-model","messages":[]}"#,
     )
     .await;
     assert_eq!(resp.status(), 429);
-    assert_eq!(resp.text().await.unwrap(), "{\"error\":\"slow down\"}");
-    assert_eq!(
-        upstream.received().len(),
-        1,
-        "a status answer must not be retried"
-    );
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(error_of(resp).await["type"], "rate_limit_error");
+    assert_eq!(upstream.received().len(), 2, "both deployments were tried");
+    // Both targets now rest: the next request does not reach the upstream at all.
+    let resp = post_json(
+        format!("{edge}/v1/chat/completions"),
+        r#"{"model":"limited-model","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(upstream.received().len(), 2);
 }
 
 #[tokio::test]
@@ -298,7 +303,11 @@ async fn readiness_follows_the_table() {
     assert_eq!(resp.status(), 503);
     let resp = support::get(format!("{edge}/health/liveliness")).await;
     assert_eq!(resp.status(), 200);
-    let resp = post_json(format!("{edge}/v1/chat/completions"), r#"{"model":"x"}"#).await;
+    let resp = post_json(
+        format!("{edge}/v1/chat/completions"),
+        r#"{"model":"x","messages":[]}"#,
+    )
+    .await;
     assert_eq!(resp.status(), 503);
     assert_eq!(error_of(resp).await["code"], "no_routing_table");
 

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod forward;
 pub mod health;
+pub mod metrics;
 pub mod models;
 
 use axum::Router;
@@ -24,6 +25,8 @@ pub fn app(state: EdgeState) -> Router {
         .route("/v1/completions", post(completions::handle))
         .route("/v1/embeddings", post(embeddings::handle))
         .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::retrieve))
+        .route("/metrics", get(metrics::render))
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
         .fallback(unknown_route)

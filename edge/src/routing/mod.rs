@@ -1,7 +1,9 @@
-//! Routing: the edge's compiled table and the pure choice of upstreams for a request.
+//! Routing: the compiled table, live per-target state, and the pure choice of upstreams.
 
 pub mod pick;
 pub mod table;
+pub mod target;
 
-pub use pick::{Candidate, pick};
-pub use table::{Deployment, ModelGroup, RoutingTable};
+pub use pick::{Ask, Candidate, Picked, pick};
+pub use table::{Deployment, Endpoint, EndpointKind, ModelGroup, RoutingTable, Settings, Strategy};
+pub use target::{InFlight, Target};

@@ -1,113 +1,514 @@
-//! The edge-side routing table: the control plane's table compiled into lookups by model name.
+//! The edge-side routing table: the control plane's table compiled into lookups by model
+//! name, alias and endpoint, with credentials resolved and live target state carried over from
+//! the previous version.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
+use http::HeaderValue;
 use switchyard_proto::v1;
 use tracing::warn;
 
-/// The routing table as the edge reads it on every request: model name → deployments, with each
-/// deployment's endpoint already resolved.
-#[derive(Debug, Clone, Default, PartialEq)]
+use super::target::{CredState, Target};
+use crate::auth::KeyStore;
+
+/// Default extra attempts after the first, per model group.
+pub const DEFAULT_NUM_RETRIES: u32 = 2;
+/// Default failures within a minute that cool a target down.
+pub const DEFAULT_ALLOWED_FAILS: u32 = 3;
+/// Default cooldown after failures, and the base of the 429 backoff.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// The routing table as the edge reads it on every request.
+#[derive(Debug, Default)]
 pub struct RoutingTable {
     /// The control plane's version of this table; newer tables have larger versions.
     pub version: u64,
+    /// Identifies the cluster's history.
+    pub cluster_id: String,
     /// Model groups by public model name.
-    pub models: HashMap<String, ModelGroup>,
+    pub models: HashMap<String, Arc<ModelGroup>>,
+    /// Alias name → model group name.
+    pub aliases: HashMap<String, String>,
+    /// Model group → groups to try when all of its deployments fail.
+    pub fallbacks: HashMap<String, Vec<String>>,
+    /// Model group → larger groups to try when the prompt does not fit.
+    pub context_fallbacks: HashMap<String, Vec<String>>,
+    /// Endpoints by id.
+    pub endpoints: HashMap<String, Arc<Endpoint>>,
+    /// Client keys.
+    pub keys: KeyStore,
+    /// Retry, timeout and cooldown settings.
+    pub settings: Settings,
+    /// Live state per (endpoint id, upstream model), carried into the next version.
+    targets: HashMap<(Arc<str>, Arc<str>), Arc<Target>>,
+}
+
+/// Router settings with the table's zeros replaced by defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Extra attempts after the first, per model group.
+    pub num_retries: u32,
+    /// Overall deadline per request, when the table sets one.
+    pub timeout: Option<Duration>,
+    /// Failures within a minute that cool a target down.
+    pub allowed_fails: u32,
+    /// Cooldown after failures; base of the 429 backoff.
+    pub cooldown: Duration,
+    /// How deployments are ordered.
+    pub strategy: Strategy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            num_retries: DEFAULT_NUM_RETRIES,
+            timeout: None,
+            allowed_fails: DEFAULT_ALLOWED_FAILS,
+            cooldown: DEFAULT_COOLDOWN,
+            strategy: Strategy::PeakEwma,
+        }
+    }
+}
+
+/// How deployments of a group are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Power of two weighted choices, comparing in-flight requests × peak-EWMA latency.
+    PeakEwma,
+    /// Weighted random order (LiteLLM's `simple-shuffle`).
+    Shuffle,
+    /// Fewest requests in flight first (LiteLLM's `least-busy`).
+    LeastBusy,
+}
+
+/// What kind of server an endpoint is; decides what it supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// Any OpenAI-compatible server (vLLM, LM Studio, LiteLLM, cloud providers).
+    OpenAi,
+    /// Ollama's OpenAI surface (ignores `n`).
+    Ollama,
+}
+
+impl EndpointKind {
+    /// Maps the table's kind string.
+    pub fn parse(kind: &str) -> Self {
+        if kind.eq_ignore_ascii_case("ollama") {
+            Self::Ollama
+        } else {
+            Self::OpenAi
+        }
+    }
+
+    /// Whether the server honours `n > 1`.
+    pub fn supports_n(self) -> bool {
+        !matches!(self, Self::Ollama)
+    }
+}
+
+/// An upstream credential, ready to send.
+#[derive(Clone)]
+pub struct Credential {
+    /// `key`, `key_2`, … (for cooldowns, headers and logs).
+    pub id: Arc<str>,
+    /// `Bearer <secret>`, marked sensitive.
+    pub authorization: HeaderValue,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An endpoint with its credentials resolved.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Endpoint id.
+    pub id: Arc<str>,
+    /// Server kind.
+    pub kind: EndpointKind,
+    /// OpenAI-compatible base URL without a trailing slash.
+    pub base_url: Arc<str>,
+    /// False while its node is down or its probes fail.
+    pub healthy: bool,
+    /// Credentials in order; empty for servers without auth.
+    pub credentials: Vec<Credential>,
+    /// Requests running + waiting on the server as its agent reported (vLLM).
+    pub queued: u32,
+    /// Models the server has loaded, when known.
+    pub loaded: Option<HashSet<String>>,
+    /// Context lengths the server reported per model id.
+    pub context_lengths: HashMap<String, u32>,
+    /// Cooldowns for every model of the endpoint, per credential (connect failures).
+    pub wide: Arc<Target>,
+    /// Deadlines from the table's cooldowns with an empty model, per credential.
+    pub table_wide_until: Box<[i64]>,
+}
+
+impl Endpoint {
+    /// Number of credential slots (at least one).
+    pub fn slots(&self) -> usize {
+        self.credentials.len().max(1)
+    }
 }
 
 /// A public model name and the deployments that serve it, in preference order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct ModelGroup {
     /// The public model name clients send.
-    pub name: String,
+    pub name: Arc<str>,
     /// Unix seconds the model was first seen.
     pub created: i64,
     /// Owner shown in `/v1/models`.
     pub owned_by: String,
-    /// Deployments serving the model, in the control plane's preference order.
-    pub deployments: Vec<Deployment>,
+    /// Deployments serving the model.
+    pub deployments: Vec<Arc<Deployment>>,
 }
 
-/// One upstream that serves a model, with its endpoint resolved.
-#[derive(Debug, Clone, PartialEq)]
+/// One upstream that serves a model.
+#[derive(Debug)]
 pub struct Deployment {
-    /// Id of the endpoint (for headers and logs).
-    pub endpoint_id: Arc<str>,
-    /// OpenAI-compatible base URL, ending in `/v1`, without a trailing slash.
-    pub base_url: Arc<str>,
+    /// The endpoint.
+    pub endpoint: Arc<Endpoint>,
     /// Model id sent upstream in place of the public name.
     pub upstream_model: Arc<str>,
-    /// Relative weight from the control plane (not used for picking yet).
+    /// Relative weight (0 counts as 1).
     pub weight: u32,
-    /// False while the endpoint's node is down or its probes fail.
-    pub healthy: bool,
+    /// Context window in tokens; 0 = unknown.
+    pub context_length: u32,
+    /// Live load and cooldowns.
+    pub target: Arc<Target>,
+    /// Deadlines from the table's cooldowns for this model, per credential.
+    pub table_until: Box<[i64]>,
+}
+
+impl Deployment {
+    /// Unix ms until which credential `slot` rests, from every source.
+    pub fn cooled_until(&self, slot: usize) -> i64 {
+        let at = |s: &[CredState]| s.get(slot).map_or(0, CredState::until_ms);
+        let table = |t: &[i64]| t.get(slot).copied().unwrap_or(0);
+        at(&self.target.creds)
+            .max(at(&self.endpoint.wide.creds))
+            .max(table(&self.table_until))
+            .max(table(&self.endpoint.table_wide_until))
+    }
+
+    /// The context window: the table's, else what the server reported, else unknown (0).
+    pub fn context_window(&self) -> u32 {
+        if self.context_length != 0 {
+            return self.context_length;
+        }
+        self.endpoint
+            .context_lengths
+            .get(&*self.upstream_model)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// False when the server is known to have the model unloaded (the first request pays a load).
+    pub fn is_warm(&self) -> bool {
+        self.endpoint
+            .loaded
+            .as_ref()
+            .is_none_or(|l| l.contains(&*self.upstream_model))
+    }
 }
 
 impl RoutingTable {
-    /// Compiles the wire table; deployments naming an unknown endpoint are dropped with a warning.
-    pub fn compile(wire: &v1::RoutingTable) -> Self {
-        let endpoints: HashMap<&str, &v1::RouteEndpoint> =
-            wire.endpoints.iter().map(|e| (e.id.as_str(), e)).collect();
-        let models = wire
-            .models
-            .iter()
-            .map(|route| {
-                let deployments = route
-                    .deployments
-                    .iter()
-                    .filter_map(|d| {
-                        let Some(endpoint) = endpoints.get(d.endpoint_id.as_str()) else {
-                            warn!(
-                                version = wire.version,
-                                model = %route.name,
-                                endpoint = %d.endpoint_id,
-                                "deployment names an unknown endpoint; dropped"
-                            );
-                            return None;
-                        };
-                        Some(Deployment {
-                            endpoint_id: Arc::from(endpoint.id.as_str()),
-                            base_url: Arc::from(endpoint.base_url.trim_end_matches('/')),
-                            upstream_model: Arc::from(d.upstream_model.as_str()),
-                            weight: d.weight,
-                            healthy: endpoint.healthy,
-                        })
-                    })
-                    .collect();
-                let group = ModelGroup {
-                    name: route.name.clone(),
-                    created: route.created,
-                    owned_by: route.owned_by.clone(),
-                    deployments,
+    /// Compiles the wire table, carrying live target state over from `previous`.
+    /// Deployments naming an unknown endpoint are dropped with a warning; credentials naming an
+    /// unset environment variable are skipped with a warning (never printing a value).
+    pub fn compile(wire: &v1::RoutingTable, previous: Option<&RoutingTable>) -> Self {
+        let empty = HashMap::new();
+        let prev_targets = previous.map_or(&empty, |p| &p.targets);
+        let prev_endpoints = previous.map(|p| &p.endpoints);
+
+        let mut cooldowns: HashMap<(&str, &str, &str), i64> = HashMap::new();
+        for c in &wire.cooldowns {
+            let key = (
+                c.endpoint_id.as_str(),
+                c.model.as_str(),
+                c.credential_id.as_str(),
+            );
+            let until = cooldowns.entry(key).or_default();
+            *until = (*until).max(c.until_ms);
+        }
+        let table_until = |endpoint: &str, model: &str, creds: &[Credential]| -> Box<[i64]> {
+            if creds.is_empty() {
+                return Box::new([cooldowns.get(&(endpoint, model, "")).copied().unwrap_or(0)]);
+            }
+            creds
+                .iter()
+                .map(|c| {
+                    cooldowns
+                        .get(&(endpoint, model, &*c.id))
+                        .copied()
+                        .unwrap_or(0)
+                        .max(cooldowns.get(&(endpoint, model, "")).copied().unwrap_or(0))
+                })
+                .collect()
+        };
+
+        let mut endpoints = HashMap::new();
+        for e in &wire.endpoints {
+            let credentials = resolve_credentials(e);
+            let wide = prev_endpoints
+                .and_then(|p| p.get(&e.id))
+                .filter(|p| p.wide.creds.len() == credentials.len().max(1))
+                .map_or_else(|| Target::new(credentials.len()), |p| p.wide.clone());
+            let facts = e.facts.clone().unwrap_or_default();
+            let endpoint = Endpoint {
+                id: Arc::from(e.id.as_str()),
+                kind: EndpointKind::parse(&e.kind),
+                base_url: Arc::from(e.base_url.trim_end_matches('/')),
+                healthy: e.healthy,
+                table_wide_until: table_until(&e.id, "", &credentials),
+                credentials,
+                queued: facts.running.saturating_add(facts.waiting),
+                loaded: facts
+                    .loaded_known
+                    .then(|| facts.loaded_models.iter().cloned().collect()),
+                context_lengths: facts.context_lengths.clone(),
+                wide,
+            };
+            endpoints.insert(e.id.clone(), Arc::new(endpoint));
+        }
+
+        let mut targets = HashMap::new();
+        let mut models = HashMap::new();
+        for route in &wire.models {
+            let mut deployments = Vec::with_capacity(route.deployments.len());
+            for d in &route.deployments {
+                let Some(endpoint) = endpoints.get(&d.endpoint_id) else {
+                    warn!(
+                        version = wire.version,
+                        model = %route.name,
+                        endpoint = %d.endpoint_id,
+                        "deployment names an unknown endpoint; dropped"
+                    );
+                    continue;
                 };
-                (route.name.clone(), group)
-            })
+                let key = (
+                    endpoint.id.clone(),
+                    Arc::<str>::from(d.upstream_model.as_str()),
+                );
+                let target = targets
+                    .get(&key)
+                    .or_else(|| prev_targets.get(&key))
+                    .filter(|t: &&Arc<Target>| t.creds.len() == endpoint.slots())
+                    .cloned()
+                    .unwrap_or_else(|| Target::new(endpoint.credentials.len()));
+                targets.insert(key.clone(), target.clone());
+                deployments.push(Arc::new(Deployment {
+                    table_until: table_until(
+                        &endpoint.id,
+                        &d.upstream_model,
+                        &endpoint.credentials,
+                    ),
+                    endpoint: endpoint.clone(),
+                    upstream_model: key.1,
+                    weight: d.weight,
+                    context_length: d.context_length,
+                    target,
+                }));
+            }
+            let group = ModelGroup {
+                name: Arc::from(route.name.as_str()),
+                created: route.created,
+                owned_by: route.owned_by.clone(),
+                deployments,
+            };
+            models.insert(route.name.clone(), Arc::new(group));
+        }
+
+        let aliases = wire
+            .aliases
+            .iter()
+            .map(|a| (a.name.clone(), a.target.clone()))
             .collect();
+        let mut fallbacks = HashMap::new();
+        let mut context_fallbacks = HashMap::new();
+        for f in &wire.fallbacks {
+            let into = if f.context_window {
+                &mut context_fallbacks
+            } else {
+                &mut fallbacks
+            };
+            into.insert(f.model.clone(), f.chain.clone());
+        }
         Self {
             version: wire.version,
+            cluster_id: wire.cluster_id.clone(),
             models,
+            aliases,
+            fallbacks,
+            context_fallbacks,
+            endpoints,
+            keys: KeyStore::compile(&wire.keys),
+            settings: Settings::compile(wire.settings.as_ref()),
+            targets,
         }
     }
+
+    /// The model group a client's name means: a group, an alias of one, or `endpoint-id/model`
+    /// (served by that endpoint alone). `None` when it names nothing.
+    pub fn resolve(&self, name: &str) -> Option<Arc<ModelGroup>> {
+        if let Some(group) = self.models.get(name) {
+            return Some(group.clone());
+        }
+        if let Some(target) = self.aliases.get(name) {
+            return self.models.get(target).cloned();
+        }
+        let (endpoint_id, model) = name.split_once('/')?;
+        let endpoint = self.endpoints.get(endpoint_id)?;
+        if model.is_empty() {
+            return None;
+        }
+        let key = (endpoint.id.clone(), Arc::<str>::from(model));
+        // A pair no group serves gets fresh state; its cooldowns last for this request only.
+        let target = self
+            .targets
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| Target::new(endpoint.credentials.len()));
+        let deployment = Deployment {
+            endpoint: endpoint.clone(),
+            upstream_model: key.1,
+            weight: 1,
+            context_length: 0,
+            table_until: vec![0; endpoint.slots()].into(),
+            target,
+        };
+        Some(Arc::new(ModelGroup {
+            name: Arc::from(name),
+            created: 0,
+            owned_by: endpoint.id.to_string(),
+            deployments: vec![Arc::new(deployment)],
+        }))
+    }
+}
+
+impl Settings {
+    fn compile(wire: Option<&v1::RouterSettings>) -> Self {
+        let d = Self::default();
+        let Some(w) = wire else { return d };
+        Self {
+            num_retries: if w.num_retries == 0 {
+                d.num_retries
+            } else {
+                w.num_retries
+            },
+            timeout: (w.timeout_ms != 0).then(|| Duration::from_millis(w.timeout_ms)),
+            allowed_fails: if w.allowed_fails == 0 {
+                d.allowed_fails
+            } else {
+                w.allowed_fails
+            },
+            cooldown: if w.cooldown_ms == 0 {
+                d.cooldown
+            } else {
+                Duration::from_millis(w.cooldown_ms)
+            },
+            strategy: match w.routing_strategy.as_str() {
+                "simple-shuffle" => Strategy::Shuffle,
+                "least-busy" => Strategy::LeastBusy,
+                _ => Strategy::PeakEwma,
+            },
+        }
+    }
+}
+
+/// Resolves an endpoint's credentials: values as given, `env` names from this process's
+/// environment. Unusable ones are skipped with a warning naming only the id and variable.
+fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
+    e.credentials
+        .iter()
+        .filter_map(|c| {
+            let secret = if !c.value.is_empty() {
+                c.value.clone()
+            } else if !c.env.is_empty() {
+                match std::env::var(&c.env) {
+                    Ok(v) if !v.is_empty() => v,
+                    _ => {
+                        warn!(
+                            endpoint = %e.id,
+                            credential = %c.id,
+                            env = %c.env,
+                            "credential's environment variable is not set on this edge; skipped"
+                        );
+                        return None;
+                    }
+                }
+            } else {
+                warn!(endpoint = %e.id, credential = %c.id, "credential has neither value nor env; skipped");
+                return None;
+            };
+            let Ok(mut authorization) = HeaderValue::from_str(&format!("Bearer {secret}")) else {
+                warn!(endpoint = %e.id, credential = %c.id, "credential is not a valid header value; skipped");
+                return None;
+            };
+            authorization.set_sensitive(true);
+            Some(Credential {
+                id: Arc::from(c.id.as_str()),
+                authorization,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn compile_resolves_endpoints_and_drops_dangling_deployments() {
-        let wire = v1::RoutingTable {
+    fn wire() -> v1::RoutingTable {
+        v1::RoutingTable {
             version: 7,
-            endpoints: vec![v1::RouteEndpoint {
-                id: "ollama".into(),
-                kind: "ollama".into(),
-                base_url: "http://10.0.0.1:11434/v1/".into(),
-                source: "discovered".into(),
-                node: "gpu01".into(),
-                healthy: true,
-                ..Default::default()
-            }],
+            endpoints: vec![
+                v1::RouteEndpoint {
+                    id: "ollama".into(),
+                    kind: "ollama".into(),
+                    base_url: "http://10.0.0.1:11434/v1/".into(),
+                    healthy: true,
+                    facts: Some(v1::BackendFacts {
+                        loaded_known: true,
+                        loaded_models: vec!["llama3:8b".into()],
+                        context_lengths: [("llama3:8b".to_owned(), 8192)].into(),
+                        running: 2,
+                        waiting: 1,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                v1::RouteEndpoint {
+                    id: "groq".into(),
+                    kind: "openai".into(),
+                    base_url: "https://api.groq.com/openai/v1".into(),
+                    healthy: true,
+                    credentials: vec![
+                        v1::Credential {
+                            id: "key".into(),
+                            value: "gsk_1".into(),
+                            ..Default::default()
+                        },
+                        v1::Credential {
+                            id: "key_2".into(),
+                            env: "SWITCHYARD_TEST_SURELY_UNSET_VAR".into(),
+                            ..Default::default()
+                        },
+                        v1::Credential {
+                            id: "key_3".into(),
+                            value: "gsk_3".into(),
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                },
+            ],
             models: vec![v1::ModelRoute {
                 name: "llama3".into(),
                 deployments: vec![
@@ -118,30 +519,139 @@ mod tests {
                         ..Default::default()
                     },
                     v1::Deployment {
+                        endpoint_id: "groq".into(),
+                        upstream_model: "llama-3.1-8b-instant".into(),
+                        weight: 3,
+                        context_length: 131072,
+                        ..Default::default()
+                    },
+                    v1::Deployment {
                         endpoint_id: "gone".into(),
                         upstream_model: "llama3".into(),
-                        weight: 1,
                         ..Default::default()
                     },
                 ],
                 created: 1_700_000_000,
                 owned_by: "ollama".into(),
             }],
+            aliases: vec![v1::Alias {
+                name: "fast".into(),
+                target: "llama3".into(),
+            }],
+            fallbacks: vec![
+                v1::Fallback {
+                    model: "llama3".into(),
+                    chain: vec!["big".into()],
+                    context_window: false,
+                },
+                v1::Fallback {
+                    model: "llama3".into(),
+                    chain: vec!["long".into()],
+                    context_window: true,
+                },
+            ],
+            cooldowns: vec![
+                v1::Cooldown {
+                    endpoint_id: "groq".into(),
+                    credential_id: "key_3".into(),
+                    model: "llama-3.1-8b-instant".into(),
+                    until_ms: 5_000,
+                    reason: "rate_limited".into(),
+                },
+                v1::Cooldown {
+                    endpoint_id: "ollama".into(),
+                    model: String::new(),
+                    until_ms: 9_000,
+                    ..Default::default()
+                },
+            ],
+            settings: Some(v1::RouterSettings {
+                num_retries: 4,
+                routing_strategy: "least-busy".into(),
+                ..Default::default()
+            }),
             ..Default::default()
-        };
-        let table = RoutingTable::compile(&wire);
+        }
+    }
+
+    #[test]
+    fn compile_resolves_everything() {
+        let table = RoutingTable::compile(&wire(), None);
         assert_eq!(table.version, 7);
         let group = &table.models["llama3"];
-        assert_eq!(group.created, 1_700_000_000);
         assert_eq!(
-            group.deployments,
-            vec![Deployment {
-                endpoint_id: "ollama".into(),
-                base_url: "http://10.0.0.1:11434/v1".into(),
-                upstream_model: "llama3:8b".into(),
-                weight: 1,
-                healthy: true,
-            }]
+            group.deployments.len(),
+            2,
+            "the dangling deployment is dropped"
+        );
+        let ollama = &group.deployments[0];
+        assert_eq!(&*ollama.endpoint.base_url, "http://10.0.0.1:11434/v1");
+        assert_eq!(ollama.endpoint.kind, EndpointKind::Ollama);
+        assert_eq!(ollama.context_window(), 8192);
+        assert_eq!(ollama.endpoint.queued, 3);
+        assert!(ollama.is_warm());
+        assert_eq!(
+            ollama.cooled_until(0),
+            9_000,
+            "endpoint-wide table cooldown"
+        );
+        let groq = &group.deployments[1];
+        let ids: Vec<&str> = groq.endpoint.credentials.iter().map(|c| &*c.id).collect();
+        assert_eq!(
+            ids,
+            vec!["key", "key_3"],
+            "the unset env credential is skipped"
+        );
+        assert_eq!(groq.context_window(), 131072);
+        assert_eq!(groq.cooled_until(0), 0);
+        assert_eq!(groq.cooled_until(1), 5_000);
+        assert_eq!(table.aliases["fast"], "llama3");
+        assert_eq!(table.fallbacks["llama3"], vec!["big"]);
+        assert_eq!(table.context_fallbacks["llama3"], vec!["long"]);
+        assert_eq!(table.settings.num_retries, 4);
+        assert_eq!(table.settings.allowed_fails, DEFAULT_ALLOWED_FAILS);
+        assert_eq!(table.settings.strategy, Strategy::LeastBusy);
+        assert!(!format!("{:?}", groq.endpoint.credentials).contains("gsk_"));
+    }
+
+    #[test]
+    fn resolve_names_aliases_and_explicit_endpoints() {
+        let table = RoutingTable::compile(&wire(), None);
+        let cases = [
+            ("llama3", Some(("llama3", 2))),
+            ("fast", Some(("llama3", 2))),
+            ("groq/some-other-model", Some(("groq/some-other-model", 1))),
+            ("nobody/model", None),
+            ("groq/", None),
+            ("unknown", None),
+        ];
+        for (name, want) in cases {
+            let got = table
+                .resolve(name)
+                .map(|g| (g.name.to_string(), g.deployments.len()));
+            assert_eq!(got.as_ref().map(|(n, l)| (n.as_str(), *l)), want, "{name}");
+        }
+        let explicit = table.resolve("groq/some-other-model").unwrap();
+        assert_eq!(&*explicit.deployments[0].upstream_model, "some-other-model");
+    }
+
+    #[test]
+    fn live_state_survives_a_new_version() {
+        let first = RoutingTable::compile(&wire(), None);
+        let d = &first.models["llama3"].deployments[1];
+        d.target.creds[0].cool_until(42_000);
+        let _busy = d.target.start();
+        let mut next = wire();
+        next.version = 8;
+        next.cooldowns.clear();
+        let second = RoutingTable::compile(&next, Some(&first));
+        let d2 = &second.models["llama3"].deployments[1];
+        assert_eq!(d2.cooled_until(0), 42_000);
+        assert_eq!(d2.target.outstanding(), 1);
+        assert_eq!(
+            second.models["llama3"].deployments[0].cooled_until(0),
+            0,
+            "a cooldown the control plane cleared is gone"
         );
     }
 }

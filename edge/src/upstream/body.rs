@@ -1,17 +1,28 @@
 //! The forwarded request body: reads the fields routing needs and rewrites only `model`,
 //! keeping every other field's bytes and order as the client sent them.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::io::Write as _;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
-/// A client's JSON object body, split into top-level fields whose values stay unparsed.
+/// A client's JSON object body, split into top-level fields whose values stay unparsed, plus
+/// the few fields routing reads.
 #[derive(Debug)]
 pub struct RequestBody<'a> {
-    fields: Vec<(String, &'a RawValue)>,
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// `stream: true` was asked.
+    pub stream: bool,
+    /// `n`, when given as a number.
+    pub n: Option<u64>,
+    /// The client asked for `stream_options.include_usage: true`.
+    pub client_wants_usage: bool,
+    /// `max_tokens` or `max_completion_tokens`, when given.
+    pub max_tokens: Option<u64>,
 }
 
 impl<'a> RequestBody<'a> {
@@ -23,53 +34,155 @@ impl<'a> RequestBody<'a> {
                 reason: e.to_string(),
             })?;
         let Fields(fields) = serde_json::from_str(raw.get()).map_err(|_| ApiError::NotAnObject)?;
-        Ok(Self { fields })
+        let mut body = Self {
+            fields,
+            stream: false,
+            n: None,
+            client_wants_usage: false,
+            max_tokens: None,
+        };
+        for (key, value) in &body.fields {
+            match &**key {
+                "stream" => body.stream = value.get() == "true",
+                "n" => body.n = value.get().parse().ok(),
+                "max_tokens" | "max_completion_tokens" => {
+                    body.max_tokens = value.get().parse().ok();
+                }
+                "stream_options" => {
+                    body.client_wants_usage = serde_json::from_str::<StreamOptions>(value.get())
+                        .is_ok_and(|o| o.include_usage == Some(true));
+                }
+                _ => {}
+            }
+        }
+        Ok(body)
+    }
+
+    fn field(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
     }
 
     /// The `model` the client asked for; absent or not a string is the client's error.
     /// With duplicate keys the last wins, as in most JSON parsers.
     pub fn model(&self) -> Result<String, ApiError> {
-        let raw = self
-            .fields
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "model")
-            .map(|(_, value)| *value)
-            .ok_or(ApiError::MissingModel)?;
+        let raw = self.field("model").ok_or(ApiError::MissingModel)?;
         serde_json::from_str::<String>(raw.get()).map_err(|_| ApiError::MissingModel)
     }
 
-    /// The body to send upstream: the same fields in the same order, with `model` replaced.
-    pub fn with_model(&self, model: &str) -> Vec<u8> {
-        let model_json = serde_json::Value::from(model).to_string();
+    /// Fails with the parameter's name unless `param` is present and not null.
+    pub fn require(&self, param: &'static str) -> Result<(), ApiError> {
+        match self.field(param) {
+            Some(v) if v.get() != "null" => Ok(()),
+            _ => Err(ApiError::MissingParam { param }),
+        }
+    }
+
+    /// A rough token estimate of the prompt (`messages`, `prompt` or `input`, about four bytes
+    /// a token) plus the completion budget, for context-window decisions.
+    pub fn token_estimate(&self) -> u64 {
+        let prompt: usize = ["messages", "prompt", "input"]
+            .iter()
+            .filter_map(|f| self.field(f))
+            .map(|v| v.get().len())
+            .sum();
+        (prompt as u64).div_ceil(4) + self.max_tokens.unwrap_or(0)
+    }
+
+    /// The body to send upstream: the same fields in the same order, with `model` replaced;
+    /// with `add_usage`, `stream_options.include_usage` is set (added when absent).
+    pub fn upstream_body(&self, model: &str, add_usage: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             self.fields
                 .iter()
                 .map(|(k, v)| k.len() + v.get().len() + 4)
                 .sum::<usize>()
-                + model_json.len(),
+                + model.len()
+                + 48,
         );
         out.push(b'{');
+        let mut usage_written = false;
         for (i, (key, value)) in self.fields.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(serde_json::Value::from(key.as_str()).to_string().as_bytes());
+            write_json_str(&mut out, key);
             out.push(b':');
-            let value = if key == "model" {
-                model_json.as_str()
-            } else {
-                value.get()
-            };
-            out.extend_from_slice(value.as_bytes());
+            match &**key {
+                "model" => write_json_str(&mut out, model),
+                "stream_options" if add_usage => {
+                    write_stream_options(&mut out, value);
+                    usage_written = true;
+                }
+                _ => out.extend_from_slice(value.get().as_bytes()),
+            }
+        }
+        if add_usage && !usage_written {
+            if !self.fields.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
         }
         out.push(b'}');
         out
     }
 }
 
+/// The part of `stream_options` the edge reads.
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// Writes the client's `stream_options` object with `include_usage: true`, keeping its other
+/// members; anything that is not an object is replaced.
+fn write_stream_options(out: &mut Vec<u8>, value: &RawValue) {
+    let mut options =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(value.get())
+            .unwrap_or_default();
+    options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+    if serde_json::to_writer(&mut *out, &options).is_err() {
+        out.extend_from_slice(br#"{"include_usage":true}"#);
+    }
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail; fall back to a lossless debug form if it did.
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// A key borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 /// Top-level object fields in document order, values borrowed unparsed.
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -81,8 +194,8 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    fields.push(entry);
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    fields.push((key, value));
                 }
                 Ok(Fields(fields))
             }
@@ -101,7 +214,7 @@ mod tests {
             "temperature":0.10000000000000001,"big":123456789012345678901234567890,"stream":true} "#;
         let parsed = RequestBody::parse(body).unwrap();
         assert_eq!(parsed.model().unwrap(), "pub");
-        let out = String::from_utf8(parsed.with_model("up\"stream")).unwrap();
+        let out = String::from_utf8(parsed.upstream_body("up\"stream", false)).unwrap();
         assert_eq!(
             out,
             r#"{"messages":[{"role":"user","content":"hi \u00e9"}],"model":"up\"stream","temperature":0.10000000000000001,"big":123456789012345678901234567890,"stream":true}"#
@@ -133,11 +246,67 @@ mod tests {
     }
 
     #[test]
+    fn stream_options_are_added_or_completed() {
+        // (body, add_usage) → upstream body, and whether the client asked for usage
+        let cases: Vec<(&str, bool, &str, bool)> = vec![
+            (
+                r#"{"model":"p","stream":true}"#,
+                true,
+                r#"{"model":"u","stream":true,"stream_options":{"include_usage":true}}"#,
+                false,
+            ),
+            (
+                r#"{"model":"p","stream":true,"stream_options":{"include_usage":true}}"#,
+                false,
+                r#"{"model":"u","stream":true,"stream_options":{"include_usage":true}}"#,
+                true,
+            ),
+            (
+                r#"{"model":"p","stream_options":{"include_obfuscation":false},"stream":true}"#,
+                true,
+                r#"{"model":"u","stream_options":{"include_obfuscation":false,"include_usage":true},"stream":true}"#,
+                false,
+            ),
+            (
+                r#"{"model":"p","stream_options":null,"stream":true}"#,
+                true,
+                r#"{"model":"u","stream_options":{"include_usage":true},"stream":true}"#,
+                false,
+            ),
+        ];
+        for (body, add, want, wants_usage) in cases {
+            let parsed = RequestBody::parse(body.as_bytes()).unwrap();
+            assert!(parsed.stream);
+            assert_eq!(parsed.client_wants_usage, wants_usage, "{body}");
+            assert_eq!(
+                String::from_utf8(parsed.upstream_body("u", add)).unwrap(),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn reads_routing_fields() {
+        let body = br#"{"model":"m","n":3,"max_tokens":100,"messages":[{"role":"user","content":"12345678"}]}"#;
+        let parsed = RequestBody::parse(body).unwrap();
+        assert_eq!(parsed.n, Some(3));
+        assert!(!parsed.stream);
+        assert_eq!(parsed.max_tokens, Some(100));
+        assert!(parsed.require("messages").is_ok());
+        assert!(matches!(
+            parsed.require("input"),
+            Err(ApiError::MissingParam { param: "input" })
+        ));
+        // 40 bytes of messages → 10 tokens, plus 100
+        assert_eq!(parsed.token_estimate(), 110);
+    }
+
+    #[test]
     fn escaped_keys_and_duplicate_models() {
         let parsed = RequestBody::parse(br#"{"mod\u0065l":"a","model":"b"}"#).unwrap();
         assert_eq!(parsed.model().unwrap(), "b");
         assert_eq!(
-            parsed.with_model("c"),
+            parsed.upstream_body("c", false),
             br#"{"model":"c","model":"c"}"#.to_vec()
         );
     }

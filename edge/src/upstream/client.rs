@@ -1,66 +1,68 @@
-//! The HTTP client for upstream model servers and the failures it reports.
+//! The HTTP client for upstream model servers and the failures an attempt can end in.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, StatusCode};
 
 use crate::error::Error;
+use crate::metrics::AttemptOutcome;
 use crate::routing::Candidate;
 
-/// Why an upstream could not answer; failover reads [`UpstreamError::retry_is_safe`], never the text.
+/// Why an attempt at one upstream failed; failover reads the variant, never the text.
 /// Messages carry no URLs (a base URL may embed credentials).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
     /// No connection could be opened (refused, unreachable, DNS, TLS, connect timeout).
-    #[error("cannot connect to endpoint {endpoint}")]
-    Connect {
-        /// The endpoint id.
-        endpoint: Arc<str>,
-        /// The transport failure, its URL stripped.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The request was sent but no response headers arrived in time.
-    #[error("endpoint {endpoint} sent no response within {after:?}")]
+    #[error("cannot connect")]
+    Connect,
+    /// No response head (or first body byte) within the per-try timeout or the deadline.
+    #[error("no answer within {after:?}")]
     Timeout {
-        /// The endpoint id.
-        endpoint: Arc<str>,
-        /// The first-byte timeout that elapsed.
+        /// The time allowed.
         after: Duration,
     },
-    /// The connection broke or the response was malformed after the request went out.
-    #[error("protocol error talking to endpoint {endpoint}")]
+    /// 429: the target is rate limited; `wait` is what its headers asked for, if anything.
+    #[error("rate limited")]
+    RateLimited {
+        /// The wait the headers asked for.
+        wait: Option<Duration>,
+    },
+    /// 401/403: the upstream refused our credential.
+    #[error("credential refused with {status}")]
+    Credential {
+        /// The status.
+        status: StatusCode,
+    },
+    /// 5xx, 408, or 404 (the server lacks the model).
+    #[error("answered {status}")]
+    Status {
+        /// The status.
+        status: StatusCode,
+    },
+    /// The connection broke, or the answer was malformed or too large.
+    #[error("protocol error: {what}")]
     Protocol {
-        /// The endpoint id.
-        endpoint: Arc<str>,
-        /// The transport failure, its URL stripped.
-        #[source]
-        source: reqwest::Error,
+        /// What went wrong, from a fixed set.
+        what: &'static str,
     },
 }
 
 impl UpstreamError {
-    /// Whether another upstream may be tried: the failed one either never got the request or
-    /// never answered it, and the client has seen no byte.
-    pub fn retry_is_safe(&self) -> bool {
-        match self {
-            // Nothing was sent.
-            Self::Connect { .. } => true,
-            // Nothing came back; the client has seen no byte, so a second upstream is its best hope.
-            Self::Timeout { .. } => true,
-            // The upstream may have received the request and begun work (and billing).
-            Self::Protocol { .. } => false,
-        }
+    /// Whether the failure concerns the whole endpoint (every model and credential on it).
+    pub fn endpoint_wide(&self) -> bool {
+        matches!(self, Self::Connect)
     }
 
-    /// A bounded label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// The metric label.
+    pub fn outcome(&self) -> AttemptOutcome {
         match self {
-            Self::Connect { .. } => "connect",
-            Self::Timeout { .. } => "timeout",
-            Self::Protocol { .. } => "protocol",
+            Self::Connect => AttemptOutcome::Connect,
+            Self::Timeout { .. } => AttemptOutcome::Timeout,
+            Self::RateLimited { .. } => AttemptOutcome::RateLimited,
+            Self::Credential { .. } => AttemptOutcome::Credential,
+            Self::Status { .. } => AttemptOutcome::ServerError,
+            Self::Protocol { .. } => AttemptOutcome::Protocol,
         }
     }
 }
@@ -69,27 +71,25 @@ impl UpstreamError {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
-    first_byte_timeout: Duration,
 }
 
 impl UpstreamClient {
-    /// Builds the client; `connect_timeout` bounds opening a connection, `first_byte_timeout`
-    /// bounds waiting for response headers. Response bodies have no deadline (streams run long).
-    pub fn new(connect_timeout: Duration, first_byte_timeout: Duration) -> Result<Self, Error> {
+    /// Builds the client; `connect_timeout` bounds opening a connection. Requests carry no
+    /// total timeout (streams run long): callers bound the wait for the first byte.
+    pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(Error::HttpClient)?;
-        Ok(Self {
-            http,
-            first_byte_timeout,
-        })
+        Ok(Self { http })
     }
 
-    /// POSTs `body` to `{base_url}{path}` of `candidate`, forwarding only the client's
-    /// `content-type` and `accept` (never its `authorization`), and returns once headers arrive.
+    /// POSTs `body` to `{base_url}{path}` of `candidate` with its credential, forwarding only
+    /// the client's `content-type` and `accept` (never its `authorization`); returns once the
+    /// response head arrives.
     pub async fn send(
         &self,
         candidate: &Candidate,
@@ -97,7 +97,10 @@ impl UpstreamClient {
         client_headers: &HeaderMap,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let url = format!("{}{path}", candidate.base_url);
+        let endpoint = &candidate.deployment.endpoint;
+        let mut url = String::with_capacity(endpoint.base_url.len() + path.len());
+        url.push_str(&endpoint.base_url);
+        url.push_str(path);
         let content_type = client_headers
             .get(CONTENT_TYPE)
             .cloned()
@@ -110,26 +113,22 @@ impl UpstreamClient {
         if let Some(accept) = client_headers.get(ACCEPT) {
             request = request.header(ACCEPT, accept.clone());
         }
-        let endpoint = candidate.endpoint_id.clone();
-        match tokio::time::timeout(self.first_byte_timeout, request.send()).await {
-            Err(_elapsed) => Err(UpstreamError::Timeout {
-                endpoint,
-                after: self.first_byte_timeout,
-            }),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect {
-                endpoint,
-                source: e.without_url(),
-            }),
-            Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout {
-                endpoint,
-                after: self.first_byte_timeout,
-            }),
-            Ok(Err(e)) => Err(UpstreamError::Protocol {
-                endpoint,
-                source: e.without_url(),
-            }),
+        if let Some(credential) = endpoint.credentials.get(candidate.slot) {
+            request = request.header(AUTHORIZATION, credential.authorization.clone());
         }
+        request.send().await.map_err(|e| {
+            if e.is_connect() {
+                UpstreamError::Connect
+            } else if e.is_timeout() {
+                UpstreamError::Timeout {
+                    after: Duration::ZERO,
+                }
+            } else {
+                UpstreamError::Protocol {
+                    what: "the connection failed before a response",
+                }
+            }
+        })
     }
 }
 

@@ -1,0 +1,301 @@
+//! The edge's Prometheus metrics. Labels come only from enums and from ids in the routing
+//! table (endpoint ids, public model names), never from what a client sent.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Which `/v1` operation a request was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Route {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/completions`.
+    Completions,
+    /// `/v1/embeddings`.
+    Embeddings,
+}
+
+/// How one upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum AttemptOutcome {
+    /// Answered 2xx and the first byte arrived.
+    Ok,
+    /// No connection.
+    Connect,
+    /// No answer within the per-try timeout or the deadline.
+    Timeout,
+    /// 429.
+    RateLimited,
+    /// 5xx.
+    ServerError,
+    /// Refused our credential (401/403).
+    Credential,
+    /// A request error the client gets back as the upstream said it.
+    ClientError,
+    /// The prompt did not fit.
+    ContextExceeded,
+    /// Malformed or oversized answer, or a broken connection.
+    Protocol,
+}
+
+/// How a relayed stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum StreamEnd {
+    /// `[DONE]` or a clean end of a JSON body.
+    Complete,
+    /// The upstream broke, stalled or overflowed; the client got an error event.
+    UpstreamError,
+    /// The client went away first.
+    ClientGone,
+}
+
+/// Token direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum TokenKind {
+    /// Prompt tokens.
+    Prompt,
+    /// Completion tokens.
+    Completion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: Route,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AttemptLabels {
+    endpoint: Arc<str>,
+    outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TokenLabels {
+    endpoint: Arc<str>,
+    model: Arc<str>,
+    kind: TokenKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CooldownLabels {
+    endpoint: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StreamLabels {
+    end: StreamEnd,
+}
+
+/// Every metric the edge keeps, and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    attempts: Family<AttemptLabels, Counter>,
+    first_byte: Family<EndpointLabels, Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+    cooldowns: Family<CooldownLabels, Counter>,
+    streams: Family<StreamLabels, Counter>,
+    in_flight: Gauge,
+    table_version: Gauge<u64, AtomicU64>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~105 s
+    Histogram::new(exponential_buckets(0.0001, 4.0, 11))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchyard_edge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        let first_byte = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cooldowns = Family::<CooldownLabels, Counter>::default();
+        let streams = Family::<StreamLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        let table_version = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "requests",
+            "Client requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time until the response head went to the client",
+            duration.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by outcome",
+            attempts.clone(),
+        );
+        registry.register(
+            "upstream_first_byte_seconds",
+            "Time from sending upstream to its first body byte",
+            first_byte.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens metered from upstream usage",
+            tokens.clone(),
+        );
+        registry.register(
+            "cooldowns",
+            "Cooldowns this edge started",
+            cooldowns.clone(),
+        );
+        registry.register(
+            "streams",
+            "Relayed response bodies by how they ended",
+            streams.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "table_version",
+            "Version of the routing table held",
+            table_version.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            attempts,
+            first_byte,
+            tokens,
+            cooldowns,
+            streams,
+            in_flight,
+            table_version,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a finished request head and its latency.
+    pub fn request(&self, route: Route, status: u16, seconds: f64) {
+        let labels = RequestLabels { route, status };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts one upstream attempt.
+    pub fn attempt(&self, endpoint: &Arc<str>, outcome: AttemptOutcome) {
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                endpoint: endpoint.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Records an upstream's time to first byte.
+    pub fn first_byte(&self, endpoint: &Arc<str>, seconds: f64) {
+        self.first_byte
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.clone(),
+            })
+            .observe(seconds);
+    }
+
+    /// Adds metered tokens.
+    pub fn tokens(&self, endpoint: &Arc<str>, model: &Arc<str>, prompt: u64, completion: u64) {
+        for (kind, n) in [
+            (TokenKind::Prompt, prompt),
+            (TokenKind::Completion, completion),
+        ] {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    endpoint: endpoint.clone(),
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts a cooldown this edge started.
+    pub fn cooldown(&self, endpoint: &Arc<str>, reason: &'static str) {
+        self.cooldowns
+            .get_or_create(&CooldownLabels {
+                endpoint: endpoint.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts how a relayed body ended.
+    pub fn stream_end(&self, end: StreamEnd) {
+        self.streams.get_or_create(&StreamLabels { end }).inc();
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// Sets the table version gauge.
+    pub fn set_table_version(&self, version: u64) {
+        self.table_version.set(version);
+    }
+
+    /// Renders the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_table_labels() {
+        let m = Metrics::default();
+        let e: Arc<str> = Arc::from("groq");
+        m.request(Route::Chat, 200, 0.001);
+        m.attempt(&e, AttemptOutcome::RateLimited);
+        m.tokens(&e, &Arc::from("llama3"), 9, 12);
+        m.cooldown(&e, "rate_limited");
+        m.set_table_version(7);
+        let text = m.render();
+        for needle in [
+            "switchyard_edge_requests_total{route=\"Chat\",status=\"200\"} 1",
+            "switchyard_edge_upstream_attempts_total{endpoint=\"groq\",outcome=\"RateLimited\"} 1",
+            "switchyard_edge_tokens_total{endpoint=\"groq\",model=\"llama3\",kind=\"Completion\"} 12",
+            "switchyard_edge_cooldowns_total{endpoint=\"groq\",reason=\"rate_limited\"} 1",
+            "switchyard_edge_table_version 7",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

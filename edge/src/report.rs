@@ -1,0 +1,83 @@
+//! Reporting the cooldowns this edge decides to the control plane (`ReportUpstreamEvents`), in
+//! small batches from a background task, so every edge learns them. The local cooldown is in
+//! force before the report leaves; a failed report is logged and dropped.
+
+use std::time::Duration;
+
+use switchyard_proto::v1;
+use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::transport::Endpoint;
+use tracing::{debug, warn};
+
+/// Reports waiting to be sent; beyond this, new ones are dropped (the local cooldown holds).
+const QUEUE: usize = 1024;
+/// Most cooldowns in one RPC.
+const BATCH: usize = 128;
+/// Deadline for one report RPC.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sending side of the report queue.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    tx: mpsc::Sender<v1::Cooldown>,
+}
+
+impl Reporter {
+    /// Starts the background task that reports to `control_plane` as `edge_name`. It ends
+    /// when every `Reporter` clone is dropped. Must run inside a tokio runtime.
+    pub fn spawn(control_plane: String, edge_name: String, connect_timeout: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(control_plane, edge_name, connect_timeout, rx));
+        Self { tx }
+    }
+
+    /// Queues a cooldown for reporting; never waits.
+    pub fn report(&self, cooldown: v1::Cooldown) {
+        if self.tx.try_send(cooldown).is_err() {
+            debug!("cooldown report queue full; the local cooldown still holds");
+        }
+    }
+}
+
+async fn run(
+    control_plane: String,
+    edge_name: String,
+    connect_timeout: Duration,
+    mut rx: mpsc::Receiver<v1::Cooldown>,
+) {
+    let endpoint = match Endpoint::from_shared(control_plane.clone()) {
+        Ok(e) => e.connect_timeout(connect_timeout).timeout(RPC_TIMEOUT),
+        Err(e) => {
+            warn!(control_plane = %control_plane, error = %e, "cannot report cooldowns: bad control-plane URL");
+            return;
+        }
+    };
+    let mut client = EdgeServiceClient::new(endpoint.connect_lazy());
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let count = batch.len();
+        let request = v1::UpstreamEvents {
+            edge_name: edge_name.clone(),
+            cooldowns: std::mem::take(&mut batch),
+        };
+        match client.report_upstream_events(request).await {
+            Ok(ack) => debug!(
+                count,
+                applied_version = ack.get_ref().applied_version,
+                "reported cooldowns"
+            ),
+            Err(status) if status.code() == Code::Unimplemented => debug!(
+                count,
+                "control plane does not take cooldown reports yet; keeping them local"
+            ),
+            Err(status) => debug!(
+                count,
+                code = ?status.code(),
+                error = %status.message(),
+                "cooldown report failed; keeping them local"
+            ),
+        }
+    }
+}

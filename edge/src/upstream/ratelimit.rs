@@ -1,0 +1,251 @@
+//! Reading an upstream's rate-limit headers: how long a 429 (or an exhausted budget) should
+//! cool a target down. `Retry-After` (seconds or HTTP date), `retry-after-ms`, then the
+//! `x-ratelimit-reset-requests/-tokens` Go durations (`6s`, `1m26.4s`, `185ms`).
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+
+/// Why a target cools down; also the reason reported to the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CooldownReason {
+    /// The upstream answered 429.
+    RateLimited,
+    /// The upstream said its remaining requests or tokens reached zero.
+    QuotaExhausted,
+    /// Repeated connect errors or 5xx within the window.
+    Failures,
+    /// The upstream refused the credential (401/403).
+    Credential,
+}
+
+impl CooldownReason {
+    /// The wire and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::QuotaExhausted => "quota_exhausted",
+            Self::Failures => "failures",
+            Self::Credential => "credential",
+        }
+    }
+}
+
+/// The wait an upstream asked for on a 429, if its headers say: `retry-after-ms`, then
+/// `retry-after` (seconds, fractional allowed, or an HTTP date relative to `now`), then the
+/// larger of the `x-ratelimit-reset-*` durations whose remaining count is zero (or, when
+/// none is zero, the shorter reset).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = header_str(headers, "retry-after-ms")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms > 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1_000.0));
+    }
+    if let Some(value) = header_str(headers, "retry-after") {
+        let value = value.trim();
+        if let Ok(secs) = value.parse::<f64>() {
+            if secs.is_finite() && secs > 0.0 {
+                return Some(Duration::from_secs_f64(secs));
+            }
+        } else if let Ok(at) = httpdate::parse_http_date(value) {
+            return at.duration_since(now).ok().filter(|d| !d.is_zero());
+        }
+    }
+    reset_wait(headers, false)
+}
+
+/// When the upstream reports `x-ratelimit-remaining-requests: 0` (or `-tokens: 0`) on any
+/// answer, the wait until that budget resets (default one second when no reset is given).
+pub fn exhausted(headers: &HeaderMap) -> Option<Duration> {
+    let zero = |name| header_str(headers, name).is_some_and(|v| v.trim() == "0");
+    if !zero("x-ratelimit-remaining-requests") && !zero("x-ratelimit-remaining-tokens") {
+        return None;
+    }
+    Some(reset_wait(headers, true).unwrap_or(Duration::from_secs(1)))
+}
+
+/// The reset durations; with `only_exhausted`, only for budgets whose remaining count is 0.
+fn reset_wait(headers: &HeaderMap, only_exhausted: bool) -> Option<Duration> {
+    let mut exhausted_max: Option<Duration> = None;
+    let mut any_min: Option<Duration> = None;
+    for kind in ["requests", "tokens"] {
+        let Some(reset) =
+            header_str(headers, &format!("x-ratelimit-reset-{kind}")).and_then(parse_go_duration)
+        else {
+            continue;
+        };
+        let remaining_zero = header_str(headers, &format!("x-ratelimit-remaining-{kind}"))
+            .is_some_and(|v| v.trim() == "0");
+        if remaining_zero {
+            exhausted_max = Some(exhausted_max.map_or(reset, |m| m.max(reset)));
+        }
+        any_min = Some(any_min.map_or(reset, |m| m.min(reset)));
+    }
+    if only_exhausted {
+        exhausted_max
+    } else {
+        exhausted_max.or(any_min)
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Parses a Go duration (`1h2m3.5s`, `185ms`, `12us`, `6m0s`); a bare number is seconds.
+/// Non-positive or malformed values are unknown (`None`).
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut rest = text;
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // Longest unit first so `ms` is not read as `m` followed by garbage.
+        let (unit, scale) = [
+            ("ms", 1e-3),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ns", 1e-9),
+            ("h", 3600.0),
+            ("m", 60.0),
+            ("s", 1.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u))?;
+        total += value * scale;
+        rest = &rest[unit.len()..];
+    }
+    (total.is_finite() && total > 0.0).then(|| Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn go_durations() {
+        let cases = [
+            ("6s", Some(6_000_000)),
+            ("1m26.4s", Some(86_400_000)),
+            ("185ms", Some(185_000)),
+            ("12ms", Some(12_000)),
+            ("6m0s", Some(360_000_000)),
+            ("1h", Some(3_600_000_000)),
+            ("250us", Some(250)),
+            ("250µs", Some(250)),
+            ("2", Some(2_000_000)),
+            ("0.5", Some(500_000)),
+            ("0s", None),
+            ("-1", None),
+            ("0", None),
+            ("", None),
+            ("abc", None),
+            ("5x", None),
+            ("m5", None),
+        ];
+        for (text, micros) in cases {
+            assert_eq!(
+                parse_go_duration(text).map(|d| d.as_micros() as u64),
+                micros,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = httpdate::parse_http_date("Fri, 31 Dec 1999 23:59:00 GMT").unwrap();
+        let cases: Vec<(HeaderMap, Option<u64>)> = vec![
+            (headers(&[("retry-after", "7")]), Some(7_000)),
+            (headers(&[("retry-after", "1.5")]), Some(1_500)),
+            (
+                headers(&[("retry-after", "Fri, 31 Dec 1999 23:59:59 GMT")]),
+                Some(59_000),
+            ),
+            (
+                headers(&[("retry-after", "Fri, 31 Dec 1999 23:58:59 GMT")]),
+                None,
+            ),
+            (
+                headers(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+                Some(250),
+            ),
+            (headers(&[("retry-after", "0")]), None),
+            (headers(&[("retry-after", "soon")]), None),
+            (
+                headers(&[("x-ratelimit-reset-requests", "1m26.4s")]),
+                Some(86_400),
+            ),
+            (
+                headers(&[
+                    ("x-ratelimit-reset-requests", "2s"),
+                    ("x-ratelimit-reset-tokens", "185ms"),
+                ]),
+                Some(185),
+            ),
+            (
+                headers(&[
+                    ("x-ratelimit-remaining-requests", "5"),
+                    ("x-ratelimit-reset-requests", "2s"),
+                    ("x-ratelimit-remaining-tokens", "0"),
+                    ("x-ratelimit-reset-tokens", "6m0s"),
+                ]),
+                Some(360_000),
+            ),
+            (headers(&[("x-ratelimit-reset-requests", "-1")]), None),
+            (HeaderMap::new(), None),
+        ];
+        for (i, (h, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                retry_after(&h, now).map(|d| d.as_millis() as u64),
+                want,
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn exhausted_budgets() {
+        let cases: Vec<(HeaderMap, Option<u64>)> = vec![
+            (headers(&[("x-ratelimit-remaining-requests", "3")]), None),
+            (
+                headers(&[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "12ms"),
+                ]),
+                Some(12),
+            ),
+            (
+                headers(&[("x-ratelimit-remaining-tokens", "0")]),
+                Some(1_000),
+            ),
+            (HeaderMap::new(), None),
+        ];
+        for (i, (h, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                exhausted(&h).map(|d| d.as_millis() as u64),
+                want,
+                "case {i}"
+            );
+        }
+    }
+}
