@@ -2,6 +2,10 @@
 //!
 //! - [`fake`]: model servers that behave like Ollama, vLLM and friends, on ephemeral ports.
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
+//! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 
 pub mod fake;
 pub mod harness;
+pub mod deploy;
+pub mod openai_fake;
+pub mod edge_harness;
