@@ -106,6 +106,51 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A server answered its listing but says it must not take traffic now.
+    #[error("{url} is not ready: {reason}")]
+    NotReady {
+        /// URL whose answer said so.
+        url: String,
+        /// What it said.
+        reason: String,
+    },
+
+    /// A discovery peer entry cannot be parsed.
+    #[error("invalid discovery peer {entry:?}: {reason}")]
+    InvalidPeer {
+        /// The entry as written.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Tailscale's LocalAPI or CLI failed or answered something unusable.
+    #[error("tailscale status from {from} failed: {reason}")]
+    Tailscale {
+        /// `LocalAPI socket <path>` or `tailscale CLI`.
+        from: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// `nvidia-smi` could not be run or printed something unusable.
+    #[error("nvidia-smi failed: {reason}")]
+    Gpu {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// No control plane was found over mDNS.
+    #[error("no control plane found over mDNS within {after:?}")]
+    NoControlPlaneFound {
+        /// How long the agent browsed.
+        after: Duration,
+    },
+
+    /// mDNS announcing or browsing failed.
+    #[error("mDNS failed")]
+    Mdns(#[source] switchyard_mdns::Error),
+
     /// The scan loop ended, so there is nothing left to report (only while shutting down).
     #[error("the scan loop stopped")]
     ScannerStopped,

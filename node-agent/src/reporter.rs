@@ -1,11 +1,16 @@
 //! The report stream: scans on a timer, and one long-lived gRPC stream to the control plane that
 //! carries Hello, a full snapshot, then updates and heartbeats; re-opened with backoff when it fails.
 //!
-//! Scanning and reporting run side by side in one task. The scan loop publishes the reported set
-//! of backends on a `watch` channel; each stream session diffs what it last sent against the
-//! latest set. So a reconnect needs no replay log: it just sends a fresh snapshot, and changes made
-//! while disconnected are never lost.
+//! Scanning, GPU sampling and reporting run side by side in one task. The scan loop publishes the
+//! reported set of backends on a `watch` channel; each stream session diffs what it last sent
+//! against the latest set. So a reconnect needs no replay log: it just sends a fresh snapshot, and
+//! changes made while disconnected are never lost. Heartbeats carry the latest GPU sample.
+//!
+//! With no control plane configured, the agent finds one over mDNS and browses again whenever the
+//! addresses it found stop answering. Reconnect delays are jittered so a restarted control plane
+//! is not hit by every agent at the same instant.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::pin;
@@ -15,7 +20,7 @@ use switchyard_proto::v1::agent_message::Body as AgentBody;
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
 use switchyard_proto::v1::control_message::Body as ControlBody;
 use switchyard_proto::v1::{
-    AgentMessage, Backend, BackendSnapshot, BackendUpdate, ControlMessage, Heartbeat, Hello,
+    AgentMessage, Backend, BackendSnapshot, BackendUpdate, ControlMessage, Gpu, Heartbeat, Hello,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -24,8 +29,11 @@ use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, control_plane_url};
-use crate::discovery::local::{Scanner, Tracker, diff};
+use crate::discovery::control_plane;
+use crate::discovery::lifecycle::{Thresholds, Tracker, diff};
+use crate::discovery::scan::Scanner;
 use crate::error::Error;
+use crate::gpu;
 
 /// First reconnect delay; doubles per failed attempt.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -54,25 +62,56 @@ pub async fn run(
 ) -> Result<(), Error> {
     cfg.validate()?;
     let scanner = Scanner::new(&cfg)?;
-    let mut tracker = Tracker::new(cfg.fail_threshold);
+    let mut tracker = Tracker::new(Thresholds {
+        fail: cfg.fail_threshold,
+        success: cfg.success_threshold,
+        remove_after_ms: u64::try_from(cfg.remove_after().as_millis()).unwrap_or(u64::MAX),
+    });
+    let started = Instant::now();
     let mut shutdown = pin!(shutdown);
 
     // One scan before connecting, so the first snapshot is real.
     let first = tokio::select! {
         () = &mut shutdown => return Ok(()),
-        scan = scanner.scan() => tracker.observe(scan),
+        scan = scanner.scan() => tracker.observe(scan, elapsed_ms(started)),
     };
     log_changes(&first.upserted, &first.removed);
     info!(node = %cfg.node_name, control_plane = %cfg.control_plane, backends = first.upserted.len(), "node agent started");
 
+    // Announce this agent on the LAN (for `switchyard status`); withdrawn when `run` returns.
+    let _announcement = if cfg.discovery.mdns {
+        let port = tonic::transport::Endpoint::from_shared(control_plane_url(&cfg.control_plane))
+            .ok()
+            .and_then(|e| e.uri().port_u16())
+            .unwrap_or(0);
+        match switchyard_mdns::advertise_agent(&cfg.node_name, port) {
+            Ok(ad) => Some(ad),
+            Err(e) => {
+                warn!(
+                    error = &e as &dyn std::error::Error,
+                    "cannot announce this agent over mDNS"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let (state_tx, state_rx) = watch::channel(tracker.snapshot());
+    let (gpu_tx, gpu_rx) = watch::channel(Vec::new());
     tokio::select! {
         () = &mut shutdown => {}
-        () = scan_loop(&cfg, &scanner, tracker, &state_tx) => {}
-        () = report_loop(&cfg, state_rx) => {}
+        () = scan_loop(&cfg, &scanner, tracker, started, &state_tx) => {}
+        () = gpu_loop(&cfg, &gpu_tx) => {}
+        () = report_loop(&cfg, state_rx, gpu_rx) => {}
     }
     info!(node = %cfg.node_name, "node agent stopped");
     Ok(())
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Scans every `scan_interval` forever, publishing the reported set whenever it changes.
@@ -80,6 +119,7 @@ async fn scan_loop(
     cfg: &Config,
     scanner: &Scanner,
     mut tracker: Tracker,
+    started: Instant,
     state: &watch::Sender<Vec<Backend>>,
 ) {
     let mut ticker = tokio::time::interval(cfg.scan_interval());
@@ -88,7 +128,8 @@ async fn scan_loop(
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let changes = tracker.observe(scanner.scan().await);
+        let scan = scanner.scan().await;
+        let changes = tracker.observe(scan, elapsed_ms(started));
         if changes.is_empty() {
             continue;
         }
@@ -97,25 +138,128 @@ async fn scan_loop(
     }
 }
 
+/// Samples the GPUs every `gpu_interval` and publishes them for heartbeats. Stops sampling (quietly)
+/// when the command does not exist; warns once per distinct failure otherwise.
+async fn gpu_loop(cfg: &Config, gpus: &watch::Sender<Vec<Gpu>>) {
+    if cfg.nvidia_smi.trim().is_empty() {
+        return std::future::pending().await;
+    }
+    // nvidia-smi may hang on a wedged driver; never let it hold a sample past the interval.
+    let timeout = cfg.gpu_interval().min(Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(cfg.gpu_interval());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_error: Option<String> = None;
+    loop {
+        ticker.tick().await;
+        match gpu::query(&cfg.nvidia_smi, timeout).await {
+            Ok(Some(sample)) => {
+                last_error = None;
+                gpus.send_if_modified(|current| {
+                    let changed = *current != sample;
+                    if changed {
+                        current.clone_from(&sample);
+                    }
+                    changed
+                });
+            }
+            Ok(None) => {
+                debug!(command = %cfg.nvidia_smi, "no nvidia-smi on this host; reporting no GPUs");
+                return std::future::pending().await;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    warn!(error = %text, "cannot read GPU facts");
+                    last_error = Some(text);
+                }
+            }
+        }
+    }
+}
+
 fn log_changes(upserted: &[Backend], removed: &[String]) {
     for b in upserted {
-        info!(backend = %b.id, kind = %b.kind, base_url = %b.base_url, models = b.models.len(), "backend found or changed");
+        let healthy = b.facts.as_ref().is_none_or(|f| f.healthy);
+        info!(backend = %b.id, kind = %b.kind, base_url = %b.base_url, models = b.models.len(), healthy, "backend found or changed");
     }
     for id in removed {
         info!(backend = %id, "backend gone");
     }
 }
 
+/// Where the next session connects: the configured control plane, or addresses found over mDNS.
+#[derive(Debug)]
+struct Seeds {
+    fixed: Option<String>,
+    found: VecDeque<String>,
+    warned: bool,
+}
+
+impl Seeds {
+    fn new(cfg: &Config) -> Self {
+        let fixed =
+            (!cfg.control_plane.trim().is_empty()).then(|| control_plane_url(&cfg.control_plane));
+        Self {
+            fixed,
+            found: VecDeque::new(),
+            warned: false,
+        }
+    }
+
+    /// The next address to try, browsing mDNS when the found ones are used up.
+    async fn next(&mut self) -> Result<String, Error> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        if self.found.is_empty() {
+            match control_plane::find(control_plane::BROWSE_WAIT).await {
+                Ok(urls) => {
+                    self.warned = false;
+                    self.found.extend(urls);
+                }
+                Err(e) => {
+                    if !self.warned {
+                        warn!(
+                            error = &e as &dyn std::error::Error,
+                            "no control plane configured or found; still browsing"
+                        );
+                        self.warned = true;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.found.pop_front().ok_or(Error::NoControlPlaneFound {
+            after: control_plane::BROWSE_WAIT,
+        })
+    }
+}
+
 /// Keeps a report stream open forever: connect, run a session, back off, repeat.
-async fn report_loop(cfg: &Config, mut state: watch::Receiver<Vec<Backend>>) {
-    let seed = control_plane_url(&cfg.control_plane);
-    let mut addr = seed.clone();
+async fn report_loop(
+    cfg: &Config,
+    mut state: watch::Receiver<Vec<Backend>>,
+    gpus: watch::Receiver<Vec<Gpu>>,
+) {
+    let mut seeds = Seeds::new(cfg);
+    let mut next: Option<String> = None;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut jitter = Jitter::seeded();
     let mut redirected_last = false;
     loop {
+        let addr = match next.take() {
+            Some(addr) => addr,
+            None => match seeds.next().await {
+                Ok(addr) => addr,
+                Err(_) => {
+                    tokio::time::sleep(jitter.apply(backoff.next_delay())).await;
+                    continue;
+                }
+            },
+        };
         let started = Instant::now();
         let mut acked = false;
-        let end = session(cfg, &addr, &mut state, &mut acked).await;
+        let end = session(cfg, &addr, &mut state, &gpus, &mut acked).await;
         // A rejection never counts as healthy, even after an Ack, so a refused agent keeps backing off.
         let healthy = acked || started.elapsed() >= HEALTHY_AFTER;
         if healthy && !matches!(end, End::Rejected(_)) {
@@ -125,7 +269,7 @@ async fn report_loop(cfg: &Config, mut state: watch::Receiver<Vec<Backend>>) {
             End::Redirect(leader) => {
                 let to = control_plane_url(&leader);
                 info!(from = %addr, to = %to, "following leader redirect");
-                addr = to;
+                next = Some(to);
                 // Follow the first hop at once; a second redirect in a row may be stale voters
                 // pointing at each other, so that one waits its backoff.
                 if !redirected_last {
@@ -135,23 +279,23 @@ async fn report_loop(cfg: &Config, mut state: watch::Receiver<Vec<Backend>>) {
             }
             End::Rejected(reason) => {
                 redirected_last = false;
-                let delay = backoff.next_delay();
+                let delay = jitter.apply(backoff.next_delay());
                 error!(control_plane = %addr, reason = %reason, retry_in_ms = delay.as_millis() as u64, "control plane rejected the agent");
+                next = Some(addr);
                 tokio::time::sleep(delay).await;
                 continue;
             }
             End::Failed(err) => {
                 redirected_last = false;
-                let delay = backoff.next_delay();
+                let delay = jitter.apply(backoff.next_delay());
                 warn!(control_plane = %addr, error = &err as &dyn std::error::Error, retry_in_ms = delay.as_millis() as u64, "report stream down");
-                // A leader hint is only a hint: when it fails, start over from the configured address,
-                // which redirects to whoever leads now.
-                addr.clone_from(&seed);
+                // A leader hint is only a hint: when it fails, start over from the configured (or
+                // next discovered) address, which redirects to whoever leads now.
                 tokio::time::sleep(delay).await;
                 continue;
             }
         }
-        let delay = backoff.next_delay();
+        let delay = jitter.apply(backoff.next_delay());
         debug!(control_plane = %addr, retry_in_ms = delay.as_millis() as u64, "pacing repeated redirects");
         tokio::time::sleep(delay).await;
     }
@@ -174,6 +318,7 @@ async fn session(
     cfg: &Config,
     addr: &str,
     state: &mut watch::Receiver<Vec<Backend>>,
+    gpus: &watch::Receiver<Vec<Gpu>>,
     acked: &mut bool,
 ) -> End {
     let endpoint = match Endpoint::from_shared(addr.to_owned()) {
@@ -272,7 +417,8 @@ async fn session(
             },
             _ = heartbeat.tick() => {
                 seq += 1;
-                let msg = AgentMessage { body: Some(AgentBody::Heartbeat(Heartbeat { seq, gpus: Vec::new() })) };
+                let gpus = gpus.borrow().clone();
+                let msg = AgentMessage { body: Some(AgentBody::Heartbeat(Heartbeat { seq, gpus })) };
                 if tx.send(msg).await.is_err() {
                     return closed();
                 }
@@ -368,9 +514,64 @@ impl Backoff {
     }
 }
 
+/// Spreads reconnect delays over [delay/2, delay] (equal jitter) so agents that lost the same
+/// control plane do not all return at the same instant. A xorshift64 seeded from the clock and pid.
+#[derive(Debug, Clone)]
+struct Jitter {
+    state: u64,
+}
+
+impl Jitter {
+    fn seeded() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self::new(nanos ^ (u64::from(std::process::id()) << 32))
+    }
+
+    fn new(seed: u64) -> Self {
+        // Xorshift must never hold zero.
+        Self { state: seed | 1 }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+
+    fn apply(&mut self, delay: Duration) -> Duration {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let half = ms / 2;
+        let spread = ms - half;
+        Duration::from_millis(half + self.next_u64() % (spread + 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_full_and_varies() {
+        let mut jitter = Jitter::new(42);
+        let ms = Duration::from_millis;
+        let delays: Vec<Duration> = (0..200).map(|_| jitter.apply(ms(1000))).collect();
+        assert!(
+            delays.iter().all(|d| *d >= ms(500) && *d <= ms(1000)),
+            "{delays:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 50, "jitter barely varies: {distinct:?}");
+        assert_eq!(Jitter::new(0).apply(ms(0)), ms(0));
+        // Two agents seeded differently pick different delays.
+        let a: Vec<_> = (0..5).map(|_| Jitter::new(1).apply(ms(1000))).collect();
+        let mut b = Jitter::new(2);
+        assert_ne!(a[0], b.apply(ms(1000)));
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets() {

@@ -11,7 +11,8 @@ mod fake;
 use std::time::Duration;
 
 use fake::{FakeModelServer, closed_port};
-use switchyard_node_agent::discovery::local::Scanner;
+use switchyard_node_agent::discovery::scan::Scanner;
+use switchyard_node_agent::probe::facts::unknown_facts;
 use switchyard_node_agent::{Config, Naming, ProbeTarget, ServerKind};
 use switchyard_proto::v1::Backend;
 use tokio::net::TcpListener;
@@ -23,6 +24,17 @@ fn config(targets: Vec<ProbeTarget>, probe_timeout_ms: u64) -> Config {
         naming: Naming::NodeSuffix,
         probe_timeout_ms,
         targets,
+        control_plane: "http://127.0.0.1:7700".to_owned(),
+        nvidia_smi: String::new(),
+        discovery: switchyard_node_agent::DiscoveryConfig {
+            docker_host: false,
+            mdns: false,
+            tailscale: switchyard_node_agent::TailscaleConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -55,14 +67,16 @@ async fn scan_finds_fake_ollama_and_vllm_but_not_closed_or_empty_servers() {
                 kind: "ollama".to_owned(),
                 base_url: format!("http://127.0.0.1:{}/v1", ollama.addr.port()),
                 models: vec!["llama3.2:latest".to_owned(), "qwen3:8b".to_owned()],
-                facts: None,
+                facts: Some(unknown_facts()),
+                api_key: String::new(),
             },
             Backend {
                 id: format!("vllm-testnode-{vllm_port}"),
                 kind: "vllm".to_owned(),
                 base_url: format!("http://127.0.0.1:{vllm_port}/v1"),
                 models: vec!["Qwen/Qwen2.5-7B-Instruct".to_owned()],
-                facts: None,
+                facts: Some(unknown_facts()),
+                api_key: String::new(),
             },
         ]
     );

@@ -1,6 +1,15 @@
 //! Discovery: where backends are found and how scans become reports.
 //!
-//! - [`local`]: scans of the configured targets, backend ids, and the [`local::Tracker`] that
-//!   turns successive scans into upserts and removals.
+//! - [`local`]: names of the configured local targets.
+//! - [`peers`]: `host` / `host:port` peer entries and peer naming.
+//! - [`tailscale`]: online tailnet peers from tailscaled's LocalAPI or CLI.
+//! - [`scan`]: one scan over every source, with naming and deduplication.
+//! - [`lifecycle`]: the pure tracker turning scans into upserts, health changes and removals.
+//! - [`control_plane`]: finding the control plane over mDNS when none is configured.
 
+pub mod control_plane;
+pub mod lifecycle;
 pub mod local;
+pub mod peers;
+pub mod scan;
+pub mod tailscale;

@@ -1,10 +1,15 @@
 //! Listing probes, one file per server kind: does a model server answer here, and with which models?
 //!
-//! - [`ollama`]: `GET /api/tags`.
-//! - [`lmstudio`], [`vllm`], [`litellm`]: `GET /v1/models`, parsed by [`openai`].
+//! - [`ollama`]: `GET /api/tags`, plus `/api/ps` and `/api/version` for facts.
+//! - [`lmstudio`], [`vllm`], [`litellm`]: `GET /v1/models`, parsed by [`openai`], plus each kind's
+//!   own fact endpoints.
+//! - [`facts`]: what a responder's own endpoints say beyond its model list.
+//! - [`identify`]: which kind answers at a port of unknown kind.
 //!
 //! A responder counts only with HTTP 200 and at least one model. Probes never run inference.
 
+pub mod facts;
+pub mod identify;
 pub mod litellm;
 pub mod lmstudio;
 pub mod ollama;
@@ -161,25 +166,60 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
 ///
 /// Fails unless the server answers HTTP 200 with a listing of at least one model.
 pub async fn probe(client: &reqwest::Client, target: &ProbeTarget) -> Result<Vec<String>, Error> {
-    let url = target.listing_url();
-    let request_error = |source| Error::ProbeRequest {
-        url: url.clone(),
-        source,
-    };
-    let response = client.get(&url).send().await.map_err(request_error)?;
-    let status = response.status();
-    if status != reqwest::StatusCode::OK {
-        return Err(Error::ProbeStatus {
-            url,
-            status: status.as_u16(),
-        });
-    }
-    let body = response.bytes().await.map_err(request_error)?;
-    let models = target.kind.parse_models(&body)?;
+    Ok(listing(client, &target.origin(), target.kind, None)
+        .await?
+        .models)
+}
+
+/// A successful listing probe: the models and the raw body (some kinds read more facts from it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    /// Model ids, sorted, never empty.
+    pub models: Vec<String>,
+    /// The listing body as received.
+    pub body: bytes::Bytes,
+}
+
+/// Requests `kind`'s listing at `origin` (`http://host:port`), sending `api_key` as a bearer token
+/// when given. Fails unless the answer is HTTP 200 with at least one model.
+pub async fn listing(
+    client: &reqwest::Client,
+    origin: &str,
+    kind: ServerKind,
+    api_key: Option<&str>,
+) -> Result<Listing, Error> {
+    let url = format!("{origin}{}", kind.listing_path());
+    let body = get(client, &url, api_key).await?;
+    let models = kind.parse_models(&body)?;
     if models.is_empty() {
         return Err(Error::NoModels { url });
     }
-    Ok(models)
+    Ok(Listing { models, body })
+}
+
+/// `GET url` (with `api_key` as a bearer token when given); the body when the answer is HTTP 200.
+pub async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: Option<&str>,
+) -> Result<bytes::Bytes, Error> {
+    let request_error = |source| Error::ProbeRequest {
+        url: url.to_owned(),
+        source,
+    };
+    let mut request = client.get(url);
+    if let Some(key) = api_key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.map_err(request_error)?;
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        return Err(Error::ProbeStatus {
+            url: url.to_owned(),
+            status: status.as_u16(),
+        });
+    }
+    response.bytes().await.map_err(request_error)
 }
 
 /// Collects the string at `field` of every object in `entries`, skipping entries without it;
