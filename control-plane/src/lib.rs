@@ -4,10 +4,21 @@
 //! - [`table`]: compiles the state into the edge-ready routing table.
 //! - [`raft`]: openraft over a durable redb log and state machine (the only openraft user).
 //! - [`service`]: the gRPC services voters serve (agent, edge, raft, health).
-//! - [`server`]: starts a voter on a bound listener.
+//! - [`config`]: `config.yaml` (ours or LiteLLM's) and `LLM_PROXY_ENDPOINT_*` variables.
+//! - [`reload`]: applying the declared sources at start and on reload.
+//! - [`admin`]: the admin REST API, its client and Prometheus metrics.
+//! - [`liveness`]: heartbeats in leader memory; silent nodes committed as down.
+//! - [`seal`]: the cluster key, client-key generation and hashing.
+//! - [`server`]: starts a voter on bound listeners.
 
+pub mod admin;
+pub mod config;
 pub mod error;
+pub mod lease;
+pub mod liveness;
 pub mod raft;
+pub mod reload;
+pub mod seal;
 pub mod server;
 pub mod service;
 pub mod state;

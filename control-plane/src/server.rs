@@ -1,7 +1,11 @@
-//! Starts a control-plane voter: its raft node and its gRPC services on one listener.
+//! Starts a control-plane voter: its raft node and gRPC services on one listener, the admin API
+//! on another, the node-liveness watcher and the declared configuration.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,8 +16,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::admin::views::ReloadReport;
+use crate::admin::{self, AdminState, Tokens};
 use crate::error::Error;
-use crate::raft::{Consensus, Timing};
+use crate::liveness::{self, DownPolicy, Liveness};
+use crate::raft::{Consensus, RaftSettings};
+use crate::reload::{Declarations, EnvSource};
+use crate::seal::{self, ClusterKey};
 use crate::service::agent::AgentServer;
 use crate::service::edge::EdgeServer;
 use crate::state::{ClusterState, Command, Outcome};
@@ -31,28 +40,73 @@ pub struct Config {
     pub advertise_addr: Option<String>,
     /// Secret agents must present; `None` accepts any agent. Default `None`.
     pub join_token: Option<String>,
-    /// Initialise a one-voter cluster when the data directory is fresh. Default true.
+    /// Initialise the cluster when the data directory is fresh. Default true (ignored with
+    /// `join`).
     pub bootstrap: bool,
+    /// gRPC address of a voter of an existing cluster to join (added as learner, then promoted).
+    /// Default none.
+    pub join: Option<String>,
+    /// Other voters of the cluster to bootstrap with (raft id → gRPC address); empty starts a
+    /// one-voter cluster that grows through `members add`. Used only at bootstrap.
+    pub initial_members: BTreeMap<u64, String>,
     /// Leader heartbeat interval in ms. Default 150.
     pub heartbeat_ms: u64,
     /// Election timeout lower bound in ms. Default 500.
     pub election_min_ms: u64,
     /// Election timeout upper bound in ms. Default 1000.
     pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries. Default 5000.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot for lagging followers. Default 1000.
+    pub keep_logs: u64,
+    /// Source IP for connections to peer voters. Default: chosen by the OS.
+    pub peer_bind_ip: Option<IpAddr>,
+    /// A node silent this long (ms) is committed as down. Default 15000.
+    pub node_down_after_ms: u64,
+    /// After becoming leader, wait this long (ms) before marking any node down. Default 15000.
+    pub leader_grace_ms: u64,
+    /// Tokens that may read and write the admin API. Default: one generated token kept in
+    /// `<data_dir>/admin.token`.
+    pub admin_tokens: Vec<String>,
+    /// Tokens that may only read the admin API. Default none.
+    pub read_only_tokens: Vec<String>,
+    /// The cluster key (base64url, 32 bytes) sealing credentials stored by value. Default: read
+    /// from `cluster_key_file`.
+    pub cluster_key: Option<String>,
+    /// File holding the cluster key. Default `<data_dir>/cluster.key`, created at bootstrap.
+    pub cluster_key_file: Option<PathBuf>,
+    /// `config.yaml` (ours or LiteLLM's) to load at start and on reload. Default none.
+    pub config_file: Option<PathBuf>,
+    /// The environment `LLM_PROXY_ENDPOINT_*` is read from. Default: this process's.
+    #[serde(skip)]
+    pub env: Option<BTreeMap<String, String>>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let timing = Timing::default();
+        let raft = RaftSettings::default();
         Self {
             node_id: 1,
             data_dir: PathBuf::from("switchyard-data"),
             advertise_addr: None,
             join_token: None,
             bootstrap: true,
-            heartbeat_ms: timing.heartbeat_ms,
-            election_min_ms: timing.election_min_ms,
-            election_max_ms: timing.election_max_ms,
+            join: None,
+            initial_members: BTreeMap::new(),
+            heartbeat_ms: raft.heartbeat_ms,
+            election_min_ms: raft.election_min_ms,
+            election_max_ms: raft.election_max_ms,
+            snapshot_every: raft.snapshot_every,
+            keep_logs: raft.keep_logs,
+            peer_bind_ip: None,
+            node_down_after_ms: 15_000,
+            leader_grace_ms: 15_000,
+            admin_tokens: Vec::new(),
+            read_only_tokens: Vec::new(),
+            cluster_key: None,
+            cluster_key_file: None,
+            config_file: None,
+            env: None,
         }
     }
 }
@@ -60,32 +114,60 @@ impl Default for Config {
 impl Config {
     /// Checks the fields before anything binds or opens.
     pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(Error::Config {
+                field,
+                reason: reason.into(),
+            })
+        };
         if self.node_id == 0 {
-            return Err(Error::Config {
-                field: "node_id",
-                reason: "must be at least 1".into(),
-            });
+            return bad("node_id", "must be at least 1");
         }
         if self.heartbeat_ms == 0 {
-            return Err(Error::Config {
-                field: "heartbeat_ms",
-                reason: "must be at least 1".into(),
-            });
+            return bad("heartbeat_ms", "must be at least 1");
         }
         if self.election_min_ms <= self.heartbeat_ms || self.election_max_ms <= self.election_min_ms
         {
-            return Err(Error::Config {
-                field: "election_min_ms",
-                reason: "need heartbeat_ms < election_min_ms < election_max_ms".into(),
-            });
+            return bad(
+                "election_min_ms",
+                "need heartbeat_ms < election_min_ms < election_max_ms",
+            );
         }
         if self.join_token.as_deref() == Some("") {
-            return Err(Error::Config {
-                field: "join_token",
-                reason: "is empty; omit it to accept any agent".into(),
-            });
+            return bad("join_token", "is empty; omit it to accept any agent");
+        }
+        if self.snapshot_every == 0 {
+            return bad("snapshot_every", "must be at least 1");
+        }
+        if self.node_down_after_ms == 0 {
+            return bad("node_down_after_ms", "must be at least 1");
+        }
+        if self.initial_members.contains_key(&0) {
+            return bad("initial_members", "raft ids start at 1");
+        }
+        if self
+            .admin_tokens
+            .iter()
+            .chain(&self.read_only_tokens)
+            .any(|t| t.len() < 16)
+        {
+            return bad("admin_tokens", "every token needs at least 16 characters");
+        }
+        if let Some(text) = &self.cluster_key {
+            ClusterKey::from_text(text)?;
         }
         Ok(())
+    }
+
+    fn raft_settings(&self) -> RaftSettings {
+        RaftSettings {
+            heartbeat_ms: self.heartbeat_ms,
+            election_min_ms: self.election_min_ms,
+            election_max_ms: self.election_max_ms,
+            snapshot_every: self.snapshot_every,
+            keep_logs: self.keep_logs,
+            peer_bind_ip: self.peer_bind_ip,
+        }
     }
 }
 
@@ -93,26 +175,61 @@ impl Config {
 pub struct ControlPlane {
     consensus: Consensus,
     addr: String,
+    admin_addr: Option<std::net::SocketAddr>,
+    admin_token: String,
+    declarations: Arc<Declarations>,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl ControlPlane {
-    /// Opens the store, starts raft and serves the gRPC services on `listener`.
+    /// Opens the store, starts raft and serves the gRPC services on `listener` (no admin API).
     pub async fn start(cfg: Config, listener: TcpListener) -> Result<Self, Error> {
+        Self::start_with_admin(cfg, listener, None).await
+    }
+
+    /// Opens the store, starts raft, serves gRPC on `grpc` and the admin API on `admin`.
+    ///
+    /// A voter that bootstraps a one-voter cluster waits for itself to lead and applies the
+    /// declared configuration before returning, so a bad config file fails the start. Any
+    /// other voter applies it in the background once it knows a leader.
+    pub async fn start_with_admin(
+        cfg: Config,
+        grpc: TcpListener,
+        admin: Option<TcpListener>,
+    ) -> Result<Self, Error> {
         cfg.validate()?;
-        let local = listener.local_addr()?;
+        let local = grpc.local_addr()?;
         let addr = cfg
             .advertise_addr
             .clone()
             .unwrap_or_else(|| local.to_string());
-        let timing = Timing {
-            heartbeat_ms: cfg.heartbeat_ms,
-            election_min_ms: cfg.election_min_ms,
-            election_max_ms: cfg.election_max_ms,
-        };
-        let consensus = Consensus::open(cfg.node_id, addr.clone(), &cfg.data_dir, timing).await?;
+        let key = Arc::new(match &cfg.cluster_key {
+            Some(text) => ClusterKey::from_text(text)?,
+            None => {
+                let path = cfg
+                    .cluster_key_file
+                    .clone()
+                    .unwrap_or_else(|| cfg.data_dir.join("cluster.key"));
+                ClusterKey::load_or_create(&path, true)?
+            }
+        });
+        let consensus = Consensus::open(
+            cfg.node_id,
+            addr.clone(),
+            &cfg.data_dir,
+            cfg.raft_settings(),
+            Some(key.clone()),
+        )
+        .await?;
+        let declarations = Arc::new(Declarations {
+            file: cfg.config_file.clone(),
+            env: cfg.env.clone().map_or(EnvSource::Process, EnvSource::Fixed),
+            key: Some(key.clone()),
+        });
         let (stop, stopped) = watch::channel(false);
+        let liveness = Liveness::default();
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -125,40 +242,145 @@ impl ControlPlane {
             .add_service(AgentServiceServer::new(AgentServer::new(
                 consensus.clone(),
                 cfg.join_token.clone(),
+                liveness.clone(),
                 stopped.clone(),
             )))
             .add_service(EdgeServiceServer::new(EdgeServer::new(
                 consensus.clone(),
                 stopped.clone(),
             )));
-        let mut until_stop = stopped.clone();
-        let server = tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async move {
-                // An error means the sender is gone, which also means stop.
-                let _stopped = until_stop.wait_for(|stop| *stop).await;
+        let server = tokio::spawn(
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), until(stopped.clone())),
+        );
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(liveness::watch_nodes(
+            consensus.clone(),
+            liveness.clone(),
+            DownPolicy {
+                down_after_ms: cfg.node_down_after_ms,
+                leader_grace_ms: cfg.leader_grace_ms,
             },
-        ));
+            stopped.clone(),
+        )));
 
-        if cfg.bootstrap {
-            consensus.bootstrap_single().await?;
+        let admin_token = match cfg.admin_tokens.first() {
+            Some(token) => token.clone(),
+            None => admin_token_file(&cfg.data_dir)?,
+        };
+        let mut admin_addr = None;
+        if let Some(listener) = admin {
+            admin_addr = Some(listener.local_addr()?);
+            let tokens = Tokens {
+                admin: if cfg.admin_tokens.is_empty() {
+                    vec![admin_token.clone()]
+                } else {
+                    cfg.admin_tokens.clone()
+                },
+                read_only: cfg.read_only_tokens.clone(),
+            };
+            let app = admin::router(AdminState {
+                consensus: consensus.clone(),
+                liveness: liveness.clone(),
+                declarations: declarations.clone(),
+                key: Some(key.clone()),
+                tokens: Arc::new(tokens),
+            });
+            let stopping = until(stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+                {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            }));
         }
-        tracing::info!(node_id = cfg.node_id, addr = %addr, data_dir = %cfg.data_dir.display(), "control plane started");
-        Ok(Self {
-            consensus,
-            addr,
+
+        // mDNS advertisement of `_switchyard._tcp.local.` goes here: it needs the advertised
+        // gRPC `addr` and must stop with `stopped`.
+
+        let bootstrap = cfg.bootstrap && cfg.join.is_none();
+        let bootstrapped = if bootstrap {
+            consensus.bootstrap(&cfg.initial_members).await?
+        } else {
+            false
+        };
+        let control_plane = Self {
+            consensus: consensus.clone(),
+            addr: addr.clone(),
+            admin_addr,
+            admin_token,
+            declarations: declarations.clone(),
             stop,
             server,
-        })
+            tasks,
+        };
+        if bootstrap && cfg.initial_members.is_empty() {
+            control_plane
+                .consensus
+                .wait_for_leader(Duration::from_secs(10))
+                .await?;
+            settle(&consensus, &declarations).await?;
+        } else {
+            let (consensus, declarations) = (consensus.clone(), declarations.clone());
+            let mut stopped = stopped.clone();
+            let join = cfg.join.clone();
+            let task = tokio::spawn(async move {
+                let mut joined = join.is_none();
+                // Until a leader accepts it; a voter waiting to be added may wait long.
+                for attempt in 0u32.. {
+                    let delay = Duration::from_millis(200 * u64::from(attempt.min(25)));
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stopped.wait_for(|s| *s) => return,
+                    }
+                    if let (false, Some(seed)) = (joined, &join) {
+                        match consensus.join_via(seed).await {
+                            Ok(()) => {
+                                tracing::info!(seed = %seed, "joined the cluster as a voter");
+                                joined = true;
+                            }
+                            Err(e) => {
+                                tracing::info!(seed = %seed, error = %e, "cannot join yet; retrying");
+                                continue;
+                            }
+                        }
+                    }
+                    if consensus
+                        .wait_for_leader(Duration::from_secs(1))
+                        .await
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    match settle(&consensus, &declarations).await {
+                        Ok(()) => return,
+                        Err(e @ Error::ConfigFile { .. }) => {
+                            tracing::error!(error = %e, "the config file cannot be applied");
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "retrying the initial config"),
+                    }
+                }
+            });
+            let mut control_plane = control_plane;
+            control_plane.tasks.push(task);
+            tracing::info!(node_id = cfg.node_id, addr = %addr, bootstrapped, "control plane started; waiting for a leader");
+            return Ok(control_plane);
+        }
+        tracing::info!(node_id = cfg.node_id, addr = %addr, data_dir = %cfg.data_dir.display(), "control plane started");
+        Ok(control_plane)
     }
 
     /// Runs a voter until `shutdown` resolves.
     pub async fn run(
         cfg: Config,
         listener: TcpListener,
+        admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
-        let control_plane = Self::start(cfg, listener).await?;
+        let control_plane = Self::start_with_admin(cfg, listener, admin).await?;
         shutdown.await;
         control_plane.stop().await
     }
@@ -168,14 +390,34 @@ impl ControlPlane {
         &self.addr
     }
 
+    /// Where the admin API listens, when it was started.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin_addr
+    }
+
+    /// An admin token this voter accepts (the generated one unless tokens were configured).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// This voter's raft machinery.
+    pub fn consensus(&self) -> &Consensus {
+        &self.consensus
+    }
+
     /// Waits until a leader is known, up to `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), Error> {
         self.consensus.wait_for_leader(timeout).await.map(|_| ())
     }
 
-    /// Proposes a command through raft and waits for it to be applied.
+    /// Proposes a command through raft (forwarded to the leader) and waits for it to apply.
     pub async fn write(&self, command: Command) -> Result<Outcome, Error> {
         self.consensus.write(command).await
+    }
+
+    /// Re-reads the config file and environment and applies the difference.
+    pub async fn reload(&self) -> Result<ReloadReport, Error> {
+        self.declarations.apply(&self.consensus).await
     }
 
     /// A copy of the applied state.
@@ -187,10 +429,62 @@ impl ControlPlane {
     pub async fn stop(self) -> Result<(), Error> {
         self.stop.send_replace(true);
         let served = self.server.await;
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "a control-plane task failed");
+            }
+        }
         self.consensus.shutdown(Duration::from_secs(5)).await;
         match served {
             Ok(result) => result.map_err(Error::from),
             Err(join) => Err(Error::Raft(format!("grpc server task failed: {join}"))),
         }
     }
+}
+
+/// Names the cluster (once) and applies the declared configuration.
+async fn settle(consensus: &Consensus, declarations: &Declarations) -> Result<(), Error> {
+    let id = format!("sy-{}", seal::random_id(12)?);
+    consensus.write(Command::SetClusterId { id }).await?;
+    declarations.apply(consensus).await?;
+    Ok(())
+}
+
+/// The generated admin token in `<data_dir>/admin.token`, created on first use.
+fn admin_token_file(data_dir: &std::path::Path) -> Result<String, Error> {
+    let path = data_dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let token = format!("sy_admin_{}", seal::random_id(24)?);
+            std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+            write_private(&path, &token).map_err(|source| Error::DataDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            tracing::info!(path = %path.display(), "generated an admin token");
+            Ok(token)
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _stopped = stopped.wait_for(|stop| *stop).await;
 }

@@ -3,14 +3,26 @@
 //! `ClusterState::apply` has no IO, no locks and no clock: every voter applies the same
 //! committed commands in the same order and reaches the same state. Time arrives inside the
 //! command (`at_ms`, milliseconds since the Unix epoch, stamped by the proposer).
+//!
+//! - this file: endpoints, nodes, the command set and `apply`;
+//! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
+//! - [`sources`]: replacing everything one config source declares (config reload).
+
+mod policy;
+mod sources;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::Serialize;
 
-/// Where an endpoint was declared; decides precedence and is shown in every listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
+pub use sources::Declared;
+
+/// Where an item was declared; decides precedence and is shown in every listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// `config.yaml`.
@@ -18,6 +30,7 @@ pub enum Source {
     /// `LLM_PROXY_ENDPOINT_<NAME>_*` environment variables.
     Env,
     /// The admin API.
+    #[default]
     Api,
     /// The built-in demo model of `switchyard up --demo`.
     Demo,
@@ -36,10 +49,88 @@ impl Source {
             Source::Discovered => "discovered",
         }
     }
+
+    /// Precedence: lower wins (config > env > api/demo > discovery).
+    pub fn rank(self) -> u8 {
+        match self {
+            Source::Config => 0,
+            Source::Env => 1,
+            Source::Api | Source::Demo => 2,
+            Source::Discovered => 3,
+        }
+    }
+}
+
+/// Limits; 0 means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: u64,
+    /// Tokens per minute.
+    pub tpm: u64,
+    /// Requests per day.
+    pub rpd: u64,
+    /// Requests in flight at once.
+    pub max_concurrent: u32,
+}
+
+impl Limits {
+    /// Whether every limit is unlimited.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Where an upstream credential's secret lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Secret {
+    /// Read by the edge from this environment variable.
+    Env {
+        /// Variable name.
+        name: String,
+    },
+    /// Stored by value, sealed with the cluster key (base64url nonce + ciphertext).
+    Sealed {
+        /// The sealed bytes; never the plain secret.
+        sealed: String,
+    },
+}
+
+/// One upstream credential of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// `key`, `key_2`, ... in declaration order.
+    pub id: String,
+    /// Where the secret is.
+    pub secret: Secret,
+}
+
+/// What a node agent learned about a server beyond its model list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Facts {
+    /// Passed its recent probes.
+    pub healthy: bool,
+    /// Models loaded in memory now.
+    pub loaded_models: Vec<String>,
+    /// Whether `loaded_models` is known for this server kind.
+    pub loaded_known: bool,
+    /// Requests running.
+    pub running: u32,
+    /// Requests waiting.
+    pub waiting: u32,
+    /// KV-cache usage, 0..1; negative when unknown.
+    pub kv_cache_usage: f64,
+    /// Server version, when reported.
+    pub server_version: String,
+    /// Context length per model id.
+    pub context_lengths: BTreeMap<String, u32>,
 }
 
 /// An upstream server or provider that serves models.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Unique id (`ollama`, `vllm-gpu01`, `groq`, `ollama-auto`, ...).
     pub id: String,
@@ -59,6 +150,15 @@ pub struct Endpoint {
     pub discovered_as: Option<String>,
     /// When the endpoint first appeared, ms since the Unix epoch.
     pub created_ms: u64,
+    /// Upstream credentials, tried in order.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+    /// Upstream limits of the endpoint as a whole.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What the node agent reports, for discovered endpoints.
+    #[serde(default)]
+    pub facts: Option<Facts>,
 }
 
 /// A declared endpoint, as written by config, env, the admin API or the demo.
@@ -76,10 +176,16 @@ pub struct EndpointSpec {
     pub weight: u32,
     /// Where it was declared; must not be `Discovered`.
     pub source: Source,
+    /// Upstream credentials, in order.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+    /// Upstream limits.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A backend as a node agent reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiscoveredBackend {
     /// The id the agent proposes.
     pub id: String,
@@ -89,6 +195,9 @@ pub struct DiscoveredBackend {
     pub base_url: String,
     /// Model ids listed by the server.
     pub models: Vec<String>,
+    /// What the agent learned beyond the model list.
+    #[serde(default)]
+    pub facts: Option<Facts>,
 }
 
 /// One way to serve a public model name: an endpoint and the model id it knows.
@@ -100,6 +209,12 @@ pub struct DeploymentSpec {
     pub upstream_model: String,
     /// Relative traffic share; 0 is read as 1.
     pub weight: u32,
+    /// Context window in tokens; 0 = unknown.
+    #[serde(default)]
+    pub context_length: u32,
+    /// Upstream limits of this deployment (LiteLLM's rpm/tpm).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// A public model name and the deployments that serve it.
@@ -109,6 +224,9 @@ pub struct ModelGroup {
     pub name: String,
     /// Deployments in preference order.
     pub deployments: Vec<DeploymentSpec>,
+    /// Where it was declared.
+    #[serde(default)]
+    pub source: Source,
 }
 
 /// Whether a node is reporting.
@@ -117,7 +235,7 @@ pub struct ModelGroup {
 pub enum NodeStatus {
     /// Connected and reporting.
     Up,
-    /// Disconnected or silent.
+    /// Missed its heartbeats for longer than the configured time.
     Down,
 }
 
@@ -137,9 +255,14 @@ pub struct Node {
 }
 
 /// A change to the cluster state. Only committed commands change it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
+    /// Names the cluster's history once, at bootstrap; later attempts change nothing.
+    SetClusterId {
+        /// Random id.
+        id: String,
+    },
     /// Create or replace a declared endpoint.
     PutEndpoint {
         /// The endpoint.
@@ -162,6 +285,64 @@ pub enum Command {
         /// Public model name.
         name: String,
     },
+    /// Replace everything one source (config or env) declares with `declared`.
+    ReplaceSource {
+        /// `config` or `env`.
+        source: Source,
+        /// The complete new declaration of that source.
+        declared: Declared,
+        /// Proposal time, ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Create or replace an alias.
+    PutAlias {
+        /// The alias.
+        alias: Alias,
+    },
+    /// Remove an alias.
+    DeleteAlias {
+        /// Alias name.
+        name: String,
+    },
+    /// Create or replace a fallback chain.
+    PutFallback {
+        /// The chain.
+        fallback: Fallback,
+    },
+    /// Remove a fallback chain.
+    DeleteFallback {
+        /// Model whose chain goes.
+        model: String,
+        /// Whether it is the context-window chain.
+        context_window: bool,
+    },
+    /// Add a client key (its hash only).
+    PutKey {
+        /// The key.
+        key: ClientKey,
+    },
+    /// Refuse a client key from now on.
+    RevokeKey {
+        /// Key id.
+        id: String,
+    },
+    /// Replace the router settings.
+    PutSettings {
+        /// The settings.
+        settings: RouterSettings,
+    },
+    /// Cooldowns reported by edges; a new one never shortens an existing one.
+    ReportCooldowns {
+        /// The cooldowns.
+        cooldowns: Vec<Cooldown>,
+        /// Proposal time, ms since the Unix epoch (expired cooldowns are dropped).
+        at_ms: u64,
+    },
+    /// Removes cooldowns, of one endpoint or all.
+    ClearCooldowns {
+        /// Only this endpoint's; all when `None`.
+        endpoint_id: Option<String>,
+    },
     /// A node agent connected.
     NodeUp {
         /// Node name.
@@ -173,7 +354,7 @@ pub enum Command {
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
     },
-    /// A node agent went away.
+    /// A node missed its heartbeats for too long.
     NodeDown {
         /// Node name.
         name: String,
@@ -218,36 +399,157 @@ pub enum Outcome {
 }
 
 /// Everything the control plane agrees on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// Increases by one with every change; the routing-table version.
     pub revision: u64,
+    /// Random id naming this cluster's history, set at bootstrap.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Endpoints by id.
     pub endpoints: BTreeMap<String, Endpoint>,
     /// Explicit model groups by public name.
     pub model_groups: BTreeMap<String, ModelGroup>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Node>,
+    /// Aliases by name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Alias>,
+    /// Fallback chains by [`Fallback::key`].
+    #[serde(default)]
+    pub fallbacks: BTreeMap<String, Fallback>,
+    /// Client keys by id.
+    #[serde(default)]
+    pub keys: BTreeMap<String, ClientKey>,
+    /// Active cooldowns by [`Cooldown::key`].
+    #[serde(default)]
+    pub cooldowns: BTreeMap<String, Cooldown>,
+    /// Router settings.
+    #[serde(default)]
+    pub settings: RouterSettings,
 }
 
 impl ClusterState {
     /// Applies one committed command. Pure: same state and command, same result.
     pub fn apply(&mut self, command: Command) -> Outcome {
-        let changed = match command {
-            Command::PutEndpoint { spec, at_ms } => match self.put_endpoint(spec, at_ms) {
-                Ok(changed) => changed,
-                Err(reason) => return Outcome::Rejected { reason },
-            },
+        let changed = match self.apply_inner(command) {
+            Ok(changed) => changed,
+            Err(reason) => return Outcome::Rejected { reason },
+        };
+        if changed {
+            self.revision += 1;
+            Outcome::Changed {
+                revision: self.revision,
+            }
+        } else {
+            Outcome::Unchanged {
+                revision: self.revision,
+            }
+        }
+    }
+
+    fn apply_inner(&mut self, command: Command) -> Result<bool, String> {
+        Ok(match command {
+            Command::SetClusterId { id } => {
+                if id.is_empty() {
+                    return Err("cluster id is empty".into());
+                }
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = id;
+                    true
+                } else {
+                    false
+                }
+            }
+            Command::PutEndpoint { spec, at_ms } => {
+                validate_endpoint(&spec)?;
+                if let Some(existing) = self.endpoints.get(&spec.id)
+                    && existing.source.rank() < spec.source.rank()
+                {
+                    return Err(format!(
+                        "endpoint `{}` is declared by {}, which takes precedence; change it there",
+                        spec.id,
+                        existing.source.as_str()
+                    ));
+                }
+                self.put_endpoint(spec, at_ms)
+            }
             Command::DeleteEndpoint { id } => self.endpoints.remove(&id).is_some(),
             Command::PutModelGroup { group } => {
-                if group.name.is_empty() {
-                    return Outcome::Rejected {
-                        reason: "model group name is empty".into(),
-                    };
-                }
+                policy::validate_group(&group)?;
+                self.guard(
+                    self.model_groups.get(&group.name).map(|g| g.source),
+                    group.source,
+                    "model group",
+                    &group.name,
+                )?;
                 self.model_groups.insert(group.name.clone(), group.clone()) != Some(group)
             }
             Command::DeleteModelGroup { name } => self.model_groups.remove(&name).is_some(),
+            Command::ReplaceSource {
+                source,
+                declared,
+                at_ms,
+            } => self.replace_source(source, declared, at_ms)?,
+            Command::PutAlias { alias } => {
+                policy::validate_alias(&alias)?;
+                self.guard(
+                    self.aliases.get(&alias.name).map(|a| a.source),
+                    alias.source,
+                    "alias",
+                    &alias.name,
+                )?;
+                self.aliases.insert(alias.name.clone(), alias.clone()) != Some(alias)
+            }
+            Command::DeleteAlias { name } => self.aliases.remove(&name).is_some(),
+            Command::PutFallback { fallback } => {
+                policy::validate_fallback(&fallback)?;
+                let key = fallback.key();
+                self.guard(
+                    self.fallbacks.get(&key).map(|f| f.source),
+                    fallback.source,
+                    "fallback for",
+                    &fallback.model,
+                )?;
+                self.fallbacks.insert(key, fallback.clone()) != Some(fallback)
+            }
+            Command::DeleteFallback {
+                model,
+                context_window,
+            } => self
+                .fallbacks
+                .remove(&Fallback::key_of(&model, context_window))
+                .is_some(),
+            Command::PutKey { key } => {
+                policy::validate_key(&key)?;
+                if self.keys.contains_key(&key.id) {
+                    return Err(format!("client key id `{}` already exists", key.id));
+                }
+                self.keys.insert(key.id.clone(), key);
+                true
+            }
+            Command::RevokeKey { id } => match self.keys.get_mut(&id) {
+                None => return Err(format!("no client key `{id}`")),
+                Some(key) if key.source == Source::Config => {
+                    return Err(format!(
+                        "client key `{id}` is declared in config; remove it there"
+                    ));
+                }
+                Some(key) => !std::mem::replace(&mut key.revoked, true),
+            },
+            Command::PutSettings { settings } => {
+                policy::validate_settings(&settings)?;
+                std::mem::replace(&mut self.settings, settings.clone()) != settings
+            }
+            Command::ReportCooldowns { cooldowns, at_ms } => {
+                self.report_cooldowns(cooldowns, at_ms)?
+            }
+            Command::ClearCooldowns { endpoint_id } => {
+                let before = self.cooldowns.len();
+                self.cooldowns
+                    .retain(|_, c| endpoint_id.as_ref().is_some_and(|e| &c.endpoint_id != e));
+                self.cooldowns.len() != before
+            }
             Command::NodeUp {
                 name,
                 version,
@@ -269,36 +571,29 @@ impl ClusterState {
                 full,
                 at_ms,
             } => self.report_backends(&node, upserted, &removed, full, at_ms),
-        };
-        if changed {
-            self.revision += 1;
-            Outcome::Changed {
-                revision: self.revision,
-            }
-        } else {
-            Outcome::Unchanged {
-                revision: self.revision,
-            }
+        })
+    }
+
+    /// Refuses to let `incoming` replace an item held by a source of higher precedence.
+    fn guard(
+        &self,
+        existing: Option<Source>,
+        incoming: Source,
+        what: &str,
+        name: &str,
+    ) -> Result<(), String> {
+        match existing {
+            Some(existing) if existing.rank() < incoming.rank() => Err(format!(
+                "{what} `{name}` is declared by {}, which takes precedence; change it there",
+                existing.as_str()
+            )),
+            _ => Ok(()),
         }
     }
 
-    fn put_endpoint(&mut self, spec: EndpointSpec, at_ms: u64) -> Result<bool, String> {
-        if spec.source == Source::Discovered {
-            return Err("declared endpoints cannot have source `discovered`".into());
-        }
-        if spec.id.is_empty() || spec.id.contains('/') {
-            return Err(format!(
-                "endpoint id `{}` must be non-empty and contain no `/`",
-                spec.id
-            ));
-        }
-        if !(spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://")) {
-            return Err(format!(
-                "endpoint `{}`: base_url must start with http:// or https://",
-                spec.id
-            ));
-        }
-        // A declared endpoint takes its id from a discovered one, which moves aside.
+    /// Creates or replaces a validated declared endpoint; a discovered endpoint holding the id
+    /// moves aside to `-auto`.
+    fn put_endpoint(&mut self, spec: EndpointSpec, at_ms: u64) -> bool {
         let mut created_ms = at_ms;
         let mut displaced = None;
         if let Some(existing) = self.endpoints.get(&spec.id) {
@@ -318,6 +613,9 @@ impl ClusterState {
             node: None,
             discovered_as: None,
             created_ms,
+            credentials: spec.credentials,
+            limits: spec.limits,
+            facts: None,
         };
         let changed = self.endpoints.insert(spec.id, endpoint.clone()) != Some(endpoint);
         if let Some(mut moved) = displaced {
@@ -328,7 +626,7 @@ impl ClusterState {
             moved.id = self.free_auto_id(&base);
             self.endpoints.insert(moved.id.clone(), moved);
         }
-        Ok(changed)
+        changed
     }
 
     fn node_up(
@@ -413,6 +711,9 @@ impl ClusterState {
                 node: Some(node.to_string()),
                 discovered_as: Some(backend.id),
                 created_ms,
+                credentials: Vec::new(),
+                limits: Limits::default(),
+                facts: backend.facts,
             };
             self.endpoints.insert(id, endpoint);
         }
@@ -439,271 +740,37 @@ impl ClusterState {
     }
 }
 
+/// Checks a declared endpoint before it is applied.
+pub(crate) fn validate_endpoint(spec: &EndpointSpec) -> Result<(), String> {
+    if spec.source == Source::Discovered {
+        return Err("declared endpoints cannot have source `discovered`".into());
+    }
+    if spec.id.is_empty() || spec.id.contains('/') || spec.id.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "endpoint id `{}` must be non-empty and contain no `/` or spaces",
+            spec.id
+        ));
+    }
+    if !(spec.base_url.starts_with("http://") || spec.base_url.starts_with("https://")) {
+        return Err(format!(
+            "endpoint `{}`: base_url must start with http:// or https://",
+            spec.id
+        ));
+    }
+    let mut ids: Vec<&str> = spec.credentials.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() != spec.credentials.len() {
+        return Err(format!(
+            "endpoint `{}`: credential ids must be unique",
+            spec.id
+        ));
+    }
+    Ok(())
+}
+
 fn sorted(mut models: Vec<String>) -> Vec<String> {
     models.sort();
     models.dedup();
     models
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn backend(id: &str, models: &[&str]) -> DiscoveredBackend {
-        DiscoveredBackend {
-            id: id.into(),
-            kind: "ollama".into(),
-            base_url: "http://127.0.0.1:11434/v1".into(),
-            models: models.iter().map(|m| m.to_string()).collect(),
-        }
-    }
-
-    fn report(
-        node: &str,
-        upserted: Vec<DiscoveredBackend>,
-        removed: &[&str],
-        full: bool,
-    ) -> Command {
-        Command::ReportBackends {
-            node: node.into(),
-            upserted,
-            removed: removed.iter().map(|r| r.to_string()).collect(),
-            full,
-            at_ms: 1_000,
-        }
-    }
-
-    fn declared(id: &str) -> Command {
-        Command::PutEndpoint {
-            spec: EndpointSpec {
-                id: id.into(),
-                kind: "openai".into(),
-                base_url: "https://api.example.com/v1/".into(),
-                models: vec!["b".into(), "a".into(), "a".into()],
-                weight: 0,
-                source: Source::Config,
-            },
-            at_ms: 5,
-        }
-    }
-
-    #[test]
-    fn commands_change_state_and_revision() {
-        // (commands applied in order, expected outcome of the last, expected endpoint ids)
-        let cases: Vec<(Vec<Command>, Outcome, Vec<&str>)> = vec![
-            (
-                vec![declared("groq")],
-                Outcome::Changed { revision: 1 },
-                vec!["groq"],
-            ),
-            (
-                vec![declared("groq"), declared("groq")],
-                Outcome::Unchanged { revision: 1 },
-                vec!["groq"],
-            ),
-            (
-                vec![
-                    declared("groq"),
-                    Command::DeleteEndpoint { id: "groq".into() },
-                ],
-                Outcome::Changed { revision: 2 },
-                vec![],
-            ),
-            (
-                vec![Command::DeleteEndpoint { id: "nope".into() }],
-                Outcome::Unchanged { revision: 0 },
-                vec![],
-            ),
-            (
-                vec![report(
-                    "n1",
-                    vec![backend("ollama", &["llama3"])],
-                    &[],
-                    true,
-                )],
-                Outcome::Changed { revision: 1 },
-                vec!["ollama"],
-            ),
-            // The same report again changes nothing.
-            (
-                vec![
-                    report("n1", vec![backend("ollama", &["llama3"])], &[], true),
-                    report("n1", vec![backend("ollama", &["llama3"])], &[], true),
-                ],
-                Outcome::Unchanged { revision: 1 },
-                vec!["ollama"],
-            ),
-            // Discovery never clobbers a declared endpoint.
-            (
-                vec![
-                    declared("ollama"),
-                    report("n1", vec![backend("ollama", &["x"])], &[], true),
-                ],
-                Outcome::Changed { revision: 2 },
-                vec!["ollama", "ollama-auto"],
-            ),
-            // A second node proposing the same id gets -auto2 after -auto is taken.
-            (
-                vec![
-                    declared("ollama"),
-                    report("n1", vec![backend("ollama", &["x"])], &[], true),
-                    report("n2", vec![backend("ollama", &["y"])], &[], true),
-                ],
-                Outcome::Changed { revision: 3 },
-                vec!["ollama", "ollama-auto", "ollama-auto2"],
-            ),
-            // A declared endpoint arriving later moves the discovered one aside.
-            (
-                vec![
-                    report("n1", vec![backend("ollama", &["x"])], &[], true),
-                    declared("ollama"),
-                ],
-                Outcome::Changed { revision: 2 },
-                vec!["ollama", "ollama-auto"],
-            ),
-            // A removal names the proposed id, and only touches the reporting node.
-            (
-                vec![
-                    report("n1", vec![backend("vllm", &["q"])], &[], true),
-                    report("n2", vec![backend("vllm", &["q"])], &[], true),
-                    report("n1", vec![], &["vllm"], false),
-                ],
-                Outcome::Changed { revision: 3 },
-                vec!["vllm-auto"],
-            ),
-            // A full snapshot drops what is missing from it.
-            (
-                vec![
-                    report(
-                        "n1",
-                        vec![backend("a", &["m"]), backend("b", &["m"])],
-                        &[],
-                        true,
-                    ),
-                    report("n1", vec![backend("b", &["m"])], &[], true),
-                ],
-                Outcome::Changed { revision: 2 },
-                vec!["b"],
-            ),
-            // An update without `full` keeps the others.
-            (
-                vec![
-                    report("n1", vec![backend("a", &["m"])], &[], true),
-                    report("n1", vec![backend("b", &["m"])], &[], false),
-                ],
-                Outcome::Changed { revision: 2 },
-                vec!["a", "b"],
-            ),
-        ];
-        for (i, (commands, want, ids)) in cases.into_iter().enumerate() {
-            let mut state = ClusterState::default();
-            let mut last = None;
-            for command in commands {
-                last = Some(state.apply(command));
-            }
-            assert_eq!(last, Some(want), "case {i}");
-            let got: Vec<&str> = state.endpoints.keys().map(String::as_str).collect();
-            assert_eq!(got, ids, "case {i}");
-        }
-    }
-
-    #[test]
-    fn declared_endpoint_is_normalised() {
-        let mut state = ClusterState::default();
-        state.apply(declared("groq"));
-        let e = &state.endpoints["groq"];
-        assert_eq!(e.base_url, "https://api.example.com/v1");
-        assert_eq!(e.models, vec!["a", "b"]);
-        assert_eq!(e.weight, 1);
-        assert_eq!(e.created_ms, 5);
-    }
-
-    #[test]
-    fn bad_commands_are_rejected_without_change() {
-        let bad = [
-            Command::PutEndpoint {
-                spec: EndpointSpec {
-                    id: "x".into(),
-                    kind: "openai".into(),
-                    base_url: "ftp://nope".into(),
-                    models: vec![],
-                    weight: 1,
-                    source: Source::Api,
-                },
-                at_ms: 0,
-            },
-            Command::PutEndpoint {
-                spec: EndpointSpec {
-                    id: "a/b".into(),
-                    kind: "openai".into(),
-                    base_url: "http://x/v1".into(),
-                    models: vec![],
-                    weight: 1,
-                    source: Source::Api,
-                },
-                at_ms: 0,
-            },
-            Command::PutEndpoint {
-                spec: EndpointSpec {
-                    id: "x".into(),
-                    kind: "openai".into(),
-                    base_url: "http://x/v1".into(),
-                    models: vec![],
-                    weight: 1,
-                    source: Source::Discovered,
-                },
-                at_ms: 0,
-            },
-            Command::PutModelGroup {
-                group: ModelGroup {
-                    name: String::new(),
-                    deployments: vec![],
-                },
-            },
-        ];
-        for command in bad {
-            let mut state = ClusterState::default();
-            assert!(matches!(state.apply(command), Outcome::Rejected { .. }));
-            assert_eq!(state, ClusterState::default());
-        }
-    }
-
-    #[test]
-    fn node_transitions_are_changes_and_repeats_are_not() {
-        let up = |at_ms| Command::NodeUp {
-            name: "gpu01".into(),
-            version: "0.1.0".into(),
-            addresses: vec!["10.0.0.5".into()],
-            at_ms,
-        };
-        let mut state = ClusterState::default();
-        assert_eq!(state.apply(up(1)), Outcome::Changed { revision: 1 });
-        assert_eq!(state.apply(up(2)), Outcome::Unchanged { revision: 1 });
-        let down = Command::NodeDown {
-            name: "gpu01".into(),
-            at_ms: 3,
-        };
-        assert_eq!(state.apply(down.clone()), Outcome::Changed { revision: 2 });
-        assert_eq!(state.apply(down), Outcome::Unchanged { revision: 2 });
-        assert_eq!(state.nodes["gpu01"].status, NodeStatus::Down);
-        assert_eq!(state.nodes["gpu01"].since_ms, 3);
-        assert_eq!(state.apply(up(4)), Outcome::Changed { revision: 3 });
-        assert_eq!(state.nodes["gpu01"].since_ms, 4);
-    }
-
-    #[test]
-    fn rediscovered_endpoint_keeps_its_auto_id_and_creation_time() {
-        let mut state = ClusterState::default();
-        state.apply(declared("ollama"));
-        state.apply(report("n1", vec![backend("ollama", &["x"])], &[], true));
-        let mut again = report("n1", vec![backend("ollama", &["x", "z"])], &[], true);
-        if let Command::ReportBackends { at_ms, .. } = &mut again {
-            *at_ms = 9_000;
-        }
-        state.apply(again);
-        let e = &state.endpoints["ollama-auto"];
-        assert_eq!(e.models, vec!["x", "z"]);
-        assert_eq!(e.created_ms, 1_000);
-        assert_eq!(state.endpoints.len(), 2);
-    }
 }

@@ -5,30 +5,24 @@
 
 use std::collections::BTreeMap;
 
+use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::{Deployment, ModelRoute, RouteEndpoint, RoutingTable};
 
-use crate::state::ClusterState;
+use crate::seal::ClusterKey;
+use crate::state::{ClusterState, Endpoint, Facts, Limits, NodeStatus, Secret};
 
 /// Builds the routing table for the state's current revision.
 ///
 /// Every model an endpoint lists becomes a model of the same name served by that endpoint;
 /// explicit model groups add their deployments first (they are the declared preference).
-pub fn compile(state: &ClusterState) -> RoutingTable {
+/// Credentials stored by value are opened with `key`; one that cannot be opened is left out
+/// (and named in `unopened`), so an edge never receives ciphertext as a key.
+pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
+    let mut unopened = Vec::new();
     let endpoints: Vec<RouteEndpoint> = state
         .endpoints
         .values()
-        .map(|e| RouteEndpoint {
-            id: e.id.clone(),
-            kind: e.kind.clone(),
-            base_url: e.base_url.clone(),
-            source: e.source.as_str().to_string(),
-            node: e.node.clone().unwrap_or_default(),
-            // Discovered endpoints stay routable while their node is down: the agent reports
-            // removals itself, and a control-plane restart must not empty the table. Probe
-            // health arrives with the agent's richer reports.
-            healthy: true,
-            ..Default::default()
-        })
+        .map(|e| route_endpoint(state, e, key, &mut unopened))
         .collect();
 
     let mut models: BTreeMap<String, ModelRoute> = BTreeMap::new();
@@ -44,11 +38,16 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
         for d in &group.deployments {
             if let Some(endpoint) = state.endpoints.get(&d.endpoint_id) {
                 route.created = oldest(route.created, endpoint.created_ms);
+                let context_length = match d.context_length {
+                    0 => context_of(endpoint, &d.upstream_model),
+                    n => n,
+                };
                 route.deployments.push(Deployment {
                     endpoint_id: d.endpoint_id.clone(),
                     upstream_model: d.upstream_model.clone(),
                     weight: d.weight.max(1),
-                    ..Default::default()
+                    context_length,
+                    limits: Some(limits(&d.limits)),
                 });
             }
         }
@@ -71,12 +70,13 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
                     endpoint_id: endpoint.id.clone(),
                     upstream_model: model.clone(),
                     weight: endpoint.weight.max(1),
-                    ..Default::default()
+                    context_length: context_of(endpoint, model),
+                    limits: Some(limits(&endpoint.limits)),
                 });
             }
         }
     }
-    RoutingTable {
+    let table = RoutingTable {
         version: state.revision,
         endpoints,
         // A group whose deployments all point at missing endpoints serves nothing.
@@ -84,8 +84,150 @@ pub fn compile(state: &ClusterState) -> RoutingTable {
             .into_values()
             .filter(|m| !m.deployments.is_empty())
             .collect(),
-        ..Default::default()
+        keys: state
+            .keys
+            .values()
+            .map(|k| pb::ClientKey {
+                id: k.id.clone(),
+                sha256: hex_bytes(&k.sha256_hex),
+                name: k.name.clone(),
+                allowed_models: k.allowed_models.clone(),
+                expires_at_ms: k.expires_at_ms,
+                revoked: k.revoked,
+                limits: Some(limits(&k.limits)),
+            })
+            .collect(),
+        aliases: state
+            .aliases
+            .values()
+            .map(|a| pb::Alias {
+                name: a.name.clone(),
+                target: a.target.clone(),
+            })
+            .collect(),
+        fallbacks: state
+            .fallbacks
+            .values()
+            .map(|f| pb::Fallback {
+                model: f.model.clone(),
+                chain: f.chain.clone(),
+                context_window: f.context_window,
+            })
+            .collect(),
+        cooldowns: state
+            .cooldowns
+            .values()
+            .map(|c| pb::Cooldown {
+                endpoint_id: c.endpoint_id.clone(),
+                credential_id: c.credential_id.clone(),
+                model: c.model.clone(),
+                until_ms: c.until_ms,
+                reason: c.reason.clone(),
+            })
+            .collect(),
+        settings: Some(pb::RouterSettings {
+            num_retries: state.settings.num_retries,
+            timeout_ms: state.settings.timeout_ms,
+            allowed_fails: state.settings.allowed_fails,
+            cooldown_ms: state.settings.cooldown_ms,
+            routing_strategy: state.settings.routing_strategy.clone(),
+        }),
+        cluster_id: state.cluster_id.clone(),
+    };
+    Compiled { table, unopened }
+}
+
+/// A compiled table and the credentials that could not be opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    /// The table for edges.
+    pub table: RoutingTable,
+    /// `endpoint/credential` ids whose sealed secret did not open with the cluster key.
+    pub unopened: Vec<String>,
+}
+
+fn route_endpoint(
+    state: &ClusterState,
+    e: &Endpoint,
+    key: Option<&ClusterKey>,
+    unopened: &mut Vec<String>,
+) -> RouteEndpoint {
+    // A discovered endpoint is unhealthy when its agent says so, or once its node has been
+    // committed down (which happens only after the heartbeat grace period).
+    let node_down = e
+        .node
+        .as_ref()
+        .and_then(|n| state.nodes.get(n))
+        .is_some_and(|n| n.status == NodeStatus::Down);
+    let probe_healthy = e.facts.as_ref().is_none_or(|f| f.healthy);
+    let credentials = e
+        .credentials
+        .iter()
+        .filter_map(|c| match &c.secret {
+            Secret::Env { name } => Some(pb::Credential {
+                id: c.id.clone(),
+                env: name.clone(),
+                ..Default::default()
+            }),
+            Secret::Sealed { sealed } => match key.and_then(|k| k.open(sealed)) {
+                Some(value) => Some(pb::Credential {
+                    id: c.id.clone(),
+                    value,
+                    ..Default::default()
+                }),
+                None => {
+                    unopened.push(format!("{}/{}", e.id, c.id));
+                    None
+                }
+            },
+        })
+        .collect();
+    RouteEndpoint {
+        id: e.id.clone(),
+        kind: e.kind.clone(),
+        base_url: e.base_url.clone(),
+        source: e.source.as_str().to_string(),
+        node: e.node.clone().unwrap_or_default(),
+        healthy: probe_healthy && !node_down,
+        credentials,
+        facts: e.facts.as_ref().map(facts),
     }
+}
+
+fn facts(f: &Facts) -> pb::BackendFacts {
+    pb::BackendFacts {
+        healthy: f.healthy,
+        loaded_models: f.loaded_models.clone(),
+        loaded_known: f.loaded_known,
+        running: f.running,
+        waiting: f.waiting,
+        kv_cache_usage: f.kv_cache_usage,
+        server_version: f.server_version.clone(),
+        context_lengths: f.context_lengths.clone().into_iter().collect(),
+    }
+}
+
+fn limits(l: &Limits) -> pb::Limits {
+    pb::Limits {
+        rpm: l.rpm,
+        tpm: l.tpm,
+        rpd: l.rpd,
+        max_concurrent: l.max_concurrent,
+    }
+}
+
+fn context_of(endpoint: &Endpoint, model: &str) -> u32 {
+    endpoint
+        .facts
+        .as_ref()
+        .and_then(|f| f.context_lengths.get(model).copied())
+        .unwrap_or(0)
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect()
 }
 
 /// The earlier of a route's `created` (unix seconds, 0 = unset) and an endpoint's creation.
@@ -102,7 +244,8 @@ fn oldest(created: i64, endpoint_created_ms: u64) -> i64 {
 mod tests {
     use super::*;
     use crate::state::{
-        Command, DeploymentSpec, DiscoveredBackend, EndpointSpec, ModelGroup, Source,
+        ClientKey, Command, Credential, DeploymentSpec, DiscoveredBackend, EndpointSpec,
+        ModelGroup, Source,
     };
 
     #[test]
@@ -115,6 +258,7 @@ mod tests {
                 kind: "ollama".into(),
                 base_url: "http://127.0.0.1:11434/v1".into(),
                 models: vec!["llama3".into(), "qwen".into()],
+                facts: None,
             }],
             removed: vec![],
             full: true,
@@ -128,6 +272,8 @@ mod tests {
                 models: vec!["llama-3.1-8b-instant".into()],
                 weight: 3,
                 source: Source::Config,
+                credentials: vec![],
+                limits: Limits::default(),
             },
             at_ms: 1_000,
         });
@@ -139,16 +285,24 @@ mod tests {
                         endpoint_id: "groq".into(),
                         upstream_model: "llama-3.1-8b-instant".into(),
                         weight: 0,
+                        context_length: 8192,
+                        limits: Limits {
+                            rpm: 30,
+                            ..Default::default()
+                        },
                     },
                     DeploymentSpec {
                         endpoint_id: "missing".into(),
                         upstream_model: "x".into(),
                         weight: 1,
+                        context_length: 0,
+                        limits: Limits::default(),
                     },
                 ],
+                source: Source::Config,
             },
         });
-        let table = compile(&state);
+        let table = compile(&state, None).table;
         assert_eq!(table.version, 3);
         let names: Vec<&str> = table.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, vec!["llama-3.1-8b-instant", "llama3", "qwen"]);
@@ -169,5 +323,157 @@ mod tests {
             ollama.map(|e| (e.source.as_str(), e.node.as_str())),
             Some(("discovered", "n1"))
         );
+    }
+
+    #[test]
+    fn llama3_deployment_carries_context_and_limits() {
+        let mut state = ClusterState::default();
+        state.apply(Command::PutEndpoint {
+            spec: EndpointSpec {
+                id: "groq".into(),
+                kind: "openai".into(),
+                base_url: "https://api.groq.com/openai/v1".into(),
+                models: vec![],
+                weight: 1,
+                source: Source::Config,
+                credentials: vec![],
+                limits: Limits::default(),
+            },
+            at_ms: 0,
+        });
+        state.apply(Command::PutModelGroup {
+            group: ModelGroup {
+                name: "fast".into(),
+                deployments: vec![DeploymentSpec {
+                    endpoint_id: "groq".into(),
+                    upstream_model: "llama-3.1-8b-instant".into(),
+                    weight: 1,
+                    context_length: 8192,
+                    limits: Limits {
+                        rpm: 30,
+                        tpm: 6000,
+                        ..Default::default()
+                    },
+                }],
+                source: Source::Config,
+            },
+        });
+        let table = compile(&state, None).table;
+        let d = &table.models[0].deployments[0];
+        assert_eq!(d.context_length, 8192);
+        assert_eq!(d.limits.as_ref().map(|l| (l.rpm, l.tpm)), Some((30, 6000)));
+    }
+
+    #[test]
+    fn credentials_keys_health_and_policy_reach_the_table() {
+        let key = ClusterKey::from_bytes(&[3u8; 32]).unwrap();
+        let wrong = ClusterKey::from_bytes(&[4u8; 32]).unwrap();
+        let mut state = ClusterState::default();
+        state.apply(Command::SetClusterId { id: "c1".into() });
+        state.apply(Command::PutEndpoint {
+            spec: EndpointSpec {
+                id: "groq".into(),
+                kind: "openai".into(),
+                base_url: "https://api.groq.com/openai/v1".into(),
+                models: vec!["llama".into()],
+                weight: 1,
+                source: Source::Api,
+                credentials: vec![
+                    Credential {
+                        id: "key".into(),
+                        secret: Secret::Sealed {
+                            sealed: key.seal("gsk_1").unwrap(),
+                        },
+                    },
+                    Credential {
+                        id: "key_2".into(),
+                        secret: Secret::Env {
+                            name: "GROQ_API_KEY_2".into(),
+                        },
+                    },
+                ],
+                limits: Limits::default(),
+            },
+            at_ms: 0,
+        });
+        state.apply(Command::ReportBackends {
+            node: "n1".into(),
+            upserted: vec![DiscoveredBackend {
+                id: "vllm".into(),
+                kind: "vllm".into(),
+                base_url: "http://10.0.0.2:8000/v1".into(),
+                models: vec!["q".into()],
+                facts: Some(Facts {
+                    healthy: true,
+                    context_lengths: [("q".to_string(), 32768)].into(),
+                    ..Default::default()
+                }),
+            }],
+            removed: vec![],
+            full: true,
+            at_ms: 0,
+        });
+        state.apply(Command::PutKey {
+            key: ClientKey {
+                id: "k1".into(),
+                name: "team".into(),
+                sha256_hex: crate::seal::sha256_hex("sy_live_x"),
+                last4: "_x".into(),
+                allowed_models: vec!["llama*".into()],
+                expires_at_ms: 0,
+                revoked: false,
+                limits: Limits {
+                    rpm: 60,
+                    ..Default::default()
+                },
+                created_ms: 0,
+                source: Source::Api,
+            },
+        });
+        let compiled = compile(&state, Some(&key));
+        let t = &compiled.table;
+        assert_eq!(t.cluster_id, "c1");
+        let groq = t.endpoints.iter().find(|e| e.id == "groq").unwrap();
+        let creds: Vec<(&str, &str, &str)> = groq
+            .credentials
+            .iter()
+            .map(|c| (c.id.as_str(), c.value.as_str(), c.env.as_str()))
+            .collect();
+        assert_eq!(
+            creds,
+            vec![("key", "gsk_1", ""), ("key_2", "", "GROQ_API_KEY_2")]
+        );
+        assert!(compiled.unopened.is_empty());
+        assert_eq!(t.keys[0].sha256.len(), 32);
+        assert_eq!(t.keys[0].limits.as_ref().map(|l| l.rpm), Some(60));
+        let q = t.models.iter().find(|m| m.name == "q").unwrap();
+        assert_eq!(q.deployments[0].context_length, 32768);
+        let vllm = t.endpoints.iter().find(|e| e.id == "vllm").unwrap();
+        assert!(vllm.healthy);
+
+        // A wrong key leaves the sealed credential out instead of sending ciphertext.
+        let compiled = compile(&state, Some(&wrong));
+        let groq = compiled
+            .table
+            .endpoints
+            .iter()
+            .find(|e| e.id == "groq")
+            .unwrap();
+        assert_eq!(groq.credentials.len(), 1);
+        assert_eq!(compiled.unopened, vec!["groq/key"]);
+
+        // The node going down marks its endpoints unhealthy.
+        state.apply(Command::NodeUp {
+            name: "n1".into(),
+            version: "1".into(),
+            addresses: vec![],
+            at_ms: 0,
+        });
+        state.apply(Command::NodeDown {
+            name: "n1".into(),
+            at_ms: 1,
+        });
+        let t = compile(&state, Some(&key)).table;
+        assert!(!t.endpoints.iter().find(|e| e.id == "vllm").unwrap().healthy);
     }
 }

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use switchyard_node_agent::{Naming, ProbeTarget, ServerKind};
 use tokio::net::TcpListener;
 
-use crate::up::{Up, UpConfig};
+use crate::admin::{self, AdminArgs, CooldownsCmd, EndpointsCmd, KeysCmd, MembersCmd, Verb};
+use crate::up::{Up, UpConfig, UpExtras};
 
 /// One OpenAI-compatible endpoint in front of every LLM server and provider you use.
 #[derive(Debug, Parser)]
@@ -30,6 +31,50 @@ pub enum Command {
     NodeAgent(NodeAgentArgs),
     /// Run an edge serving the OpenAI-compatible /v1 API.
     Edge(EdgeArgs),
+    /// Show the cluster: members, leader, term, indexes, nodes and endpoints.
+    Status(AdminArgs),
+    /// List, add or remove endpoints.
+    Endpoints {
+        #[command(subcommand)]
+        /// What to do.
+        cmd: Option<EndpointsCmd>,
+        #[command(flatten)]
+        /// Admin API access.
+        admin: AdminArgs,
+    },
+    /// Create, list or revoke client keys.
+    Keys {
+        #[command(subcommand)]
+        /// What to do.
+        cmd: KeysCmd,
+        #[command(flatten)]
+        /// Admin API access.
+        admin: AdminArgs,
+    },
+    /// List or clear upstream cooldowns.
+    Cooldowns {
+        #[command(subcommand)]
+        /// What to do.
+        cmd: Option<CooldownsCmd>,
+        #[command(flatten)]
+        /// Admin API access.
+        admin: AdminArgs,
+    },
+    /// List model groups with their deployments, aliases and fallbacks.
+    Models(AdminArgs),
+    /// List, add, promote or remove control-plane members.
+    Members {
+        #[command(subcommand)]
+        /// What to do.
+        cmd: Option<MembersCmd>,
+        #[command(flatten)]
+        /// Admin API access.
+        admin: AdminArgs,
+    },
+    /// Re-read the config file and environment on a voter and apply the difference.
+    Reload(AdminArgs),
+    /// Check, step by step, that control plane, agents and edge work together.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// `switchyard up`.
@@ -44,6 +89,16 @@ pub struct UpArgs {
     /// Directory for the durable state.
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
     pub data_dir: PathBuf,
+    /// Address the admin API serves /api/v1 and /metrics on.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:7701"
+    )]
+    pub admin_listen: SocketAddr,
+    /// config.yaml to load: Switchyard's format or LiteLLM's, as-is.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Also serve a built-in `demo` model, so a fresh machine answers at once.
     #[arg(long)]
     pub demo: bool,
@@ -90,6 +145,115 @@ pub struct ControlPlaneArgs {
     /// Secret node agents must present.
     #[arg(long, env = "SWITCHYARD_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// Address the admin API serves /api/v1 and /metrics on.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:7701"
+    )]
+    pub admin_listen: SocketAddr,
+    /// config.yaml to load: Switchyard's format or LiteLLM's, as-is. Reloaded on SIGHUP.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Initialise a new cluster when the data directory is fresh (the default without --join).
+    #[arg(long, conflicts_with = "join")]
+    pub bootstrap: bool,
+    /// Join the cluster of this voter (its gRPC URL): added as a learner, then promoted.
+    #[arg(long, value_name = "URL", env = "SWITCHYARD_JOIN")]
+    pub join: Option<String>,
+    /// Neither bootstrap nor join: wait to be added with `switchyard members add`.
+    #[arg(long, conflicts_with_all = ["join", "bootstrap"])]
+    pub no_bootstrap: bool,
+    /// Another voter to bootstrap with, `ID=HOST:PORT` (repeat; only on the first start).
+    #[arg(long = "initial-member", value_name = "ID=HOST:PORT")]
+    pub initial_members: Vec<String>,
+    /// Admin tokens that may write (comma-separated; default: one generated in the data dir).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub admin_tokens: Vec<String>,
+    /// Admin tokens that may only read (comma-separated).
+    #[arg(
+        long,
+        env = "SWITCHYARD_READ_ONLY_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub read_only_tokens: Vec<String>,
+    /// Cluster key (base64url, 32 bytes) sealing stored credentials; default `<data-dir>/cluster.key`.
+    #[arg(long, env = "SWITCHYARD_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
+    /// File holding the cluster key.
+    #[arg(long, env = "SWITCHYARD_CLUSTER_KEY_FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// Build a raft snapshot after this many log entries.
+    #[arg(long, default_value_t = 5_000)]
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot.
+    #[arg(long, default_value_t = 1_000)]
+    pub keep_logs: u64,
+    /// Milliseconds of agent silence before a node is marked down.
+    #[arg(long, default_value_t = 15_000)]
+    pub node_down_after_ms: u64,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    pub heartbeat_ms: u64,
+    /// Raft election timeout lower bound in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub election_min_ms: u64,
+    /// Raft election timeout upper bound in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    pub election_max_ms: u64,
+    /// Source IP for connections to other voters.
+    #[arg(long)]
+    pub peer_bind_ip: Option<std::net::IpAddr>,
+    /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+}
+
+impl ControlPlaneArgs {
+    /// The voter's settings.
+    pub fn config(&self) -> anyhow::Result<switchyard_control_plane::Config> {
+        let mut initial_members = std::collections::BTreeMap::new();
+        for m in &self.initial_members {
+            let (id, addr) = m
+                .split_once('=')
+                .with_context(|| format!("--initial-member {m:?}: expected ID=HOST:PORT"))?;
+            let id: u64 = id
+                .parse()
+                .with_context(|| format!("--initial-member {m:?}: {id:?} is not a raft id"))?;
+            initial_members.insert(id, addr.to_string());
+        }
+        let cfg = switchyard_control_plane::Config {
+            node_id: self.node_id,
+            data_dir: self.data_dir.clone(),
+            advertise_addr: self.advertise.clone(),
+            join_token: self.join_token.clone(),
+            bootstrap: !self.no_bootstrap,
+            join: self.join.clone(),
+            initial_members,
+            heartbeat_ms: self.heartbeat_ms,
+            election_min_ms: self.election_min_ms,
+            election_max_ms: self.election_max_ms,
+            snapshot_every: self.snapshot_every,
+            keep_logs: self.keep_logs,
+            peer_bind_ip: self.peer_bind_ip,
+            node_down_after_ms: self.node_down_after_ms,
+            leader_grace_ms: self.node_down_after_ms,
+            admin_tokens: self.admin_tokens.clone(),
+            read_only_tokens: self.read_only_tokens.clone(),
+            cluster_key: self.cluster_key.clone(),
+            cluster_key_file: self.cluster_key_file.clone(),
+            config_file: self.config.clone(),
+            env: None,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
 }
 
 /// `switchyard node-agent`.
@@ -188,10 +352,16 @@ pub async fn run(
             };
             let edge = bind(args.listen, "--listen").await?;
             let grpc = bind(args.grpc_listen, "--grpc-listen").await?;
-            let up = Up::start(cfg, edge, grpc).await?;
+            let admin = bind(args.admin_listen, "--admin-listen").await?;
+            let extras = UpExtras {
+                config_file: args.config,
+                admin: Some(admin),
+            };
+            let up = Up::start_with(cfg, edge, grpc, extras).await?;
             tracing::info!(
                 edge = %format!("http://{}/v1", up.edge_addr()),
                 control_plane = %up.grpc_addr(),
+                admin = %format!("http://{}", args.admin_listen),
                 demo = args.demo,
                 "switchyard is up"
             );
@@ -201,19 +371,7 @@ pub async fn run(
             shutdown.await;
             up.stop().await
         }
-        Command::ControlPlane(args) => {
-            let cfg = switchyard_control_plane::Config {
-                node_id: args.node_id,
-                data_dir: args.data_dir,
-                advertise_addr: args.advertise,
-                join_token: args.join_token,
-                ..Default::default()
-            };
-            cfg.validate()?;
-            let listener = bind(args.listen, "--listen").await?;
-            switchyard_control_plane::ControlPlane::run(cfg, listener, shutdown).await?;
-            Ok(())
-        }
+        Command::ControlPlane(args) => run_control_plane(args, shutdown).await,
         Command::NodeAgent(args) => {
             let cfg = switchyard_node_agent::Config {
                 control_plane: args.control_plane,
@@ -240,7 +398,69 @@ pub async fn run(
             switchyard_edge::run(cfg, listener, shutdown).await?;
             Ok(())
         }
+        Command::Status(a) => verb(&a, Verb::Status).await,
+        Command::Endpoints { cmd, admin: a } => {
+            verb(&a, Verb::Endpoints(cmd.unwrap_or(EndpointsCmd::List))).await
+        }
+        Command::Keys { cmd, admin: a } => verb(&a, Verb::Keys(cmd)).await,
+        Command::Cooldowns { cmd, admin: a } => {
+            verb(&a, Verb::Cooldowns(cmd.unwrap_or(CooldownsCmd::List))).await
+        }
+        Command::Models(a) => verb(&a, Verb::Models).await,
+        Command::Members { cmd, admin: a } => {
+            verb(&a, Verb::Members(cmd.unwrap_or(MembersCmd::List))).await
+        }
+        Command::Reload(a) => verb(&a, Verb::Reload).await,
+        Command::Doctor(args) => {
+            if crate::doctor::run(args).await? {
+                Ok(())
+            } else {
+                bail!("doctor found problems (see the report above)")
+            }
+        }
     }
+}
+
+async fn verb(args: &AdminArgs, verb: Verb) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    admin::run(args, verb, &mut out).await
+}
+
+/// Runs a voter, reloading its declared configuration on SIGHUP, until `shutdown` resolves.
+async fn run_control_plane(
+    args: ControlPlaneArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let listener = bind(args.listen, "--listen").await?;
+    let admin = bind(args.admin_listen, "--admin-listen").await?;
+    let addrs = serde_json::json!({
+        "grpc": listener.local_addr()?.to_string(),
+        "admin": admin.local_addr()?.to_string(),
+    });
+    let cp = switchyard_control_plane::ControlPlane::start_with_admin(cfg, listener, Some(admin))
+        .await?;
+    if let Some(path) = &args.addr_file {
+        // Written whole then renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, addrs.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing --addr-file {}", path.display()))?;
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = hangup.recv() => match cp.reload().await {
+                Ok(report) => tracing::info!(changed = report.changed, revision = report.revision, "reloaded on SIGHUP"),
+                Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed; the previous configuration stays"),
+            },
+        }
+    }
+    cp.stop().await?;
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {

@@ -3,7 +3,10 @@
 //! - [`up`]: every role in one process.
 //! - [`demo`]: the built-in `demo` model.
 //! - [`cli`]: argument parsing and the role subcommands.
+//! - [`admin`]: the admin verbs over the control plane's admin API.
 
+pub mod admin;
 pub mod cli;
 pub mod demo;
+pub mod doctor;
 pub mod up;

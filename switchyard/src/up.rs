@@ -47,6 +47,15 @@ impl Default for UpConfig {
     }
 }
 
+/// What `up` may add beyond [`UpConfig`]: a config file and the admin API.
+#[derive(Debug, Default)]
+pub struct UpExtras {
+    /// `config.yaml` in Switchyard's or LiteLLM's format, loaded at start and on reload.
+    pub config_file: Option<PathBuf>,
+    /// Where the admin API serves, when it should.
+    pub admin: Option<TcpListener>,
+}
+
 /// A running `up`: every role, and the addresses they serve.
 pub struct Up {
     control_plane: ControlPlane,
@@ -62,11 +71,22 @@ impl Up {
         edge: TcpListener,
         grpc: TcpListener,
     ) -> anyhow::Result<Self> {
+        Self::start_with(cfg, edge, grpc, UpExtras::default()).await
+    }
+
+    /// Starts all roles, loading `extras.config_file` and serving the admin API when given.
+    pub async fn start_with(
+        cfg: UpConfig,
+        edge: TcpListener,
+        grpc: TcpListener,
+        extras: UpExtras,
+    ) -> anyhow::Result<Self> {
         let cp_config = switchyard_control_plane::Config {
             data_dir: cfg.data_dir.clone(),
+            config_file: extras.config_file,
             ..Default::default()
         };
-        let control_plane = ControlPlane::start(cp_config, grpc)
+        let control_plane = ControlPlane::start_with_admin(cp_config, grpc, extras.admin)
             .await
             .context("starting the control plane")?;
         control_plane
@@ -100,6 +120,8 @@ impl Up {
                 models: vec![demo::MODEL.into()],
                 weight: 1,
                 source: Source::Demo,
+                credentials: Vec::new(),
+                limits: Default::default(),
             };
             control_plane
                 .write(Command::PutEndpoint {

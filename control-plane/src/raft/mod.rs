@@ -1,21 +1,24 @@
 //! Consensus: openraft over a redb log and state machine, behind `Consensus`.
 //!
 //! This module is the only place that imports openraft, so an openraft upgrade changes nothing
-//! outside it.
+//! outside it. Writes and membership changes made on a follower are forwarded to the leader over
+//! `RaftService.Forward` (one hop; the leader never forwards again).
 
 mod log_store;
 mod network;
 mod state_machine;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 use switchyard_proto::v1::RoutingTable;
 use switchyard_proto::v1::raft_service_server::RaftServiceServer;
 use tokio::sync::watch;
@@ -25,6 +28,7 @@ pub use network::{Network, RaftServer};
 pub use state_machine::StateMachine;
 
 use crate::error::Error;
+use crate::seal::ClusterKey;
 use crate::state::{ClusterState, Command, Outcome};
 
 openraft::declare_raft_types!(
@@ -40,10 +44,25 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Command::SetClusterId { .. } => write!(f, "set_cluster_id"),
             Command::PutEndpoint { spec, .. } => write!(f, "put_endpoint({})", spec.id),
             Command::DeleteEndpoint { id } => write!(f, "delete_endpoint({id})"),
             Command::PutModelGroup { group } => write!(f, "put_model_group({})", group.name),
             Command::DeleteModelGroup { name } => write!(f, "delete_model_group({name})"),
+            Command::ReplaceSource { source, .. } => {
+                write!(f, "replace_source({})", source.as_str())
+            }
+            Command::PutAlias { alias } => write!(f, "put_alias({})", alias.name),
+            Command::DeleteAlias { name } => write!(f, "delete_alias({name})"),
+            Command::PutFallback { fallback } => write!(f, "put_fallback({})", fallback.model),
+            Command::DeleteFallback { model, .. } => write!(f, "delete_fallback({model})"),
+            Command::PutKey { key } => write!(f, "put_key({})", key.id),
+            Command::RevokeKey { id } => write!(f, "revoke_key({id})"),
+            Command::PutSettings { .. } => write!(f, "put_settings"),
+            Command::ReportCooldowns { cooldowns, .. } => {
+                write!(f, "report_cooldowns({})", cooldowns.len())
+            }
+            Command::ClearCooldowns { .. } => write!(f, "clear_cooldowns"),
             Command::NodeUp { name, .. } => write!(f, "node_up({name})"),
             Command::NodeDown { name, .. } => write!(f, "node_down({name})"),
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
@@ -51,25 +70,121 @@ impl fmt::Display for Command {
     }
 }
 
-/// Raft timing, in milliseconds.
+/// Raft timing and log-compaction settings.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub struct RaftSettings {
     /// Leader heartbeat interval (ms).
     pub heartbeat_ms: u64,
     /// Lower bound of the randomised election timeout (ms).
     pub election_min_ms: u64,
     /// Upper bound of the randomised election timeout (ms).
     pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for followers that lag a little.
+    pub keep_logs: u64,
+    /// Source address for connections to peers (`None`: chosen by the OS).
+    pub peer_bind_ip: Option<IpAddr>,
 }
 
-impl Default for Timing {
+impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_ms: 150,
             election_min_ms: 500,
             election_max_ms: 1000,
+            snapshot_every: 5_000,
+            keep_logs: 1_000,
+            peer_bind_ip: None,
         }
     }
+}
+
+/// What a follower hands to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Forwarded {
+    /// A state change.
+    Write {
+        /// The command.
+        command: Command,
+    },
+    /// Add a node as a learner (it replicates but does not vote).
+    AddLearner {
+        /// Raft node id.
+        id: u64,
+        /// Its gRPC address.
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Raft node id.
+        id: u64,
+    },
+    /// Remove a voter or learner from the cluster.
+    Remove {
+        /// Raft node id.
+        id: u64,
+    },
+}
+
+/// The leader's answer to a [`Forwarded`] request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ForwardReply {
+    /// The write was committed.
+    Written {
+        /// What applying it did.
+        outcome: Outcome,
+    },
+    /// The membership change was committed.
+    MembersChanged,
+    /// The receiver is not the leader either.
+    NotLeader {
+        /// The leader's address, when known.
+        leader: Option<String>,
+    },
+    /// The change failed.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// One member of the raft cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Raft node id.
+    pub id: u64,
+    /// gRPC address.
+    pub addr: String,
+    /// Votes (else a learner).
+    pub voter: bool,
+}
+
+/// What this voter knows about the cluster and its own progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// This voter's id.
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// Leader's id, when known.
+    pub leader_id: Option<u64>,
+    /// Leader's gRPC address, when known.
+    pub leader_addr: Option<String>,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last committed entry.
+    pub commit_index: u64,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+    /// Index the last snapshot covers.
+    pub snapshot_index: u64,
+    /// Members and learners.
+    pub members: Vec<Member>,
 }
 
 /// One voter: its raft node, state machine and identity.
@@ -80,6 +195,7 @@ pub struct Consensus {
     state_machine: StateMachine,
     node_id: u64,
     addr: String,
+    network: Network,
 }
 
 impl Consensus {
@@ -89,7 +205,8 @@ impl Consensus {
         node_id: u64,
         addr: String,
         data_dir: &Path,
-        timing: Timing,
+        settings: RaftSettings,
+        key: Option<Arc<ClusterKey>>,
     ) -> Result<Self, Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
             path: data_dir.display().to_string(),
@@ -102,20 +219,23 @@ impl Consensus {
         })?;
         let db = Arc::new(db);
         let log_store = LogStore::open(db.clone())?;
-        let state_machine = StateMachine::open(db.clone())?;
+        let state_machine = StateMachine::open(db.clone(), key)?;
         let config = openraft::Config {
             cluster_name: "switchyard".into(),
-            heartbeat_interval: timing.heartbeat_ms,
-            election_timeout_min: timing.election_min_ms,
-            election_timeout_max: timing.election_max_ms,
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_min_ms,
+            election_timeout_max: settings.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.keep_logs,
             ..Default::default()
         }
         .validate()
         .map_err(|e| Error::Raft(e.to_string()))?;
+        let network = Network::new(settings.peer_bind_ip);
         let raft = Raft::new(
             node_id,
             Arc::new(config),
-            Network,
+            network.clone(),
             log_store,
             state_machine.clone(),
         )
@@ -127,42 +247,116 @@ impl Consensus {
             state_machine,
             node_id,
             addr,
+            network,
         })
     }
 
-    /// Makes this voter a one-voter cluster unless it already belongs to one.
-    pub async fn bootstrap_single(&self) -> Result<(), Error> {
+    /// Makes this voter the first member of a cluster of `members` (id → gRPC address; this
+    /// voter alone when empty) unless it already belongs to one.
+    pub async fn bootstrap(&self, members: &BTreeMap<u64, String>) -> Result<bool, Error> {
         let initialized = self
             .raft
             .is_initialized()
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
-        if !initialized {
-            let members = BTreeMap::from([(
-                self.node_id,
-                BasicNode {
-                    addr: self.addr.clone(),
-                },
-            )]);
-            self.raft
-                .initialize(members)
-                .await
-                .map_err(|e| Error::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(false);
         }
-        Ok(())
+        let mut nodes: BTreeMap<u64, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        nodes.insert(
+            self.node_id,
+            BasicNode {
+                addr: self.addr.clone(),
+            },
+        );
+        self.raft
+            .initialize(nodes)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(true)
     }
 
-    /// Proposes a command and waits until it is committed and applied.
+    /// Proposes a command and waits until it is committed and applied, forwarding it to the
+    /// leader when this voter is not the leader.
     pub async fn write(&self, command: Command) -> Result<Outcome, Error> {
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Error::NotLeader {
-                    leader: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(e) => Err(Error::Raft(e.to_string())),
+        match self.write_local(command.clone()).await {
+            Err(Error::NotLeader {
+                leader: Some(leader),
+            }) => match self
+                .network
+                .forward(&leader, &Forwarded::Write { command })
+                .await?
+            {
+                ForwardReply::Written { outcome } => Ok(outcome),
+                ForwardReply::NotLeader { leader } => Err(Error::NotLeader { leader }),
+                ForwardReply::MembersChanged => {
+                    Err(Error::Raft("the leader answered a write oddly".into()))
+                }
+                ForwardReply::Failed { message } => Err(Error::Raft(message)),
+            },
+            other => other,
         }
+    }
+
+    /// Proposes a command on this voter only; `NotLeader` when it is not the leader.
+    pub async fn write_local(&self, command: Command) -> Result<Outcome, Error> {
+        write_on(&self.raft, command).await
+    }
+
+    /// Runs a membership change on the leader (forwarding when needed).
+    pub async fn change_members(&self, change: Forwarded) -> Result<(), Error> {
+        let reply = execute(&self.raft, change.clone()).await;
+        let reply = match reply {
+            ForwardReply::NotLeader {
+                leader: Some(leader),
+            } => self.network.forward(&leader, &change).await?,
+            other => other,
+        };
+        match reply {
+            ForwardReply::MembersChanged | ForwardReply::Written { .. } => Ok(()),
+            ForwardReply::NotLeader { leader } => Err(Error::NotLeader { leader }),
+            ForwardReply::Failed { message } => Err(Error::Raft(message)),
+        }
+    }
+
+    /// Asks the cluster that `seed` (a voter's gRPC address, `http://` optional) belongs to to
+    /// add this voter as a learner and then promote it. Does nothing when this voter already
+    /// votes (a restart).
+    pub async fn join_via(&self, seed: &str) -> Result<(), Error> {
+        let me = self.node_id;
+        if self.status().members.iter().any(|m| m.id == me && m.voter) {
+            return Ok(());
+        }
+        let seed = seed
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        for request in [
+            Forwarded::AddLearner {
+                id: me,
+                addr: self.addr.clone(),
+            },
+            Forwarded::Promote { id: me },
+        ] {
+            let mut target = seed.to_string();
+            // At most one redirect: the seed names the leader when it is not the leader.
+            for _ in 0..2 {
+                match self.network.forward(&target, &request).await? {
+                    ForwardReply::MembersChanged | ForwardReply::Written { .. } => break,
+                    ForwardReply::NotLeader {
+                        leader: Some(leader),
+                    } if leader != target => target = leader,
+                    ForwardReply::NotLeader { leader } => {
+                        return Err(Error::NotLeader { leader });
+                    }
+                    ForwardReply::Failed { message } => return Err(Error::Raft(message)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits until some voter is leader and this one knows it, up to `timeout`.
@@ -178,15 +372,83 @@ impl Consensus {
             .ok_or_else(|| Error::Raft("no leader after waiting for one".into()))
     }
 
+    /// Whether this voter is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// Follows whether this voter is the leader.
+    pub fn watch_leadership(&self) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(self.is_leader());
+        let mut metrics = self.raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let leader = metrics.borrow_watched().state == ServerState::Leader;
+                tx.send_if_modified(|old| std::mem::replace(old, leader) != leader);
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { break },
+                    () = tx.closed() => break,
+                }
+            }
+        });
+        rx
+    }
+
     /// The gRPC address of the current leader, if known.
     pub async fn leader_addr(&self) -> Option<String> {
-        let leader = self.raft.current_leader().await?;
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
+        self.status().leader_addr
+    }
+
+    /// Term, roles, indexes and members as this voter sees them.
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let leader_addr = m
+            .current_leader
+            .and_then(|id| membership.get_node(&id).map(|n| n.addr.clone()));
+        let index = |id: Option<&openraft::alias::LogIdOf<TypeConfig>>| id.map_or(0, |l| l.index());
+        RaftStatus {
+            node_id: self.node_id,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+            .into(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_addr,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            commit_index: index(m.cluster_committed.as_ref().or(m.local_committed.as_ref())),
+            applied_index: index(m.last_applied.as_ref()),
+            snapshot_index: index(m.snapshot.as_ref()),
+            members,
+        }
+    }
+
+    /// Milliseconds since the last snapshot was built or installed; `None` before the first.
+    pub fn snapshot_age_ms(&self) -> Option<u64> {
+        self.state_machine.snapshot_age_ms()
+    }
+
+    /// Builds a snapshot now and compacts the log behind it.
+    pub async fn snapshot_now(&self) -> Result<(), Error> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))
     }
 
     /// Follows the compiled routing table of the applied state.
@@ -197,6 +459,11 @@ impl Consensus {
     /// A copy of the applied state.
     pub async fn state(&self) -> ClusterState {
         self.state_machine.state().await
+    }
+
+    /// This voter's raft id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
     }
 
     /// The gRPC service peers call.
@@ -220,6 +487,66 @@ impl Consensus {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn write_on(raft: &Raft, command: Command) -> Result<Outcome, Error> {
+    match raft.client_write(command).await {
+        Ok(response) => Ok(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::NotLeader {
+            leader: f.leader_node.map(|n| n.addr),
+        }),
+        Err(e) => Err(Error::Raft(e.to_string())),
+    }
+}
+
+/// Runs a forwarded request on this node (never forwards again).
+pub(crate) async fn execute(raft: &Raft, request: Forwarded) -> ForwardReply {
+    let not_leader = |f: openraft::errors::ForwardToLeader<TypeConfig>| ForwardReply::NotLeader {
+        leader: f.leader_node.map(|n| n.addr),
+    };
+    let membership = |r: Result<_, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>| match r {
+        Ok(_) => ForwardReply::MembersChanged,
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => not_leader(f),
+        Err(e) => ForwardReply::Failed {
+            message: e.to_string(),
+        },
+    };
+    match request {
+        Forwarded::Write { command } => match write_on(raft, command).await {
+            Ok(outcome) => ForwardReply::Written { outcome },
+            Err(Error::NotLeader { leader }) => ForwardReply::NotLeader { leader },
+            Err(e) => ForwardReply::Failed {
+                message: e.to_string(),
+            },
+        },
+        Forwarded::AddLearner { id, addr } => {
+            // Blocking until the learner caught up, but not forever: an unreachable learner
+            // stays added and catches up when it appears.
+            let add = raft.add_learner(id, BasicNode { addr }, true);
+            match tokio::time::timeout(Duration::from_secs(10), add).await {
+                Ok(r) => membership(r),
+                Err(_) => ForwardReply::MembersChanged,
+            }
+        }
+        Forwarded::Promote { id } => membership(
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await,
+        ),
+        Forwarded::Remove { id } => {
+            let m = raft.metrics().borrow_watched().clone();
+            let is_voter = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id);
+            let change = if is_voter {
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            };
+            membership(raft.change_membership(change, false).await)
         }
     }
 }

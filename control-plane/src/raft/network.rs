@@ -4,6 +4,7 @@
 //! file does not have to mirror openraft's internals and an openraft upgrade stays local here.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -24,11 +25,46 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::state_machine::SnapshotData;
-use super::{Raft, TypeConfig};
+use super::{ForwardReply, Forwarded, Raft, TypeConfig};
+use crate::error::Error;
 
 /// Creates one gRPC client per peer voter.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    bind_ip: Option<IpAddr>,
+}
+
+impl Network {
+    /// Peers are dialled from `bind_ip` when given.
+    pub fn new(bind_ip: Option<IpAddr>) -> Self {
+        Self { bind_ip }
+    }
+
+    fn endpoint(&self, addr: &str) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+        Ok(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(Duration::from_secs(1))
+                .local_address(self.bind_ip),
+        )
+    }
+
+    /// Hands `request` to the leader at `addr` and returns its answer.
+    pub async fn forward(&self, addr: &str, request: &Forwarded) -> Result<ForwardReply, Error> {
+        let json = serde_json::to_vec(request)
+            .map_err(|e| Error::Raft(format!("cannot encode a forwarded request: {e}")))?;
+        let mut client = RaftServiceClient::new(self.endpoint(addr)?.connect_lazy());
+        let mut req = Request::new(RaftPayload { json });
+        req.set_timeout(Duration::from_secs(15));
+        let reply = client.forward(req).await.map_err(|status| {
+            Error::Raft(format!(
+                "forwarding to the leader at {addr} failed: {}",
+                status.message()
+            ))
+        })?;
+        serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|e| Error::Raft(format!("the leader's answer is malformed: {e}")))
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -36,6 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, _target: u64, node: &BasicNode) -> Self::Network {
         Peer {
             addr: node.addr.clone(),
+            network: self.clone(),
             client: None,
         }
     }
@@ -44,6 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// A connection to one peer voter, dialled on first use.
 pub struct Peer {
     addr: String,
+    network: Network,
     client: Option<RaftServiceClient<Channel>>,
 }
 
@@ -52,9 +90,10 @@ impl Peer {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
-            .connect_timeout(Duration::from_secs(1));
+        let endpoint = self
+            .network
+            .endpoint(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let client = RaftServiceClient::new(endpoint.connect_lazy());
         self.client = Some(client.clone());
         Ok(client)
@@ -185,5 +224,10 @@ impl RaftService for RaftServer {
             .await
             .map_err(RaftError::Fatal);
         encode(&result)
+    }
+
+    async fn forward(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let request: Forwarded = decode(req)?;
+        encode(&super::execute(&self.raft, request).await)
     }
 }

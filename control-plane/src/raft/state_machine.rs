@@ -7,6 +7,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{Stream, TryStreamExt};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
@@ -18,6 +19,8 @@ use tokio::sync::{Mutex, watch};
 
 use super::TypeConfig;
 use super::log_store::{decode, encode};
+use crate::seal::ClusterKey;
+use crate::service::agent::now_ms;
 use crate::state::{ClusterState, Outcome};
 use crate::table;
 use switchyard_proto::v1::RoutingTable;
@@ -43,6 +46,9 @@ struct Applied {
 struct StoredSnapshot {
     meta: SnapshotMetaOf<TypeConfig>,
     data: Vec<u8>,
+    /// When it was built or installed, ms since the Unix epoch.
+    #[serde(default)]
+    at_ms: u64,
 }
 
 /// The durable state machine. Clones share the state, the database and the table publisher.
@@ -51,21 +57,36 @@ pub struct StateMachine {
     db: Arc<Database>,
     applied: Arc<Mutex<Applied>>,
     table: Arc<watch::Sender<Arc<RoutingTable>>>,
+    key: Option<Arc<ClusterKey>>,
+    /// When the last snapshot was built or installed (ms since the epoch; 0 = never).
+    snapshot_at_ms: Arc<AtomicU64>,
 }
 
 impl StateMachine {
-    /// Opens the state-machine table in `db` and loads the last applied state.
-    pub fn open(db: Arc<Database>) -> io::Result<Self> {
+    /// Opens the state-machine table in `db` and loads the last applied state. `key` opens
+    /// credentials stored by value when the routing table is compiled.
+    pub fn open(db: Arc<Database>, key: Option<Arc<ClusterKey>>) -> io::Result<Self> {
         let txn = db.begin_write().map_err(io::Error::other)?;
         txn.open_table(SM).map_err(io::Error::other)?;
         txn.commit().map_err(io::Error::other)?;
         let applied: Applied = read(&db, APPLIED)?.unwrap_or_default();
-        let (table, _) = watch::channel(Arc::new(table::compile(&applied.state)));
+        let snapshot_at_ms = read::<StoredSnapshot>(&db, SNAPSHOT)?.map_or(0, |s| s.at_ms);
+        let (table, _) = watch::channel(Arc::new(compile(&applied.state, key.as_deref())));
         Ok(Self {
             db,
             applied: Arc::new(Mutex::new(applied)),
             table: Arc::new(table),
+            key,
+            snapshot_at_ms: Arc::new(AtomicU64::new(snapshot_at_ms)),
         })
+    }
+
+    /// Milliseconds since the last snapshot; `None` before the first.
+    pub fn snapshot_age_ms(&self) -> Option<u64> {
+        match self.snapshot_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(now_ms().saturating_sub(at)),
+        }
     }
 
     /// Follows the compiled routing table: the current one at once, then every new version.
@@ -79,8 +100,18 @@ impl StateMachine {
     }
 
     fn publish(&self, state: &ClusterState) {
-        self.table.send_replace(Arc::new(table::compile(state)));
+        self.table
+            .send_replace(Arc::new(compile(state, self.key.as_deref())));
     }
+}
+
+/// Compiles the table, naming credentials the cluster key cannot open.
+fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> RoutingTable {
+    let compiled = table::compile(state, key);
+    for credential in &compiled.unopened {
+        tracing::warn!(credential = %credential, "a stored credential does not open with this voter's cluster key; edges will not get it");
+    }
+    compiled.table
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -99,8 +130,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             &StoredSnapshot {
                 meta: meta.clone(),
                 data: data.clone(),
+                at_ms: now_ms(),
             },
         )?;
+        self.snapshot_at_ms.store(now_ms(), Ordering::Relaxed);
         Ok(SnapshotOf::<TypeConfig, SnapshotData> {
             meta,
             snapshot: data,
@@ -173,8 +206,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             &StoredSnapshot {
                 meta: meta.clone(),
                 data: snapshot,
+                at_ms: now_ms(),
             },
         )?;
+        self.snapshot_at_ms.store(now_ms(), Ordering::Relaxed);
         write(&self.db, APPLIED, &installed)?;
         let mut applied = self.applied.lock().await;
         *applied = installed;

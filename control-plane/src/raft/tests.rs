@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
         let db = redb::Database::create(dir.path().join("raft.redb")).map_err(fail)?;
         let db = Arc::new(db);
         let log = LogStore::open(db.clone()).map_err(fail)?;
-        let sm = StateMachine::open(db).map_err(fail)?;
+        let sm = StateMachine::open(db, None).map_err(fail)?;
         Ok((dir, log, sm))
     }
 }

@@ -1,8 +1,10 @@
 //! `AgentService`: turns node agents' report streams into committed changes.
 //!
 //! A session is Hello (checked against the join token), then snapshots, updates and heartbeats.
-//! Snapshots and updates become `ReportBackends` commands; the node's up/down transitions are
-//! committed, heartbeats are not (they stay in this voter's memory).
+//! Snapshots and updates become `ReportBackends` commands; the node coming up is committed,
+//! heartbeats (and the GPUs they carry) are not: they stay in the leader's [`Liveness`], which
+//! commits the node as down once it falls silent. Agents talking to a follower are redirected,
+//! so heartbeats reach the leader.
 
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,26 +19,31 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
+use crate::liveness::{GpuView, Liveness};
 use crate::raft::Consensus;
-use crate::state::{Command, DiscoveredBackend, Outcome};
+use crate::state::{Command, DiscoveredBackend, Facts, Outcome};
 
 /// Accepts node agents' reports.
 pub struct AgentServer {
     consensus: Consensus,
     join_token: Option<String>,
+    liveness: Liveness,
     shutdown: watch::Receiver<bool>,
 }
 
 impl AgentServer {
-    /// Accepts agents presenting `join_token` (any agent when `None`) until `shutdown` is true.
+    /// Accepts agents presenting `join_token` (any agent when `None`) until `shutdown` is true,
+    /// recording their signs of life in `liveness`.
     pub fn new(
         consensus: Consensus,
         join_token: Option<String>,
+        liveness: Liveness,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             consensus,
             join_token,
+            liveness,
             shutdown,
         }
     }
@@ -57,6 +64,7 @@ impl AgentService for AgentServer {
         let session = Session {
             consensus: self.consensus.clone(),
             join_token: self.join_token.clone(),
+            liveness: self.liveness.clone(),
             tx,
         };
         let shutdown = self.shutdown.clone();
@@ -68,6 +76,7 @@ impl AgentService for AgentServer {
 struct Session {
     consensus: Consensus,
     join_token: Option<String>,
+    liveness: Liveness,
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
 }
 
@@ -109,6 +118,7 @@ impl Session {
         if self.commit(up).await.is_err() {
             return;
         }
+        self.liveness.beat(&node, now_ms(), None);
         tracing::info!(node = %node, version = %hello.version, "agent connected");
         loop {
             let message = tokio::select! {
@@ -124,6 +134,7 @@ impl Session {
                 }
                 None => break,
             };
+            self.liveness.beat(&node, now_ms(), None);
             let command = match body {
                 AgentBody::Hello(_) => {
                     self.reply(ControlBody::Rejected(Rejected {
@@ -134,6 +145,18 @@ impl Session {
                 }
                 AgentBody::Heartbeat(beat) => {
                     tracing::trace!(node = %node, seq = beat.seq, "heartbeat");
+                    let gpus = beat
+                        .gpus
+                        .into_iter()
+                        .map(|g| GpuView {
+                            index: g.index,
+                            name: g.name,
+                            memory_total_mib: g.memory_total_mib,
+                            memory_used_mib: g.memory_used_mib,
+                            utilization_pct: g.utilization_pct,
+                        })
+                        .collect();
+                    self.liveness.beat(&node, now_ms(), Some(gpus));
                     continue;
                 }
                 AgentBody::Snapshot(snapshot) => Command::ReportBackends {
@@ -155,14 +178,9 @@ impl Session {
                 return;
             }
         }
+        // Not committed as down here: the leader does that once the node stays silent, so a
+        // reconnecting agent (or a leader change) does not flap its endpoints.
         tracing::info!(node = %node, "agent disconnected");
-        let down = Command::NodeDown {
-            name: node.clone(),
-            at_ms: now_ms(),
-        };
-        if let Err(e) = self.consensus.write(down).await {
-            tracing::warn!(node = %node, error = %e, "could not record node as down");
-        }
     }
 
     fn admit(&self, hello: &Hello) -> Result<(), String> {
@@ -179,7 +197,8 @@ impl Session {
 
     /// Commits `command` and acknowledges it, or redirects the agent to the leader.
     async fn commit(&self, command: Command) -> Result<(), End> {
-        match self.consensus.write(command).await {
+        // Local only: an agent on a follower is redirected, so its heartbeats reach the leader.
+        match self.consensus.write_local(command).await {
             Ok(Outcome::Changed { revision } | Outcome::Unchanged { revision }) => {
                 if self.tx.send(Ok(ack(revision))).await.is_err() {
                     return Err(End::Closed);
@@ -236,11 +255,22 @@ fn backends(reported: Vec<Backend>) -> Vec<DiscoveredBackend> {
             kind: b.kind,
             base_url: b.base_url,
             models: b.models,
+            facts: b.facts.map(|f| Facts {
+                healthy: f.healthy,
+                loaded_models: f.loaded_models,
+                loaded_known: f.loaded_known,
+                running: f.running,
+                waiting: f.waiting,
+                kv_cache_usage: f.kv_cache_usage,
+                server_version: f.server_version,
+                context_lengths: f.context_lengths.into_iter().collect(),
+            }),
         })
         .collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without leaking where they differ through timing.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -1,7 +1,8 @@
 //! `EdgeService`: streams the compiled routing table to edges.
 //!
 //! Any voter serves it from its own applied state, so edges can follow a follower and keep
-//! working through a leader change.
+//! working through a leader change. Cooldown reports are committed through the leader (a
+//! follower forwards them), so every edge learns them with the next table version.
 
 use std::pin::Pin;
 
@@ -14,6 +15,8 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::raft::Consensus;
+use crate::service::agent::now_ms;
+use crate::state::{Command, Cooldown, Outcome};
 
 /// Serves routing-table watches from this voter's applied state.
 pub struct EdgeServer {
@@ -65,10 +68,35 @@ impl EdgeService for EdgeServer {
 
     async fn report_upstream_events(
         &self,
-        _request: Request<UpstreamEvents>,
+        request: Request<UpstreamEvents>,
     ) -> Result<Response<UpstreamEventsAck>, Status> {
-        Err(Status::unimplemented(
-            "cooldown reports are not accepted yet",
-        ))
+        let events = request.into_inner();
+        let cooldowns: Vec<Cooldown> = events
+            .cooldowns
+            .into_iter()
+            .map(|c| Cooldown {
+                endpoint_id: c.endpoint_id,
+                credential_id: c.credential_id,
+                model: c.model,
+                until_ms: c.until_ms,
+                reason: c.reason,
+            })
+            .collect();
+        let count = cooldowns.len();
+        let command = Command::ReportCooldowns {
+            cooldowns,
+            at_ms: now_ms(),
+        };
+        match self.consensus.write(command).await {
+            Ok(Outcome::Changed { revision } | Outcome::Unchanged { revision }) => {
+                tracing::debug!(edge = %events.edge_name, cooldowns = count, revision, "cooldowns reported");
+                Ok(Response::new(UpstreamEventsAck {
+                    applied_version: revision,
+                }))
+            }
+            Ok(Outcome::Rejected { reason }) => Err(Status::invalid_argument(reason)),
+            // A NotLeader error names the leader's address when forwarding was not possible.
+            Err(e) => Err(Status::from(e)),
+        }
     }
 }

@@ -1,0 +1,492 @@
+//! The admin REST API under `/api/v1`, on its own listener, and Prometheus `/metrics`.
+//!
+//! - [`views`]: request and response bodies;
+//! - [`client`]: the client the `switchyard` CLI uses;
+//! - [`metrics`]: the Prometheus text.
+//!
+//! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
+//! token for reads (401 without a known token, 403 for a read-only token on a write). Writes on a
+//! follower are forwarded to the leader.
+
+pub mod client;
+pub mod metrics;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+
+use crate::config::{Sealer, SecretRef};
+use crate::error::Error;
+use crate::liveness::Liveness;
+use crate::raft::{Consensus, Forwarded, Member};
+use crate::reload::Declarations;
+use crate::seal::{self, ClusterKey};
+use crate::service::agent::{constant_time_eq, now_ms};
+use crate::state::{ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Source};
+use crate::table;
+use views::{
+    Cleared, CreatedKey, DeploymentView, EndpointView, ErrorBody, ErrorDetail, KeyView, ModelView,
+    NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
+};
+
+/// Tokens the admin API accepts.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// May read and write.
+    pub admin: Vec<String>,
+    /// May only read.
+    pub read_only: Vec<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tokens {{ admin: {} tokens, read_only: {} tokens }}",
+            self.admin.len(),
+            self.read_only.len()
+        )
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// This voter.
+    pub consensus: Consensus,
+    /// The leader's heartbeat memory.
+    pub liveness: Liveness,
+    /// Declared sources, for reload.
+    pub declarations: Arc<Declarations>,
+    /// Seals secrets given to the API by value.
+    pub key: Option<Arc<ClusterKey>>,
+    /// Accepted tokens.
+    pub tokens: Arc<Tokens>,
+}
+
+/// The admin router: `/api/v1/…` behind token checks, `/metrics` and `/health` open.
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/endpoints", get(list_endpoints).post(add_endpoint))
+        .route("/registry", post(add_endpoint))
+        .route("/endpoints/{id}", delete(remove_endpoint))
+        .route("/models", get(models))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}", delete(revoke_key))
+        .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/cooldowns", get(list_cooldowns).delete(clear_cooldowns))
+        .route("/members", get(list_members).post(add_member))
+        .route("/members/{id}", delete(remove_member))
+        .route("/members/{id}/promote", post(promote_member))
+        .route("/reload", post(reload))
+        .route("/snapshot", post(snapshot))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics::render))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Admin token for writes, admin or read-only token for reads.
+async fn authorize(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let matches = |tokens: &[String]| {
+        !presented.is_empty()
+            && tokens
+                .iter()
+                .any(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+    };
+    let is_admin = matches(&state.tokens.admin);
+    let is_reader = matches(&state.tokens.read_only);
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    match (is_admin, is_reader, reading) {
+        (true, _, _) | (false, true, true) => Ok(next.run(request).await),
+        (false, true, false) => Err(Error::Forbidden),
+        (false, false, _) => Err(Error::Unauthorized),
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Rejected(_) => (StatusCode::CONFLICT, "rejected"),
+            Error::BadRequest(_) | Error::Config { .. } | Error::ConfigFile { .. } => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            Error::NotLeader { .. } | Error::Raft(_) | Error::Etcd(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            Error::DataDir { .. }
+            | Error::Storage(_)
+            | Error::Transport(_)
+            | Error::Crypto(_)
+            | Error::Admin { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    message: self.to_string(),
+                    code: code.into(),
+                },
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED
+            && let Ok(value) = "Bearer".parse()
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// Commits `command`, turning a refusal into an error.
+async fn commit(consensus: &Consensus, command: Command) -> Result<u64, Error> {
+    match consensus.write(command).await? {
+        Outcome::Changed { revision } | Outcome::Unchanged { revision } => Ok(revision),
+        Outcome::Rejected { reason } => Err(Error::Rejected(reason)),
+    }
+}
+
+/// SHA-256 of the state's canonical JSON (maps are ordered), equal across voters.
+pub fn digest(state: &ClusterState) -> String {
+    seal::sha256_hex(&serde_json::to_string(state).unwrap_or_default())
+}
+
+fn endpoint_views(state: &ClusterState, key: Option<&ClusterKey>) -> Vec<EndpointView> {
+    let compiled = table::compile(state, key).table;
+    state
+        .endpoints
+        .values()
+        .map(|e| EndpointView {
+            id: e.id.clone(),
+            kind: e.kind.clone(),
+            base_url: e.base_url.clone(),
+            source: e.source.as_str().into(),
+            node: e.node.clone(),
+            healthy: compiled
+                .endpoints
+                .iter()
+                .find(|r| r.id == e.id)
+                .is_some_and(|r| r.healthy),
+            models: e.models.clone(),
+            credentials: e.credentials.iter().map(|c| c.id.clone()).collect(),
+            weight: e.weight,
+        })
+        .collect()
+}
+
+async fn status(State(s): State<AdminState>) -> Json<StatusView> {
+    let state = s.consensus.state().await;
+    let raft = s.consensus.status();
+    let seen = s.liveness.last_seen();
+    let now = now_ms();
+    let nodes = state
+        .nodes
+        .values()
+        .map(|n| NodeView {
+            name: n.name.clone(),
+            status: match n.status {
+                NodeStatus::Up => "up",
+                NodeStatus::Down => "down",
+            }
+            .into(),
+            since_ms: n.since_ms,
+            version: n.version.clone(),
+            addresses: n.addresses.clone(),
+            last_seen_ms_ago: seen.get(&n.name).map(|at| now.saturating_sub(*at)),
+            gpus: s.liveness.gpus(&n.name),
+        })
+        .collect();
+    Json(StatusView {
+        cluster_id: state.cluster_id.clone(),
+        node_id: raft.node_id,
+        role: raft.role,
+        term: raft.term,
+        leader_id: raft.leader_id,
+        leader_addr: raft.leader_addr,
+        last_log_index: raft.last_log_index,
+        commit_index: raft.commit_index,
+        applied_index: raft.applied_index,
+        snapshot_index: raft.snapshot_index,
+        snapshot_age_ms: s.consensus.snapshot_age_ms(),
+        revision: state.revision,
+        digest: digest(&state),
+        members: raft.members,
+        nodes,
+        endpoints: endpoint_views(&state, s.key.as_deref()),
+    })
+}
+
+async fn list_endpoints(State(s): State<AdminState>) -> Json<Vec<EndpointView>> {
+    let state = s.consensus.state().await;
+    Json(endpoint_views(&state, s.key.as_deref()))
+}
+
+async fn add_endpoint(
+    State(s): State<AdminState>,
+    Json(body): Json<NewEndpoint>,
+) -> Result<(StatusCode, Json<EndpointView>), Error> {
+    let current = s.consensus.state().await;
+    let mut secrets = Vec::new();
+    if let Some(k) = &body.api_key {
+        secrets.push(SecretRef::parse(k));
+    }
+    if let Some(name) = &body.api_key_env {
+        secrets.push(SecretRef::Env(name.clone()));
+    }
+    secrets.extend(body.api_keys.iter().map(|k| SecretRef::parse(k)));
+    let credentials =
+        Sealer::new(s.key.as_deref(), &current).credentials(&body.id, &secrets, "api_key")?;
+    let spec = EndpointSpec {
+        id: body.id.clone(),
+        kind: body.kind.unwrap_or_else(|| "openai".into()),
+        base_url: body.url,
+        models: body.models,
+        weight: body.weight,
+        source: Source::Api,
+        credentials,
+        limits: body.limits,
+    };
+    commit(
+        &s.consensus,
+        Command::PutEndpoint {
+            spec,
+            at_ms: now_ms(),
+        },
+    )
+    .await?;
+    let state = s.consensus.state().await;
+    let view = endpoint_views(&state, s.key.as_deref())
+        .into_iter()
+        .find(|e| e.id == body.id)
+        .ok_or_else(|| Error::NotFound {
+            what: format!("endpoint `{}`", body.id),
+        })?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn remove_endpoint(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let state = s.consensus.state().await;
+    let endpoint = state.endpoints.get(&id).ok_or_else(|| Error::NotFound {
+        what: format!("endpoint `{id}`"),
+    })?;
+    if matches!(endpoint.source, Source::Config | Source::Env) {
+        return Err(Error::Rejected(format!(
+            "endpoint `{id}` is declared by {}; remove it there and reload",
+            endpoint.source.as_str()
+        )));
+    }
+    commit(&s.consensus, Command::DeleteEndpoint { id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
+    let state = s.consensus.state().await;
+    let t = table::compile(&state, None).table;
+    let healthy = |id: &str| t.endpoints.iter().any(|e| e.id == id && e.healthy);
+    let chain = |model: &str, context_window: bool| {
+        t.fallbacks
+            .iter()
+            .find(|f| f.model == model && f.context_window == context_window)
+            .map(|f| f.chain.clone())
+            .unwrap_or_default()
+    };
+    Json(
+        t.models
+            .iter()
+            .map(|m| ModelView {
+                name: m.name.clone(),
+                deployments: m
+                    .deployments
+                    .iter()
+                    .map(|d| DeploymentView {
+                        endpoint_id: d.endpoint_id.clone(),
+                        upstream_model: d.upstream_model.clone(),
+                        healthy: healthy(&d.endpoint_id),
+                        context_length: d.context_length,
+                    })
+                    .collect(),
+                aliases: t
+                    .aliases
+                    .iter()
+                    .filter(|a| a.target == m.name)
+                    .map(|a| a.name.clone())
+                    .collect(),
+                fallbacks: chain(&m.name, false),
+                context_window_fallbacks: chain(&m.name, true),
+            })
+            .collect(),
+    )
+}
+
+async fn list_keys(State(s): State<AdminState>) -> Json<Vec<KeyView>> {
+    let state = s.consensus.state().await;
+    Json(state.keys.values().map(KeyView::from).collect())
+}
+
+async fn create_key(
+    State(s): State<AdminState>,
+    Json(body): Json<NewKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), Error> {
+    if body.name.trim().is_empty() {
+        return Err(Error::BadRequest("name: must not be empty".into()));
+    }
+    let secret = seal::new_client_secret()?;
+    let key = ClientKey {
+        id: format!("key_{}", seal::random_id(6)?),
+        name: body.name,
+        sha256_hex: seal::sha256_hex(&secret),
+        last4: seal::last4(&secret),
+        allowed_models: body.allowed_models,
+        expires_at_ms: body.expires_at_ms,
+        revoked: false,
+        limits: body.limits,
+        created_ms: now_ms(),
+        source: Source::Api,
+    };
+    let view = KeyView::from(&key);
+    commit(&s.consensus, Command::PutKey { key }).await?;
+    tracing::info!(key_id = %view.id, name = %view.name, "client key created");
+    Ok((StatusCode::CREATED, Json(CreatedKey { key: view, secret })))
+}
+
+async fn revoke_key(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, Error> {
+    if !s.consensus.state().await.keys.contains_key(&id) {
+        return Err(Error::NotFound {
+            what: format!("client key `{id}`"),
+        });
+    }
+    commit(&s.consensus, Command::RevokeKey { id: id.clone() }).await?;
+    let state = s.consensus.state().await;
+    state
+        .keys
+        .get(&id)
+        .map(|k| Json(KeyView::from(k)))
+        .ok_or_else(|| Error::NotFound {
+            what: format!("client key `{id}`"),
+        })
+}
+
+async fn list_cooldowns(State(s): State<AdminState>) -> Json<Vec<crate::state::Cooldown>> {
+    let state = s.consensus.state().await;
+    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    Json(
+        state
+            .cooldowns
+            .values()
+            .filter(|c| c.until_ms > now)
+            .cloned()
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CooldownFilter {
+    endpoint: Option<String>,
+}
+
+async fn clear_cooldowns(
+    State(s): State<AdminState>,
+    Query(filter): Query<CooldownFilter>,
+) -> Result<Json<Cleared>, Error> {
+    let revision = commit(
+        &s.consensus,
+        Command::ClearCooldowns {
+            endpoint_id: filter.endpoint,
+        },
+    )
+    .await?;
+    Ok(Json(Cleared { revision }))
+}
+
+async fn list_members(State(s): State<AdminState>) -> Json<Vec<Member>> {
+    Json(s.consensus.status().members)
+}
+
+async fn add_member(
+    State(s): State<AdminState>,
+    Json(body): Json<NewMember>,
+) -> Result<(StatusCode, Json<Vec<Member>>), Error> {
+    if body.id == 0 || body.addr.is_empty() {
+        return Err(Error::BadRequest(
+            "id must be at least 1 and addr non-empty".into(),
+        ));
+    }
+    s.consensus
+        .change_members(Forwarded::AddLearner {
+            id: body.id,
+            addr: body.addr,
+        })
+        .await?;
+    if body.voter {
+        s.consensus
+            .change_members(Forwarded::Promote { id: body.id })
+            .await?;
+    }
+    Ok((StatusCode::CREATED, Json(s.consensus.status().members)))
+}
+
+async fn promote_member(
+    State(s): State<AdminState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Vec<Member>>, Error> {
+    s.consensus
+        .change_members(Forwarded::Promote { id })
+        .await?;
+    Ok(Json(s.consensus.status().members))
+}
+
+async fn remove_member(
+    State(s): State<AdminState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Vec<Member>>, Error> {
+    if !s.consensus.status().members.iter().any(|m| m.id == id) {
+        return Err(Error::NotFound {
+            what: format!("member {id}"),
+        });
+    }
+    s.consensus.change_members(Forwarded::Remove { id }).await?;
+    Ok(Json(s.consensus.status().members))
+}
+
+async fn reload(State(s): State<AdminState>) -> Result<Json<ReloadReport>, Error> {
+    Ok(Json(s.declarations.apply(&s.consensus).await?))
+}
+
+async fn snapshot(State(s): State<AdminState>) -> Result<StatusCode, Error> {
+    s.consensus.snapshot_now().await?;
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,262 @@
+//! The admin API's request and response bodies, shared by the server and the CLI's client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::liveness::GpuView;
+use crate::raft::Member;
+use crate::state::{ClientKey, Limits, Source};
+
+/// `GET /api/v1/status`: the cluster as the answering voter sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Random id of the cluster's history.
+    pub cluster_id: String,
+    /// The answering voter's raft id.
+    pub node_id: u64,
+    /// Its role: `leader`, `follower`, `candidate`, `learner`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// Leader id, when known.
+    pub leader_id: Option<u64>,
+    /// Leader gRPC address, when known.
+    pub leader_addr: Option<String>,
+    /// Last log index.
+    pub last_log_index: u64,
+    /// Committed index.
+    pub commit_index: u64,
+    /// Applied index.
+    pub applied_index: u64,
+    /// Index the last snapshot covers.
+    pub snapshot_index: u64,
+    /// Milliseconds since the last snapshot, when there is one.
+    pub snapshot_age_ms: Option<u64>,
+    /// State revision (the routing-table version).
+    pub revision: u64,
+    /// SHA-256 of the applied state, equal on voters that applied the same log.
+    pub digest: String,
+    /// Raft members.
+    pub members: Vec<Member>,
+    /// Node agents.
+    pub nodes: Vec<NodeView>,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// A node agent's host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// `up` or `down` (committed).
+    pub status: String,
+    /// Since when, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Agent version.
+    pub version: String,
+    /// Reported addresses.
+    pub addresses: Vec<String>,
+    /// Milliseconds since the leader last heard from it (only the leader knows).
+    pub last_seen_ms_ago: Option<u64>,
+    /// GPUs from its last heartbeat (only the leader knows).
+    pub gpus: Vec<GpuView>,
+}
+
+/// An endpoint as listings show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointView {
+    /// Id.
+    pub id: String,
+    /// Server kind.
+    pub kind: String,
+    /// Base URL.
+    pub base_url: String,
+    /// `config`, `env`, `api`, `demo` or `discovered`.
+    pub source: String,
+    /// Discovering node.
+    pub node: Option<String>,
+    /// Whether edges may route to it.
+    pub healthy: bool,
+    /// Models it serves.
+    pub models: Vec<String>,
+    /// Credential ids (never the secrets).
+    pub credentials: Vec<String>,
+    /// Traffic weight.
+    pub weight: u32,
+}
+
+/// `POST /api/v1/endpoints` (also `POST /api/v1/registry`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    /// Unique id.
+    pub id: String,
+    /// OpenAI-compatible base URL.
+    #[serde(alias = "base_url")]
+    pub url: String,
+    /// Server kind; default `openai`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Models served.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Traffic weight; default 1.
+    #[serde(default)]
+    pub weight: u32,
+    /// One secret by value (stored sealed) or `os.environ/NAME`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// One secret by environment-variable reference.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Further secrets, rotated in order.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// Upstream limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A model group as listings show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelView {
+    /// Public name.
+    pub name: String,
+    /// Deployments in preference order.
+    pub deployments: Vec<DeploymentView>,
+    /// Aliases that resolve to it.
+    pub aliases: Vec<String>,
+    /// General fallback chain.
+    pub fallbacks: Vec<String>,
+    /// Context-window fallback chain.
+    pub context_window_fallbacks: Vec<String>,
+}
+
+/// One deployment of a model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentView {
+    /// Endpoint id.
+    pub endpoint_id: String,
+    /// Model id sent upstream.
+    pub upstream_model: String,
+    /// Whether the endpoint is healthy.
+    pub healthy: bool,
+    /// Context window in tokens; 0 = unknown.
+    pub context_length: u32,
+}
+
+/// A client key as listings show it (no hash, no secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyView {
+    /// Public id.
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Last four characters of the secret.
+    pub last4: String,
+    /// Model globs; empty means all.
+    pub allowed_models: Vec<String>,
+    /// Expiry, Unix ms; 0 = never.
+    pub expires_at_ms: i64,
+    /// Refused.
+    pub revoked: bool,
+    /// Limits.
+    pub limits: Limits,
+    /// Creation time, Unix ms.
+    pub created_ms: u64,
+    /// Where it was declared.
+    pub source: Source,
+}
+
+impl From<&ClientKey> for KeyView {
+    fn from(k: &ClientKey) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            last4: k.last4.clone(),
+            allowed_models: k.allowed_models.clone(),
+            expires_at_ms: k.expires_at_ms,
+            revoked: k.revoked,
+            limits: k.limits,
+            created_ms: k.created_ms,
+            source: k.source,
+        }
+    }
+}
+
+/// `POST /api/v1/keys`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// Label.
+    pub name: String,
+    /// Model globs; empty means all.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// Expiry, Unix ms; 0 = never.
+    #[serde(default)]
+    pub expires_at_ms: i64,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The answer to `POST /api/v1/keys`: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedKey {
+    /// The key's listing.
+    pub key: KeyView,
+    /// The secret, `sy_live_…`; store it now.
+    pub secret: String,
+}
+
+/// `POST /api/v1/members`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    /// Raft node id.
+    pub id: u64,
+    /// gRPC address.
+    pub addr: String,
+    /// Promote to voter once added (default true); false leaves a learner.
+    #[serde(default = "yes")]
+    pub voter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer to `POST /api/v1/reload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Revision afterwards.
+    pub revision: u64,
+    /// Accepted-but-ignored settings and precedence notes.
+    pub warnings: Vec<String>,
+}
+
+/// The answer to `DELETE /api/v1/cooldowns`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cleared {
+    /// Revision afterwards.
+    pub revision: u64,
+}
+
+/// Error bodies: `{"error": {"message", "code"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// What went wrong.
+    pub message: String,
+    /// Machine-readable kind.
+    pub code: String,
+}

@@ -1,0 +1,652 @@
+//! LiteLLM's `config.yaml`, accepted as-is: `model_list`, `router_settings`,
+//! `litellm_settings` and the parts of `general_settings` that matter to routing.
+//!
+//! Every `model_list` entry becomes a deployment of the model group `model_name`; entries that
+//! share a provider and `api_base` share one endpoint, whose credentials are the distinct
+//! `api_key`s in order. Anything that would change routing and that Switchyard cannot honour is
+//! an error naming it; settings that only matter to LiteLLM's own process are warnings.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::{Mapping, Value};
+
+use super::{Parsed, Sealer, SecretRef, declared_key};
+use crate::state::{
+    Alias, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, RouterSettings, Source,
+};
+
+/// Provider prefixes Switchyard forwards to, with their OpenAI-compatible base URL
+/// (`None`: `api_base` is required).
+const PROVIDERS: [(&str, Option<&str>); 16] = [
+    ("openai", Some("https://api.openai.com/v1")),
+    ("groq", Some("https://api.groq.com/openai/v1")),
+    ("openrouter", Some("https://openrouter.ai/api/v1")),
+    ("nvidia_nim", Some("https://integrate.api.nvidia.com/v1")),
+    ("together_ai", Some("https://api.together.xyz/v1")),
+    ("deepinfra", Some("https://api.deepinfra.com/v1/openai")),
+    ("mistral", Some("https://api.mistral.ai/v1")),
+    (
+        "fireworks_ai",
+        Some("https://api.fireworks.ai/inference/v1"),
+    ),
+    ("cerebras", Some("https://api.cerebras.ai/v1")),
+    ("deepseek", Some("https://api.deepseek.com/v1")),
+    ("xai", Some("https://api.x.ai/v1")),
+    ("hosted_vllm", None),
+    ("vllm", None),
+    ("ollama", Some("http://localhost:11434/v1")),
+    ("ollama_chat", Some("http://localhost:11434/v1")),
+    ("lm_studio", Some("http://localhost:1234/v1")),
+];
+
+/// `litellm_params` keys that only tune LiteLLM's own client and are safe to ignore.
+const IGNORED_PARAMS: [&str; 4] = ["stream_timeout", "max_retries", "timeout", "drop_params"];
+
+/// Settings that only concern LiteLLM's own process (logging, its database, its UI).
+const IGNORED_SETTINGS: [&str; 16] = [
+    "set_verbose",
+    "json_logs",
+    "drop_params",
+    "telemetry",
+    "success_callback",
+    "failure_callback",
+    "callbacks",
+    "database_url",
+    "store_model_in_db",
+    "alerting",
+    "proxy_batch_write_at",
+    "disable_spend_logs",
+    "redis_host",
+    "redis_port",
+    "redis_password",
+    "enable_pre_call_checks",
+];
+
+/// Parses LiteLLM's format from an already-read YAML value.
+pub fn parse(
+    value: Value,
+    env: &BTreeMap<String, String>,
+    sealer: &Sealer<'_>,
+) -> Result<Parsed, String> {
+    let root = value
+        .as_mapping()
+        .ok_or("the file is not a mapping of settings")?;
+    let mut parsed = Parsed::default();
+    let mut settings = RouterSettings {
+        source: Source::Config,
+        ..Default::default()
+    };
+    let mut any_settings = false;
+    for (key, section) in root {
+        let key = key.as_str().unwrap_or_default();
+        match key {
+            "model_list" => model_list(section, sealer, &mut parsed)?,
+            "router_settings" | "litellm_settings" => {
+                any_settings |= router_settings(key, section, &mut settings, &mut parsed)?;
+            }
+            "general_settings" => general_settings(section, env, &mut parsed)?,
+            "environment_variables" => {
+                return Err(
+                    "environment_variables: not supported; export these variables in \
+                            the environment of the control plane and edges instead"
+                        .into(),
+                );
+            }
+            other => return Err(format!("{other}: not a LiteLLM section Switchyard knows")),
+        }
+    }
+    if any_settings {
+        parsed.declared.settings = Some(settings);
+    }
+    Ok(parsed)
+}
+
+fn model_list(section: &Value, sealer: &Sealer<'_>, parsed: &mut Parsed) -> Result<(), String> {
+    let entries = section
+        .as_sequence()
+        .ok_or("model_list: must be a list of deployments")?;
+    // Endpoint id -> (spec without credentials, secrets in order).
+    let mut endpoints: BTreeMap<String, (EndpointSpec, Vec<SecretRef>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, ModelGroup> = BTreeMap::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("model_list[{i}]");
+        let entry = entry
+            .as_mapping()
+            .ok_or(format!("{at}: must be a mapping"))?;
+        let mut name = None;
+        let mut params = None;
+        let mut info = None;
+        for (k, v) in entry {
+            match k.as_str().unwrap_or_default() {
+                "model_name" => name = v.as_str().map(str::to_string),
+                "litellm_params" => params = v.as_mapping(),
+                "model_info" => info = v.as_mapping(),
+                other => return Err(format!("{at}.{other}: not supported")),
+            }
+        }
+        let name = name.ok_or(format!("{at}.model_name: missing"))?;
+        let params = params.ok_or(format!("{at}.litellm_params: missing"))?;
+        let d = deployment(&at, params, info)?;
+
+        // Entries with the same provider and base URL share an endpoint.
+        let base_id = d.provider.clone();
+        let mut id = base_id.clone();
+        let mut n = 1;
+        while let Some((spec, _)) = endpoints.get(&id) {
+            if spec.base_url == d.base_url {
+                break;
+            }
+            n += 1;
+            id = format!("{base_id}-{n}");
+        }
+        let (_, secrets) = endpoints.entry(id.clone()).or_insert_with(|| {
+            (
+                EndpointSpec {
+                    id: id.clone(),
+                    kind: "openai".into(),
+                    base_url: d.base_url.clone(),
+                    models: Vec::new(),
+                    weight: 1,
+                    source: Source::Config,
+                    credentials: Vec::new(),
+                    limits: Limits::default(),
+                },
+                Vec::new(),
+            )
+        });
+        if let Some(secret) = d.secret
+            && !secrets.contains(&secret)
+        {
+            secrets.push(secret);
+        }
+        groups
+            .entry(name.clone())
+            .or_insert_with(|| ModelGroup {
+                name: name.clone(),
+                deployments: Vec::new(),
+                source: Source::Config,
+            })
+            .deployments
+            .push(DeploymentSpec {
+                endpoint_id: id,
+                upstream_model: d.model,
+                weight: d.weight,
+                context_length: d.context_length,
+                limits: d.limits,
+            });
+    }
+    for (id, (mut spec, secrets)) in endpoints {
+        spec.credentials = sealer
+            .credentials(
+                &id,
+                &secrets,
+                &format!("model_list (endpoint {id}) api_key"),
+            )
+            .map_err(|e| e.to_string())?;
+        parsed.declared.endpoints.push(spec);
+    }
+    parsed.declared.model_groups = groups.into_values().collect();
+    Ok(())
+}
+
+struct Parsed1 {
+    provider: String,
+    base_url: String,
+    model: String,
+    secret: Option<SecretRef>,
+    weight: u32,
+    context_length: u32,
+    limits: Limits,
+}
+
+fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Parsed1, String> {
+    let mut model = None;
+    let mut api_base = None;
+    let mut secret = None;
+    let mut limits = Limits::default();
+    let mut weight = 1;
+    for (k, v) in params {
+        let k = k.as_str().unwrap_or_default();
+        match k {
+            "model" => model = v.as_str().map(str::to_string),
+            "api_base" | "base_url" => api_base = v.as_str().map(str::to_string),
+            "api_key" => secret = v.as_str().map(SecretRef::parse),
+            "rpm" => limits.rpm = number(at, k, v)?,
+            "tpm" => limits.tpm = number(at, k, v)?,
+            "weight" => weight = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX),
+            k if IGNORED_PARAMS.contains(&k) => {}
+            other => {
+                return Err(format!(
+                    "{at}.litellm_params.{other}: not supported by Switchyard"
+                ));
+            }
+        }
+    }
+    let full = model.ok_or(format!("{at}.litellm_params.model: missing"))?;
+    let (provider, upstream) = match full.split_once('/') {
+        Some((p, rest)) if PROVIDERS.iter().any(|(name, _)| *name == p) => {
+            (p.to_string(), rest.to_string())
+        }
+        Some((p, _)) if api_base.is_none() => {
+            return Err(format!(
+                "{at}.litellm_params.model: provider `{p}/` is not OpenAI-compatible or not \
+                 supported; Switchyard forwards to {}",
+                PROVIDERS.map(|(n, _)| n).join(", ")
+            ));
+        }
+        // An unknown prefix with an api_base: an OpenAI-compatible server, model id as written.
+        Some(_) | None => ("openai".to_string(), full.clone()),
+    };
+    let default_base = PROVIDERS
+        .iter()
+        .find(|(name, _)| *name == provider)
+        .and_then(|(_, base)| *base);
+    let base_url = match (api_base, default_base) {
+        (Some(base), _) => normalise_base(&provider, &base),
+        (None, Some(base)) => base.to_string(),
+        (None, None) => {
+            return Err(format!(
+                "{at}.litellm_params.api_base: required for `{provider}/` models"
+            ));
+        }
+    };
+    if upstream.is_empty() {
+        return Err(format!(
+            "{at}.litellm_params.model: `{full}` names no model"
+        ));
+    }
+    let mut context_length = 0;
+    for (k, v) in info.into_iter().flatten() {
+        match k.as_str().unwrap_or_default() {
+            "max_input_tokens" => {
+                context_length = u32::try_from(number(at, "max_input_tokens", v)?).unwrap_or(0);
+            }
+            "max_tokens" if context_length == 0 => {
+                context_length = u32::try_from(number(at, "max_tokens", v)?).unwrap_or(0);
+            }
+            // Descriptive only: ids, costs, modes and capability flags.
+            _ => {}
+        }
+    }
+    Ok(Parsed1 {
+        provider,
+        base_url,
+        model: upstream,
+        secret,
+        weight,
+        context_length,
+        limits,
+    })
+}
+
+/// Ollama's and LM Studio's `api_base` is the server root; ours ends in `/v1`.
+fn normalise_base(provider: &str, base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let local = matches!(
+        provider,
+        "ollama" | "ollama_chat" | "lm_studio" | "hosted_vllm" | "vllm"
+    );
+    if local && !base.ends_with("/v1") {
+        format!("{base}/v1")
+    } else {
+        base.to_string()
+    }
+}
+
+fn number(at: &str, key: &str, v: &Value) -> Result<u64, String> {
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        .ok_or(format!("{at}.{key}: must be a non-negative number"))
+}
+
+fn router_settings(
+    section_name: &str,
+    section: &Value,
+    settings: &mut RouterSettings,
+    parsed: &mut Parsed,
+) -> Result<bool, String> {
+    let Some(map) = section.as_mapping() else {
+        return Ok(false);
+    };
+    let mut any = false;
+    for (k, v) in map {
+        let key = k.as_str().unwrap_or_default();
+        let at = format!("{section_name}.{key}");
+        match key {
+            "fallbacks" | "context_window_fallbacks" => {
+                let context_window = key == "context_window_fallbacks";
+                for (model, chain) in fallback_list(&at, v)? {
+                    parsed
+                        .declared
+                        .fallbacks
+                        .retain(|f| !(f.model == model && f.context_window == context_window));
+                    parsed.declared.fallbacks.push(Fallback {
+                        model,
+                        chain,
+                        context_window,
+                        source: Source::Config,
+                    });
+                }
+            }
+            "num_retries" => {
+                settings.num_retries = u32::try_from(number(section_name, key, v)?).unwrap_or(0);
+                any = true;
+            }
+            "allowed_fails" => {
+                settings.allowed_fails = u32::try_from(number(section_name, key, v)?).unwrap_or(0);
+                any = true;
+            }
+            // LiteLLM's times are seconds; ours are milliseconds.
+            "cooldown_time" => {
+                settings.cooldown_ms = seconds_ms(&at, v)?;
+                any = true;
+            }
+            "timeout" | "request_timeout" => {
+                settings.timeout_ms = seconds_ms(&at, v)?;
+                any = true;
+            }
+            "retry_after" => {
+                parsed.warnings.push(format!(
+                    "{at}: edges retry at once on another deployment; a fixed wait before \
+                     retrying is not applied"
+                ));
+            }
+            "routing_strategy" => {
+                settings.routing_strategy = v.as_str().unwrap_or_default().to_string();
+                any = true;
+            }
+            "model_group_alias" => {
+                let aliases = v.as_mapping().ok_or(format!("{at}: must be a mapping"))?;
+                for (name, target) in aliases {
+                    let (Some(name), Some(target)) = (name.as_str(), target.as_str()) else {
+                        return Err(format!("{at}: aliases map names to model names"));
+                    };
+                    parsed.declared.aliases.push(Alias {
+                        name: name.into(),
+                        target: target.into(),
+                        source: Source::Config,
+                    });
+                }
+            }
+            k if IGNORED_SETTINGS.contains(&k) => parsed
+                .warnings
+                .push(format!("{at}: LiteLLM-only setting, ignored")),
+            _ => return Err(format!("{at}: not supported by Switchyard")),
+        }
+    }
+    Ok(any)
+}
+
+/// LiteLLM writes fallbacks as a list of one-entry maps: `[{"a": ["b", "c"]}]`.
+fn fallback_list(at: &str, v: &Value) -> Result<Vec<(String, Vec<String>)>, String> {
+    let shape = || format!("{at}: must be a list like [{{\"model\": [\"fallback\", ...]}}]");
+    let mut out = Vec::new();
+    for item in v.as_sequence().ok_or_else(shape)? {
+        for (model, chain) in item.as_mapping().ok_or_else(shape)? {
+            let model = model.as_str().ok_or_else(shape)?.to_string();
+            let chain = chain
+                .as_sequence()
+                .ok_or_else(shape)?
+                .iter()
+                .map(|m| m.as_str().map(str::to_string).ok_or_else(shape))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push((model, chain));
+        }
+    }
+    Ok(out)
+}
+
+fn seconds_ms(at: &str, v: &Value) -> Result<u64, String> {
+    v.as_f64()
+        .filter(|s| *s >= 0.0)
+        .map(|s| (s * 1000.0) as u64)
+        .ok_or(format!("{at}: must be a number of seconds"))
+}
+
+fn general_settings(
+    section: &Value,
+    env: &BTreeMap<String, String>,
+    parsed: &mut Parsed,
+) -> Result<(), String> {
+    let Some(map) = section.as_mapping() else {
+        return Ok(());
+    };
+    for (k, v) in map {
+        let key = k.as_str().unwrap_or_default();
+        match key {
+            // LiteLLM's master key also works as a client key; keep it working the same way.
+            "master_key" => {
+                let text = v.as_str().unwrap_or_default();
+                let secret = match SecretRef::parse(text) {
+                    SecretRef::Value(s) => s,
+                    SecretRef::Env(name) => env.get(&name).cloned().ok_or(format!(
+                        "general_settings.master_key: environment variable {name} is not set"
+                    ))?,
+                };
+                parsed.declared.keys.push(declared_key(
+                    "master",
+                    "LiteLLM master_key",
+                    Some(&secret),
+                    None,
+                    Vec::new(),
+                    0,
+                    Limits::default(),
+                )?);
+            }
+            k if IGNORED_SETTINGS.contains(&k) => parsed.warnings.push(format!(
+                "general_settings.{k}: LiteLLM-only setting, ignored"
+            )),
+            other => {
+                return Err(format!(
+                    "general_settings.{other}: not supported by Switchyard"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse as parse_any;
+    use crate::seal::ClusterKey;
+    use crate::state::{ClusterState, Secret};
+
+    /// A four-provider gateway: local vLLM, Groq, NVIDIA NIM and OpenRouter.
+    const FILE: &str = r#"
+model_list:
+  - model_name: llama-8b
+    litellm_params:
+      model: hosted_vllm/meta-llama/Llama-3.1-8B-Instruct
+      api_base: http://gpu01:8000/v1
+    model_info: {max_input_tokens: 8192}
+  - model_name: llama-8b
+    litellm_params:
+      model: groq/llama-3.1-8b-instant
+      api_key: os.environ/GROQ_API_KEY
+      rpm: 30
+      tpm: 6000
+  - model_name: llama-8b
+    litellm_params:
+      model: groq/llama-3.1-8b-instant
+      api_key: os.environ/GROQ_API_KEY_2
+      rpm: 30
+  - model_name: llama-70b
+    litellm_params:
+      model: nvidia_nim/meta/llama-3.1-70b-instruct
+      api_key: os.environ/NVIDIA_NIM_API_KEY
+    model_info: {max_input_tokens: 131072, mode: chat}
+  - model_name: long-context
+    litellm_params:
+      model: openrouter/meta-llama/llama-3.1-405b-instruct
+      api_key: sk-or-v1-secret
+      rpm: 20
+router_settings:
+  routing_strategy: simple-shuffle
+  num_retries: 2
+  retry_after: 5
+  allowed_fails: 3
+  cooldown_time: 30
+  fallbacks: [{"llama-8b": ["llama-70b", "long-context"]}]
+  context_window_fallbacks: [{"llama-8b": ["llama-70b"]}, {"llama-70b": ["long-context"]}]
+litellm_settings:
+  drop_params: true
+general_settings:
+  master_key: sk-1234
+"#;
+
+    #[test]
+    fn multi_provider_config_imports_groups_and_chains() {
+        let key = ClusterKey::from_bytes(&[9u8; 32]).unwrap();
+        let state = ClusterState::default();
+        let parsed = parse_any(FILE, &BTreeMap::new(), &Sealer::new(Some(&key), &state)).unwrap();
+        let d = &parsed.declared;
+        let endpoints: Vec<(&str, &str, usize)> = d
+            .endpoints
+            .iter()
+            .map(|e| (e.id.as_str(), e.base_url.as_str(), e.credentials.len()))
+            .collect();
+        assert_eq!(
+            endpoints,
+            vec![
+                ("groq", "https://api.groq.com/openai/v1", 2),
+                ("hosted_vllm", "http://gpu01:8000/v1", 0),
+                ("nvidia_nim", "https://integrate.api.nvidia.com/v1", 1),
+                ("openrouter", "https://openrouter.ai/api/v1", 1),
+            ]
+        );
+        let groq = &d.endpoints[0];
+        assert_eq!(groq.credentials[1].id, "key_2");
+        assert_eq!(
+            groq.credentials[1].secret,
+            Secret::Env {
+                name: "GROQ_API_KEY_2".into()
+            }
+        );
+        let Secret::Sealed { sealed } = &d.endpoints[3].credentials[0].secret else {
+            panic!("a literal key is sealed");
+        };
+        assert_eq!(key.open(sealed).as_deref(), Some("sk-or-v1-secret"));
+
+        type Row<'a> = (&'a str, &'a str, u32, u64);
+        let groups: Vec<(&str, Vec<Row>)> = d
+            .model_groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.as_str(),
+                    g.deployments
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.endpoint_id.as_str(),
+                                x.upstream_model.as_str(),
+                                x.context_length,
+                                x.limits.rpm,
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (
+                    "llama-70b",
+                    vec![("nvidia_nim", "meta/llama-3.1-70b-instruct", 131072, 0)]
+                ),
+                (
+                    "llama-8b",
+                    vec![
+                        ("hosted_vllm", "meta-llama/Llama-3.1-8B-Instruct", 8192, 0),
+                        ("groq", "llama-3.1-8b-instant", 0, 30),
+                        ("groq", "llama-3.1-8b-instant", 0, 30),
+                    ]
+                ),
+                (
+                    "long-context",
+                    vec![("openrouter", "meta-llama/llama-3.1-405b-instruct", 0, 20)]
+                ),
+            ]
+        );
+        let chains: Vec<(&str, bool, Vec<&str>)> = d
+            .fallbacks
+            .iter()
+            .map(|f| {
+                (
+                    f.model.as_str(),
+                    f.context_window,
+                    f.chain.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            chains,
+            vec![
+                ("llama-8b", false, vec!["llama-70b", "long-context"]),
+                ("llama-8b", true, vec!["llama-70b"]),
+                ("llama-70b", true, vec!["long-context"]),
+            ]
+        );
+        let s = d.settings.as_ref().unwrap();
+        assert_eq!(
+            (
+                s.num_retries,
+                s.allowed_fails,
+                s.cooldown_ms,
+                s.routing_strategy.as_str()
+            ),
+            (2, 3, 30_000, "simple-shuffle")
+        );
+        assert_eq!(d.keys[0].id, "master");
+        assert!(parsed.warnings.iter().any(|w| w.contains("retry_after")));
+        assert!(parsed.warnings.iter().any(|w| w.contains("drop_params")));
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_named() {
+        let state = ClusterState::default();
+        let sealer = Sealer::new(None, &state);
+        let env = BTreeMap::new();
+        let cases = [
+            (
+                "model_list: [{model_name: a, litellm_params: {model: bedrock/claude}}]",
+                "bedrock/",
+            ),
+            (
+                "model_list: [{model_name: a, litellm_params: {model: hosted_vllm/x}}]",
+                "model_list[0].litellm_params.api_base",
+            ),
+            (
+                "model_list: [{model_name: a, litellm_params: {model: groq/x, aws_region_name: us}}]",
+                "model_list[0].litellm_params.aws_region_name",
+            ),
+            (
+                "model_list: [{model_name: a, litellm_params: {model: groq/x, api_key: plain}}]",
+                "cluster key",
+            ),
+            (
+                "model_list: []\nrouter_settings: {redis_url: x}",
+                "router_settings.redis_url",
+            ),
+            (
+                "model_list: []\nrouter_settings: {fallbacks: [a]}",
+                "router_settings.fallbacks",
+            ),
+            (
+                "model_list: []\nenvironment_variables: {A: b}",
+                "environment_variables",
+            ),
+            (
+                "model_list: []\ngeneral_settings: {master_key: os.environ/NOPE}",
+                "NOPE",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse_any(text, &env, &sealer).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}

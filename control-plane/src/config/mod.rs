@@ -1,0 +1,232 @@
+//! Declared configuration: `config.yaml` (ours or LiteLLM's, told apart by their top-level
+//! keys) and `LLM_PROXY_ENDPOINT_<NAME>_*` environment variables, turned into the
+//! [`Declared`] sets the state replaces on every load and reload.
+//!
+//! - [`ours`]: Switchyard's own format;
+//! - [`litellm`]: LiteLLM's `model_list` / `router_settings`, accepted as-is;
+//! - [`env`]: the environment variables.
+//!
+//! Pure apart from reading the file: the environment arrives as a map, so tests pass their own.
+
+pub mod env;
+pub mod litellm;
+pub mod ours;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::Error;
+use crate::seal::{self, ClusterKey};
+use crate::state::{ClientKey, ClusterState, Credential, Declared, Limits, Secret, Source};
+
+/// What loading the declared sources produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    /// From the config file.
+    pub config: Declared,
+    /// From the environment.
+    pub env: Declared,
+    /// Things accepted but not acted on, or dropped by precedence; for the log.
+    pub warnings: Vec<String>,
+    /// Peers the node agent should probe (`discovery.peers`), from our format only.
+    pub discovery_peers: Vec<String>,
+}
+
+/// A secret as written in a config: by value, or by environment-variable reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// The secret itself.
+    Value(String),
+    /// The name of the variable the edge reads it from.
+    Env(String),
+}
+
+impl SecretRef {
+    /// Reads LiteLLM's `os.environ/NAME` convention; anything else is a value.
+    pub fn parse(text: &str) -> Self {
+        match text.strip_prefix("os.environ/") {
+            Some(name) => SecretRef::Env(name.to_string()),
+            None => SecretRef::Value(text.to_string()),
+        }
+    }
+}
+
+/// Turns secrets into credentials (`key`, `key_2`, ...), sealing values with the cluster key.
+/// A value whose plaintext is unchanged keeps its previous sealed form, so a reload of an
+/// unchanged file changes nothing.
+pub struct Sealer<'a> {
+    key: Option<&'a ClusterKey>,
+    current: &'a ClusterState,
+}
+
+impl<'a> Sealer<'a> {
+    /// Seals with `key`, reusing ciphertext from `current` where the plaintext is unchanged.
+    pub fn new(key: Option<&'a ClusterKey>, current: &'a ClusterState) -> Self {
+        Self { key, current }
+    }
+
+    /// Credentials for endpoint `endpoint` from `secrets`, in order.
+    pub fn credentials(
+        &self,
+        endpoint: &str,
+        secrets: &[SecretRef],
+        field: &str,
+    ) -> Result<Vec<Credential>, Error> {
+        secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let id = credential_id(i);
+                let secret = match s {
+                    SecretRef::Env(name) if name.is_empty() => {
+                        return Err(Error::BadRequest(format!(
+                            "{field}: os.environ/ needs a variable name"
+                        )));
+                    }
+                    SecretRef::Env(name) => Secret::Env { name: name.clone() },
+                    SecretRef::Value(value) => Secret::Sealed {
+                        sealed: self.seal(endpoint, &id, value, field)?,
+                    },
+                };
+                Ok(Credential { id, secret })
+            })
+            .collect()
+    }
+
+    fn seal(&self, endpoint: &str, id: &str, value: &str, field: &str) -> Result<String, Error> {
+        let Some(key) = self.key else {
+            return Err(Error::BadRequest(format!(
+                "{field}: a secret given by value needs a cluster key to be stored encrypted; \
+                 use api_key_env / os.environ/NAME instead, or configure cluster_key_file"
+            )));
+        };
+        let previous = self
+            .current
+            .endpoints
+            .get(endpoint)
+            .and_then(|e| e.credentials.iter().find(|c| c.id == id))
+            .and_then(|c| match &c.secret {
+                Secret::Sealed { sealed } => Some(sealed.clone()),
+                Secret::Env { .. } => None,
+            });
+        if let Some(previous) = previous
+            && key.open(&previous).as_deref() == Some(value)
+        {
+            return Ok(previous);
+        }
+        key.seal(value)
+    }
+}
+
+/// `key`, `key_2`, `key_3`, ... for the credential at position `i`.
+pub fn credential_id(i: usize) -> String {
+    if i == 0 {
+        "key".into()
+    } else {
+        format!("key_{}", i + 1)
+    }
+}
+
+/// A client key declared in a config file, by its secret (or the secret's hash).
+pub fn declared_key(
+    id: &str,
+    name: &str,
+    secret: Option<&str>,
+    sha256: Option<&str>,
+    allowed_models: Vec<String>,
+    expires_at_ms: i64,
+    limits: Limits,
+) -> Result<ClientKey, String> {
+    let (sha256_hex, last4) = match (secret, sha256) {
+        (Some(secret), None) => (seal::sha256_hex(secret), seal::last4(secret)),
+        (None, Some(hash)) => (hash.to_ascii_lowercase(), String::new()),
+        _ => {
+            return Err(format!(
+                "key `{id}`: give exactly one of key, key_env or sha256"
+            ));
+        }
+    };
+    Ok(ClientKey {
+        id: id.to_string(),
+        name: name.to_string(),
+        sha256_hex,
+        last4,
+        allowed_models,
+        expires_at_ms,
+        revoked: false,
+        limits,
+        created_ms: 0,
+        source: Source::Config,
+    })
+}
+
+/// Loads the config file (when given) and the environment, applying "YAML wins" on collisions.
+pub fn load(
+    file: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    sealer: &Sealer<'_>,
+) -> Result<Loaded, Error> {
+    let mut loaded = Loaded::default();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let parsed = parse(&text, env, sealer).map_err(|reason| Error::ConfigFile {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        loaded.config = parsed.declared;
+        loaded.warnings = parsed.warnings;
+        loaded.discovery_peers = parsed.discovery_peers;
+    }
+    let mut from_env = env::endpoints(env, sealer).map_err(|reason| Error::Config {
+        field: "LLM_PROXY_ENDPOINT_*",
+        reason,
+    })?;
+    from_env.retain(|e| {
+        let clash = loaded.config.endpoints.iter().any(|c| c.id == e.id);
+        if clash {
+            loaded.warnings.push(format!(
+                "endpoint `{}` is declared in both the config file and LLM_PROXY_ENDPOINT_*; the config file wins",
+                e.id
+            ));
+        }
+        !clash
+    });
+    loaded.env.endpoints = from_env;
+    Ok(loaded)
+}
+
+/// One parsed config file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// What it declares.
+    pub declared: Declared,
+    /// Accepted but not acted on.
+    pub warnings: Vec<String>,
+    /// `discovery.peers`.
+    pub discovery_peers: Vec<String>,
+}
+
+/// Parses a config file's text in either format.
+pub fn parse(
+    text: &str,
+    env: &BTreeMap<String, String>,
+    sealer: &Sealer<'_>,
+) -> Result<Parsed, String> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let is_litellm = value.as_mapping().is_some_and(|m| {
+        ["model_list", "litellm_settings", "general_settings"]
+            .iter()
+            .any(|k| m.contains_key(*k))
+    });
+    if is_litellm {
+        litellm::parse(value, env, sealer)
+    } else if value.is_null() {
+        Ok(Parsed::default())
+    } else {
+        ours::parse(value, env, sealer)
+    }
+}
