@@ -9,3 +9,5 @@ pub mod harness;
 pub mod deploy;
 pub mod openai_fake;
 pub mod edge_harness;
+pub mod discovery_fakes;
+pub mod discovery_cluster;
