@@ -31,6 +31,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 const TOKEN: &str = "loopback-join-token-0123456789";
+const ADMIN_TOKEN: &str = "loopback-admin-token-0123456789";
 const STS: &str = "sy-switchyard-control-plane";
 const HOST_LINE: &str = "voter_host() { echo \"${STATEFULSET_NAME}-$1.${PEERS_DOMAIN}\"; }";
 const LOOPBACK_LINE: &str = "voter_host() { echo \"127.0.0.$(($1 + 1))\"; }";
@@ -65,6 +66,25 @@ impl Loopback {
         format!("{}:{}", Self::ip(ordinal), self.grpc_port)
     }
 
+    /// The voter ids `ordinal` sees as voting members, from its admin API.
+    async fn voters_seen_by(&self, client: &reqwest::Client, ordinal: u8) -> Option<Vec<u64>> {
+        let url = format!(
+            "http://{}:{}/api/v1/members",
+            Self::ip(ordinal),
+            self.admin_port
+        );
+        let response = client.get(url).bearer_auth(ADMIN_TOKEN).send().await.ok()?;
+        let members: serde_json::Value = response.error_for_status().ok()?.json().await.ok()?;
+        let mut voters: Vec<u64> = members
+            .as_array()?
+            .iter()
+            .filter(|m| m.get("voter").and_then(serde_json::Value::as_bool) == Some(true))
+            .filter_map(|m| m.get("id")?.as_u64())
+            .collect();
+        voters.sort_unstable();
+        Some(voters)
+    }
+
     /// Starts ordinal `ordinal` with the environment the StatefulSet gives its pods.
     fn start(&self, ordinal: u8) -> anyhow::Result<Voter> {
         let data = self.root.join(format!("data-{ordinal}"));
@@ -86,7 +106,9 @@ impl Loopback {
             .env("ADMIN_PORT", self.admin_port.to_string())
             .env("DATA_DIR", &data)
             .env("SWITCHYARD_JOIN_TOKEN", TOKEN)
-            .env("SWITCHYARD_ADMIN_TOKEN", "loopback-admin-token-0123456789")
+            .env("SWITCHYARD_ADMIN_TOKENS", ADMIN_TOKEN)
+            // 32 zero bytes, base64url: the one cluster key the chart's Secret gives every voter.
+            .env("SWITCHYARD_CLUSTER_KEY", "A".repeat(43))
             .env("SWITCHYARD_BIN", &self.bin)
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
@@ -170,7 +192,11 @@ async fn report(start: &str, node: &str, model: &str) -> anyhow::Result<Session>
             Ok(Ok(session)) => return Ok(session),
             Ok(Err(leader)) if !leader.is_empty() => addr = leader,
             Ok(Err(_)) => last = "redirected without a leader yet".into(),
-            Err(e) => last = format!("{e:#}"),
+            Err(e) => {
+                // A stale leader hint may name a voter that is gone: start over.
+                last = format!("{addr}: {e:#}");
+                addr = start.to_owned();
+            }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -272,8 +298,15 @@ fn loopback_script(dir: &Path) -> anyhow::Result<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_voters_bootstrap_join_survive_a_loss_and_rejoin() -> anyhow::Result<()> {
     switchyard_tests::harness::init();
+    let help = String::from_utf8_lossy(
+        &std::process::Command::new(switchyard_bin()?)
+            .args(["control-plane", "--help"])
+            .output()?
+            .stdout,
+    )
+    .into_owned();
     let flags = flags_of("control-plane")?;
-    let missing: Vec<&str> = [
+    let mut missing: Vec<&str> = [
         "--bootstrap",
         "--join",
         "--admin-listen",
@@ -283,6 +316,9 @@ async fn three_voters_bootstrap_join_survive_a_loss_and_rejoin() -> anyhow::Resu
     .into_iter()
     .filter(|f| !flags.iter().any(|k| k == f))
     .collect();
+    if flags.iter().any(|k| k == "--join") && !help.contains("--join <") {
+        missing.push("--join <URL> (it exists, but takes no value)");
+    }
     assert!(
         missing.is_empty(),
         "`switchyard control-plane` lacks {missing:?}, which the chart's start-up script passes"
@@ -308,6 +344,20 @@ async fn three_voters_bootstrap_join_survive_a_loss_and_rejoin() -> anyhow::Resu
             || {
                 let addr = addr.clone();
                 async move { serving(&addr).await.then_some(()) }
+            },
+        )
+        .await
+        .with_context(|| logs(&[&v0, &v1, &v2]))?;
+    }
+
+    // Ordinals 1 and 2 join by themselves: every voter sees three voting members.
+    let client = reqwest::Client::new();
+    for ordinal in 0..3 {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("voter {ordinal} to see voters 1, 2 and 3"),
+            || async {
+                (cluster.voters_seen_by(&client, ordinal).await? == [1, 2, 3]).then_some(())
             },
         )
         .await

@@ -312,7 +312,8 @@ fn chart_and_compose_use_only_flags_and_env_the_binary_has() -> anyhow::Result<(
                 "SWITCHYARD_NODE_ID",
                 "SWITCHYARD_ADVERTISE",
                 "SWITCHYARD_JOIN_TOKEN",
-                "SWITCHYARD_ADMIN_TOKEN",
+                "SWITCHYARD_ADMIN_TOKENS",
+                "SWITCHYARD_CLUSTER_KEY",
             ]
             .as_slice(),
         ),

@@ -273,11 +273,23 @@ fn tokens_come_from_the_chart_secret_by_default() -> anyhow::Result<()> {
             "{who}"
         );
     }
-    let admin = env_entry(cp, "SWITCHYARD_ADMIN_TOKEN").unwrap_or(&Value::Null);
+    let admin = env_entry(cp, "SWITCHYARD_ADMIN_TOKENS").unwrap_or(&Value::Null);
     assert_eq!(
         str_at(admin, "valueFrom.secretKeyRef.key"),
         Some("admin-token")
     );
+    // One cluster key for every voter, so each can read what another sealed.
+    let cluster_key = env_entry(cp, "SWITCHYARD_CLUSTER_KEY").unwrap_or(&Value::Null);
+    assert_eq!(
+        str_at(cluster_key, "valueFrom.secretKeyRef.key"),
+        Some("cluster-key")
+    );
+    assert_eq!(
+        str_at(secret, "data.cluster-key").map(str::len),
+        Some(60),
+        "43 base64url characters, base64-encoded again"
+    );
+    assert!(env_entry(agent, "SWITCHYARD_CLUSTER_KEY").is_none());
     // Without provider keys nobody gets an envFrom.
     assert!(at(cp, "envFrom").is_none());
 
@@ -309,8 +321,13 @@ fn existing_secrets_replace_the_charts_own() -> anyhow::Result<()> {
         );
         assert_eq!(str_at(join, "valueFrom.secretKeyRef.key"), Some("token"));
     }
-    let admin = env_entry(cp, "SWITCHYARD_ADMIN_TOKEN").unwrap_or(&Value::Null);
+    let admin = env_entry(cp, "SWITCHYARD_ADMIN_TOKENS").unwrap_or(&Value::Null);
     assert_eq!(str_at(admin, "valueFrom.secretKeyRef.key"), Some("admin"));
+    let cluster_key = env_entry(cp, "SWITCHYARD_CLUSTER_KEY").unwrap_or(&Value::Null);
+    assert_eq!(
+        str_at(cluster_key, "valueFrom.secretKeyRef.key"),
+        Some("sealing-key")
+    );
     for c in [cp, edge] {
         assert_eq!(
             str_at(c, "envFrom.0.secretRef.name"),
@@ -471,6 +488,7 @@ fn the_schema_rejects_bad_values_naming_the_field() -> anyhow::Result<()> {
         ("controlPlane.grpcPort=70000", "controlPlane.grpcPort"),
         ("nodeAgnet.enabled=true", "nodeAgnet"),
         ("secrets.joinToken=short", "secrets.joinToken"),
+        ("secrets.clusterKey=short", "secrets.clusterKey"),
         ("nodeAgent.probes[0]=tgi=8080", "nodeAgent.probes.0"),
         ("edge.service.type=Bogus", "edge.service.type"),
         ("image.pullPolicy=Sometimes", "image.pullPolicy"),
