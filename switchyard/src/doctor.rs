@@ -13,7 +13,9 @@ use switchyard_proto::v1::agent_message::Body as AgentBody;
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
 use switchyard_proto::v1::control_message::Body as ControlBody;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
-use switchyard_proto::v1::{AgentMessage, Hello, RoutingTable, WatchRoutingTableRequest};
+use switchyard_proto::v1::{
+    AgentMessage, ControlMessage, Hello, RoutingTable, WatchRoutingTableRequest,
+};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -324,22 +326,7 @@ async fn join_token(args: &DoctorArgs, channel: Channel, timeout: Duration, repo
         .node_name
         .clone()
         .unwrap_or_else(|| format!("doctor-{}", switchyard_node_agent::config::local_hostname()));
-    let hello = AgentMessage {
-        body: Some(AgentBody::Hello(Hello {
-            node_name,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            join_token: token.clone(),
-            addresses: Vec::new(),
-        })),
-    };
-    // The stream ends (and the call closes) once this one message is sent and we drop the reply.
-    let outbound = futures::stream::iter([hello]).chain(futures::stream::pending());
-    let exchange = async {
-        let mut client = AgentServiceClient::new(channel);
-        let mut inbound = client.report(outbound).await?.into_inner();
-        inbound.message().await
-    };
-    let answer = tokio::time::timeout(timeout, exchange).await;
+    let answer = hello(channel.clone(), &node_name, &token, timeout).await;
     let hint = "give agents the voters' SWITCHYARD_JOIN_TOKEN (--join-token), and pass the same \
                 to doctor";
     match answer {
@@ -351,7 +338,24 @@ async fn join_token(args: &DoctorArgs, channel: Channel, timeout: Duration, repo
                 "set SWITCHYARD_JOIN_TOKEN on the voters so only your agents can report",
             ),
             Some(ControlBody::Ack(_)) => {
-                report.push(names::JOIN_TOKEN, Status::Pass, "accepted by the leader");
+                // Would a wrong token pass too? Then the voters check none.
+                let wrong = format!("{token}-not-the-token");
+                let open = matches!(
+                    hello(channel, &node_name, &wrong, timeout).await,
+                    Ok(Ok(Some(ControlMessage {
+                        body: Some(ControlBody::Ack(_))
+                    })))
+                );
+                if open {
+                    report.push_hint(
+                        names::JOIN_TOKEN,
+                        Status::Warn,
+                        "accepted, but so is any other token: the voters have no join token",
+                        "set SWITCHYARD_JOIN_TOKEN on the voters so only your agents can report",
+                    );
+                } else {
+                    report.push(names::JOIN_TOKEN, Status::Pass, "accepted by the leader");
+                }
             }
             Some(ControlBody::Redirect(redirect)) => report.push(
                 names::JOIN_TOKEN,
@@ -397,6 +401,31 @@ async fn join_token(args: &DoctorArgs, channel: Channel, timeout: Duration, repo
             "a cluster without a leader cannot admit agents; check the voters' logs",
         ),
     }
+}
+
+/// Opens a report stream, says Hello and returns the first answer; the call closes on return.
+async fn hello(
+    channel: Channel,
+    node_name: &str,
+    token: &str,
+    timeout: Duration,
+) -> Result<Result<Option<ControlMessage>, tonic::Status>, tokio::time::error::Elapsed> {
+    let hello = AgentMessage {
+        body: Some(AgentBody::Hello(Hello {
+            node_name: node_name.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            join_token: token.to_owned(),
+            addresses: Vec::new(),
+        })),
+    };
+    // Kept open until we drop it, so the voter answers before it sees the stream end.
+    let outbound = futures::stream::iter([hello]).chain(futures::stream::pending());
+    let exchange = async {
+        let mut client = AgentServiceClient::new(channel);
+        let mut inbound = client.report(outbound).await?.into_inner();
+        inbound.message().await
+    };
+    tokio::time::timeout(timeout, exchange).await
 }
 
 /// Reads the routing table once and counts what is in it.
@@ -476,7 +505,11 @@ pub fn judge_table(table: &RoutingTable) -> (Status, String, Option<String>) {
     } else {
         format!("{discovered} discovered on {}", nodes.join(", "))
     };
-    let detail = format!("{endpoints} endpoints ({found}), {healthy} healthy, {models} models");
+    let detail = format!(
+        "{} ({found}), {healthy} healthy, {}",
+        plural(endpoints, "endpoint"),
+        plural(models, "model")
+    );
     if models == 0 {
         return (
             Status::Fail,
@@ -682,23 +715,27 @@ pub fn edge_base(text: &str) -> String {
     url.strip_suffix("/v1").map_or(url.clone(), str::to_owned)
 }
 
+/// `1 model`, `3 models`.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 fn or_unknown(text: &str) -> &str {
     if text.is_empty() { "unknown" } else { text }
 }
 
-/// An error with its sources, `a: b: c`, since connect errors hide the cause in the chain.
+/// The innermost cause of an error (`Connection refused (os error 111)`), which is the part
+/// that tells a newcomer what is wrong; connect errors wrap it in several layers.
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
     }
-    text
+    cause.to_string()
 }
 
 #[cfg(test)]
@@ -747,7 +784,7 @@ mod tests {
                 ],
                 vec![model("m")],
                 Status::Pass,
-                "3 endpoints (2 discovered on dgx), 3 healthy, 1 models",
+                "3 endpoints (2 discovered on dgx), 3 healthy, 1 model",
             ),
             (
                 vec![endpoint("demo", "demo", "", true)],

@@ -68,6 +68,16 @@ async fn a_working_up_passes_every_check_including_a_chat() -> anyhow::Result<()
     assert!(text.contains("a chat to demo answered"), "{text}");
     assert!(text.ends_with("all 5 checks passed"), "{text}");
 
+    // A token given to a cluster that checks none is flagged too.
+    let mut with_token = args(up.grpc_addr(), &format!("http://{edge}"));
+    with_token.join_token = Some("any-token-at-all".into());
+    let report = doctor::check(&with_token).await;
+    assert_eq!(status(&report, names::JOIN_TOKEN), Status::Warn, "{report}");
+    assert!(
+        report.to_string().contains("so is any other token"),
+        "{report}"
+    );
+
     // --quick asks only the health endpoints.
     a.quick = true;
     let quick = doctor::check(&a).await;
@@ -105,6 +115,10 @@ async fn nothing_listening_fails_fast_with_a_hint() -> anyhow::Result<()> {
     assert_eq!(status(&report, names::EDGE_TABLE), Status::Fail);
     let text = report.to_string();
     assert!(text.contains("✗ control plane reachable"), "{text}");
+    assert!(
+        text.contains("Connection refused"),
+        "the root cause is shown: {text}"
+    );
     assert!(
         text.contains("→ is `switchyard control-plane` running"),
         "{text}"
