@@ -11,3 +11,4 @@ pub mod openai_fake;
 pub mod edge_harness;
 pub mod discovery_fakes;
 pub mod discovery_cluster;
+pub mod netns;
