@@ -293,3 +293,52 @@ async fn keeps_retrying_until_the_control_plane_comes_up() {
     ollama.stop().await;
     cp.kill().await;
 }
+
+#[tokio::test]
+async fn heartbeats_carry_gpus_from_nvidia_smi() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in nvidia-smi, given by path: no PATH or environment changes in this process.
+    let smi = dir.path().join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\necho '0, NVIDIA GB10, [N/A], [N/A], 35'\necho '1, NVIDIA L40S, 46068, 20480, 88'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ollama = FakeModelServer::ollama(&["llama3.2:latest"]).await;
+    let cp = FakeControlPlane::start(Mode::Ack).await;
+    let mut cfg = agent_config(
+        format!("http://{}", cp.addr),
+        vec![ProbeTarget::new(
+            ServerKind::Ollama,
+            "127.0.0.1",
+            ollama.addr.port(),
+        )],
+    );
+    cfg.nvidia_smi = smi.display().to_string();
+    cfg.gpu_interval_ms = 100;
+    let agent = Agent::spawn(cfg);
+    let gpus = eventually("a heartbeat with GPUs", WAIT, || {
+        cp.stream(1).into_iter().find_map(|b| match b {
+            Body::Heartbeat(h) if !h.gpus.is_empty() => Some(h.gpus),
+            _ => None,
+        })
+    })
+    .await;
+    assert_eq!(gpus.len(), 2);
+    assert_eq!(gpus[0].name, "NVIDIA GB10");
+    assert_eq!(gpus[0].memory_total_mib, 0);
+    assert_eq!(gpus[0].utilization_pct, 35);
+    assert_eq!(
+        (
+            gpus[1].index,
+            gpus[1].memory_total_mib,
+            gpus[1].memory_used_mib
+        ),
+        (1, 46068, 20480)
+    );
+    agent.shutdown().await;
+    ollama.stop().await;
+    cp.kill().await;
+}
