@@ -11,4 +11,6 @@ pub mod openai_fake;
 pub mod edge_harness;
 pub mod discovery_fakes;
 pub mod discovery_cluster;
+pub mod cluster;
+pub mod fault_proxy;
 pub mod netns;

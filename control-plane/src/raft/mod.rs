@@ -66,6 +66,8 @@ impl fmt::Display for Command {
             Command::NodeUp { name, .. } => write!(f, "node_up({name})"),
             Command::NodeDown { name, .. } => write!(f, "node_down({name})"),
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
+            Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
+            Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
         }
     }
 }
@@ -290,7 +292,15 @@ impl Consensus {
                 .forward(&leader, &Forwarded::Write { command })
                 .await?
             {
-                ForwardReply::Written { outcome } => Ok(outcome),
+                ForwardReply::Written { outcome } => {
+                    // Read-your-writes on this voter: wait (briefly) until it applied the change.
+                    if let Outcome::Changed { revision } | Outcome::Unchanged { revision } =
+                        &outcome
+                    {
+                        self.wait_revision(*revision, Duration::from_secs(5)).await;
+                    }
+                    Ok(outcome)
+                }
                 ForwardReply::NotLeader { leader } => Err(Error::NotLeader { leader }),
                 ForwardReply::MembersChanged => {
                     Err(Error::Raft("the leader answered a write oddly".into()))
@@ -298,6 +308,15 @@ impl Consensus {
                 ForwardReply::Failed { message } => Err(Error::Raft(message)),
             },
             other => other,
+        }
+    }
+
+    /// Waits until this voter's applied state reaches `revision`, at most `timeout`.
+    async fn wait_revision(&self, revision: u64, timeout: Duration) {
+        let mut tables = self.state_machine.watch_table();
+        let reached = tokio::time::timeout(timeout, tables.wait_for(|t| t.version >= revision));
+        if reached.await.is_err() {
+            tracing::debug!(revision, "a forwarded write is not applied here yet");
         }
     }
 
