@@ -125,7 +125,9 @@ impl Cluster {
         for _ in 1..n {
             cluster.add_voter(Start::Join(1)).await?;
         }
-        cluster.wait_voters(n as usize, Duration::from_secs(20)).await?;
+        cluster
+            .wait_voters(n as usize, Duration::from_secs(20))
+            .await?;
         Ok(cluster)
     }
 

@@ -67,7 +67,10 @@ async fn killing_the_leader_loses_no_acknowledged_write() -> anyhow::Result<()> 
                 acked.push(id.clone());
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "write {id} never acknowledged");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "write {id} never acknowledged"
+            );
             order.rotate_left(1);
         }
         if let (Some(at), None) = (killed_at, failover) {
@@ -76,15 +79,22 @@ async fn killing_the_leader_loses_no_acknowledged_write() -> anyhow::Result<()> 
     }
     let failover = failover.unwrap_or_default();
     eprintln!("failover (leader kill -> first acknowledged write): {failover:?}");
-    assert!(failover < Duration::from_secs(3), "writes resumed after {failover:?}");
+    assert!(
+        failover < Duration::from_secs(3),
+        "writes resumed after {failover:?}"
+    );
 
     // Every acknowledged write is on every live voter.
     for v in cluster.voters.iter().filter(|v| v.running()) {
         let client = v.admin()?;
-        wait_for(Duration::from_secs(10), "every acknowledged write", || async {
-            let ids = endpoint_ids(&client).await?;
-            acked.iter().all(|a| ids.contains(a)).then_some(())
-        })
+        wait_for(
+            Duration::from_secs(10),
+            "every acknowledged write",
+            || async {
+                let ids = endpoint_ids(&client).await?;
+                acked.iter().all(|a| ids.contains(a)).then_some(())
+            },
+        )
         .await?;
     }
     // The killed voter comes back and catches up.
@@ -153,11 +163,15 @@ async fn a_partitioned_leader_cannot_commit_and_catches_up_after_healing() -> an
         let _stop = until.wait_for(|s| *s).await;
     }));
     let client = reqwest::Client::new();
-    wait_for(Duration::from_secs(10), "the edge to serve llama3", || async {
-        edge_models(&client, edge)
-            .await
-            .filter(|m| m.iter().any(|x| x == "llama3"))
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the edge to serve llama3",
+        || async {
+            edge_models(&client, edge)
+                .await
+                .filter(|m| m.iter().any(|x| x == "llama3"))
+        },
+    )
     .await?;
 
     // Cut the leader off from the others, both ways.
@@ -180,21 +194,32 @@ async fn a_partitioned_leader_cannot_commit_and_catches_up_after_healing() -> an
         minority.add_endpoint(&endpoint("minority", "http://10.0.0.9/v1", &["x"])),
     )
     .await;
-    assert!(!matches!(lost, Ok(Ok(_))), "the isolated leader committed a write");
+    assert!(
+        !matches!(lost, Ok(Ok(_))),
+        "the isolated leader committed a write"
+    );
 
     // The majority elects a new leader and commits.
     let majority = cluster.voter(others[0]).admin()?;
-    let new = wait_for(Duration::from_secs(10), "a new leader in the majority", || async {
-        let s = majority.status().await.ok()?;
-        s.leader_id.filter(|l| *l != old)
-    })
+    let new = wait_for(
+        Duration::from_secs(10),
+        "a new leader in the majority",
+        || async {
+            let s = majority.status().await.ok()?;
+            s.leader_id.filter(|l| *l != old)
+        },
+    )
     .await?;
     assert_ne!(new, old);
     majority
         .add_endpoint(&endpoint("majority", "http://10.0.0.8/v1", &["y"]))
         .await?;
     // The edge kept serving from its table.
-    assert!(edge_models(&client, edge).await.is_some_and(|m| m.iter().any(|x| x == "llama3")));
+    assert!(
+        edge_models(&client, edge)
+            .await
+            .is_some_and(|m| m.iter().any(|x| x == "llama3"))
+    );
 
     // Heal: the old leader steps down and catches up; the minority write is gone.
     for v in &cluster.voters {
@@ -202,12 +227,16 @@ async fn a_partitioned_leader_cannot_commit_and_catches_up_after_healing() -> an
             p.heal();
         }
     }
-    wait_for(Duration::from_secs(15), "the old leader to follow and catch up", || async {
-        let s = minority.status().await.ok()?;
-        let ids = endpoint_ids(&minority).await?;
-        (s.role == "follower" && ids.contains("majority") && !ids.contains("minority"))
-            .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(15),
+        "the old leader to follow and catch up",
+        || async {
+            let s = minority.status().await.ok()?;
+            let ids = endpoint_ids(&minority).await?;
+            (s.role == "follower" && ids.contains("majority") && !ids.contains("minority"))
+                .then_some(())
+        },
+    )
     .await?;
     cluster.wait_converged(Duration::from_secs(10)).await?;
     assert!(edge_models(&client, edge).await.is_some());
@@ -223,7 +252,11 @@ async fn add_learner_promote_and_remove_while_an_edge_serves() -> anyhow::Result
     let fake = FakeOllama::start(&["llama3"]).await?;
     let admin1 = cluster.voter(1).admin()?;
     admin1
-        .add_endpoint(&endpoint("ollama", &format!("http://{}/v1", fake.addr()), &["llama3"]))
+        .add_endpoint(&endpoint(
+            "ollama",
+            &format!("http://{}/v1", fake.addr()),
+            &["llama3"],
+        ))
         .await?;
 
     let (stop, stopped) = watch::channel(false);
@@ -239,11 +272,15 @@ async fn add_learner_promote_and_remove_while_an_edge_serves() -> anyhow::Result
         let _stop = until.wait_for(|s| *s).await;
     }));
     let client = reqwest::Client::new();
-    wait_for(Duration::from_secs(10), "the edge to serve llama3", || async {
-        edge_models(&client, edge)
-            .await
-            .filter(|m| m.iter().any(|x| x == "llama3"))
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the edge to serve llama3",
+        || async {
+            edge_models(&client, edge)
+                .await
+                .filter(|m| m.iter().any(|x| x == "llama3"))
+        },
+    )
     .await?;
     // Traffic through the edge for the whole change: every request must succeed.
     let traffic = tokio::spawn({
@@ -283,11 +320,17 @@ async fn add_learner_promote_and_remove_while_an_edge_serves() -> anyhow::Result
             voter: false,
         })
         .await?;
-    assert!(members.iter().any(|m| m.id == id && !m.voter), "added as learner");
+    assert!(
+        members.iter().any(|m| m.id == id && !m.voter),
+        "added as learner"
+    );
     let members = admin1.promote_member(id).await?;
     assert!(members.iter().any(|m| m.id == id && m.voter), "promoted");
     let members = cluster.voter(3).admin()?.remove_member(2).await?;
-    assert!(!members.iter().any(|m| m.id == 2), "removed through a follower");
+    assert!(
+        !members.iter().any(|m| m.id == 2),
+        "removed through a follower"
+    );
     cluster.kill(2);
     cluster.wait_voters(3, Duration::from_secs(10)).await?;
     // The new voter has the state, and the cluster still commits without voter 2.
@@ -295,11 +338,15 @@ async fn add_learner_promote_and_remove_while_an_edge_serves() -> anyhow::Result
         .add_endpoint(&endpoint("after", "http://10.0.0.3/v1", &["z"]))
         .await?;
     let new_admin = cluster.voter(id).admin()?;
-    wait_for(Duration::from_secs(10), "the new voter to apply", || async {
-        endpoint_ids(&new_admin)
-            .await
-            .filter(|ids| ids.contains("ollama") && ids.contains("after"))
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the new voter to apply",
+        || async {
+            endpoint_ids(&new_admin)
+                .await
+                .filter(|ids| ids.contains("ollama") && ids.contains("after"))
+        },
+    )
     .await?;
 
     stop.send_replace(true);
