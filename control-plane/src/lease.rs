@@ -202,7 +202,10 @@ mod tests {
             assert_eq!(grant.amount, expected, "step {i}");
             total += grant.amount;
             assert_eq!(grant.remaining, 100 - total);
-            assert_eq!((grant.window_start_ms, grant.window_end_ms), (60_000, 120_000));
+            assert_eq!(
+                (grant.window_start_ms, grant.window_end_ms),
+                (60_000, 120_000)
+            );
         }
         assert_eq!(total, 100);
     }

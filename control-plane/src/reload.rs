@@ -71,6 +71,7 @@ impl Declarations {
                     revision = r;
                 }
                 Outcome::Unchanged { revision: r } => revision = r,
+                Outcome::WindowGranted { .. } | Outcome::SlotsHeld { .. } => {}
                 Outcome::Rejected { reason } => {
                     return Err(Error::ConfigFile {
                         path: self

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard_proto::v1::agent_service_server::AgentServiceServer;
 use switchyard_proto::v1::edge_service_server::EdgeServiceServer;
+use switchyard_proto::v1::lease_service_server::LeaseServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,6 +26,7 @@ use crate::reload::{Declarations, EnvSource};
 use crate::seal::{self, ClusterKey};
 use crate::service::agent::AgentServer;
 use crate::service::edge::EdgeServer;
+use crate::service::lease::LeaseServer;
 use crate::state::{ClusterState, Command, Outcome};
 
 /// How a voter runs.
@@ -248,7 +250,8 @@ impl ControlPlane {
             .add_service(EdgeServiceServer::new(EdgeServer::new(
                 consensus.clone(),
                 stopped.clone(),
-            )));
+            )))
+            .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));
         let server = tokio::spawn(
             router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), until(stopped.clone())),

@@ -15,6 +15,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest};
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -375,6 +376,16 @@ pub enum Command {
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// An edge asks for a slice of a windowed limit.
+    GrantWindow {
+        /// The request, stamped with the proposal time.
+        request: WindowRequest,
+    },
+    /// An edge sets how many concurrency slots it holds.
+    HoldSlots {
+        /// The request, stamped with the proposal time.
+        request: SlotRequest,
+    },
 }
 
 /// What applying a command did.
@@ -395,6 +406,16 @@ pub enum Outcome {
     Rejected {
         /// Why, for the proposer.
         reason: String,
+    },
+    /// A slice of a windowed limit was granted (possibly empty).
+    WindowGranted {
+        /// What the edge may spend.
+        grant: WindowGrant,
+    },
+    /// The edge's concurrency slots were set.
+    SlotsHeld {
+        /// What the edge holds.
+        grant: SlotGrant,
     },
 }
 
@@ -427,11 +448,28 @@ pub struct ClusterState {
     /// Router settings.
     #[serde(default)]
     pub settings: RouterSettings,
+    /// Capacity granted to edges from cluster-wide limits. Not part of the routing table.
+    #[serde(default)]
+    pub leases: LeaseBook,
 }
 
 impl ClusterState {
     /// Applies one committed command. Pure: same state and command, same result.
     pub fn apply(&mut self, command: Command) -> Outcome {
+        // Leases change the ledger, not the routing table: no new revision, no table push.
+        let command = match command {
+            Command::GrantWindow { request } => {
+                return Outcome::WindowGranted {
+                    grant: self.leases.grant_window(&request),
+                };
+            }
+            Command::HoldSlots { request } => {
+                return Outcome::SlotsHeld {
+                    grant: self.leases.hold_slots(&request),
+                };
+            }
+            other => other,
+        };
         let changed = match self.apply_inner(command) {
             Ok(changed) => changed,
             Err(reason) => return Outcome::Rejected { reason },
@@ -450,6 +488,8 @@ impl ClusterState {
 
     fn apply_inner(&mut self, command: Command) -> Result<bool, String> {
         Ok(match command {
+            // Answered in `apply`.
+            Command::GrantWindow { .. } | Command::HoldSlots { .. } => false,
             Command::SetClusterId { id } => {
                 if id.is_empty() {
                     return Err("cluster id is empty".into());

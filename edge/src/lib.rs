@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod report;
 pub mod routes;

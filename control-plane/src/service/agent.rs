@@ -209,6 +209,10 @@ impl Session {
                 self.reply(ControlBody::Rejected(Rejected { reason })).await;
                 Err(End::Answered)
             }
+            Ok(lease @ (Outcome::WindowGranted { .. } | Outcome::SlotsHeld { .. })) => {
+                tracing::error!(outcome = ?lease, "an agent report produced a lease outcome");
+                Err(End::Answered)
+            }
             Err(Error::NotLeader { leader }) => {
                 self.reply(ControlBody::Redirect(Redirect {
                     leader_addr: leader.unwrap_or_default(),

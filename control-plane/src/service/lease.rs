@@ -31,10 +31,15 @@ impl LeaseServer {
 
 #[tonic::async_trait]
 impl LeaseService for LeaseServer {
-    async fn acquire(&self, request: Request<LeaseRequest>) -> Result<Response<LeaseReply>, Status> {
+    async fn acquire(
+        &self,
+        request: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseReply>, Status> {
         let request = request.into_inner();
         if request.edge_name.is_empty() || request.limit_key.is_empty() {
-            return Err(Status::invalid_argument("edge_name and limit_key are required"));
+            return Err(Status::invalid_argument(
+                "edge_name and limit_key are required",
+            ));
         }
         let at_ms = now_ms();
         let command = match request.kind {
@@ -63,7 +68,11 @@ impl LeaseService for LeaseServer {
                     at_ms,
                 },
             },
-            None => return Err(Status::invalid_argument("a window or slots lease is required")),
+            None => {
+                return Err(Status::invalid_argument(
+                    "a window or slots lease is required",
+                ));
+            }
         };
         match self.consensus.write(command).await {
             Ok(Outcome::WindowGranted { grant }) => Ok(Response::new(LeaseReply {
@@ -80,7 +89,9 @@ impl LeaseService for LeaseServer {
                 expires_ms: to_i64(grant.expires_ms),
                 ..Default::default()
             })),
-            Ok(other) => Err(Status::internal(format!("unexpected lease outcome {other:?}"))),
+            Ok(other) => Err(Status::internal(format!(
+                "unexpected lease outcome {other:?}"
+            ))),
             Err(Error::NotLeader { leader }) => {
                 let mut status = Status::failed_precondition("this node is not the leader");
                 if let Some(Ok(value)) = leader.map(|l| l.parse()) {

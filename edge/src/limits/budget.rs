@@ -140,7 +140,8 @@ impl Budget {
         if start != self.window_start_ms {
             return;
         }
-        let delta = i64::try_from(reserved).unwrap_or(i64::MAX) - i64::try_from(actual).unwrap_or(i64::MAX);
+        let delta =
+            i64::try_from(reserved).unwrap_or(i64::MAX) - i64::try_from(actual).unwrap_or(i64::MAX);
         self.available += delta;
         self.spent = self.spent.saturating_add_signed(-delta);
     }
@@ -148,7 +149,8 @@ impl Budget {
     /// Whether to ask for more in the background now: the slice is running low and the cluster
     /// still has capacity.
     pub fn wants_refill(&self) -> bool {
-        self.cluster_remaining > 0 && self.available <= i64::try_from(self.last_grant / 4).unwrap_or(i64::MAX)
+        self.cluster_remaining > 0
+            && self.available <= i64::try_from(self.last_grant / 4).unwrap_or(i64::MAX)
     }
 
     /// How much to ask for: what this edge spends in `horizon_ms` at its current rate, at
@@ -164,7 +166,11 @@ impl Budget {
     pub fn headers(&self, now_ms: u64) -> (u64, u64, u64) {
         let held = u64::try_from(self.available.max(0)).unwrap_or(0);
         let reset = (self.window_start_ms + self.window_ms).saturating_sub(now_ms);
-        (self.limit, self.cluster_remaining.saturating_add(held).min(self.limit), reset)
+        (
+            self.limit,
+            self.cluster_remaining.saturating_add(held).min(self.limit),
+            reset,
+        )
     }
 }
 
@@ -191,7 +197,12 @@ mod tests {
         assert_eq!(b.take(2, 1_002), Take::Admitted);
         assert_eq!(b.take(1, 1_003), Take::NeedLease);
         b.add(grant(0, 0, 0), 1_004);
-        assert_eq!(b.take(1, 1_005), Take::Exhausted { retry_at_ms: 60_000 });
+        assert_eq!(
+            b.take(1, 1_005),
+            Take::Exhausted {
+                retry_at_ms: 60_000
+            }
+        );
         // The next window starts fresh.
         assert_eq!(b.take(1, 60_000), Take::NeedLease);
     }
@@ -210,7 +221,12 @@ mod tests {
         for t in 0..8 {
             assert_eq!(b.take_unleased(1, 20 + t), Take::Admitted);
         }
-        assert_eq!(b.take_unleased(1, 30), Take::Exhausted { retry_at_ms: 60_000 });
+        assert_eq!(
+            b.take_unleased(1, 30),
+            Take::Exhausted {
+                retry_at_ms: 60_000
+            }
+        );
     }
 
     #[test]

@@ -45,15 +45,32 @@ impl LeaseClient {
     }
 
     /// Asks for `want` units of a windowed limit.
-    pub async fn window(&self, key: &str, want: u64, limit: u64, window_ms: u64) -> Result<Grant, LeaseError> {
-        let kind = Kind::Window(WindowLease { want, limit, window_ms });
+    pub async fn window(
+        &self,
+        key: &str,
+        want: u64,
+        limit: u64,
+        window_ms: u64,
+    ) -> Result<Grant, LeaseError> {
+        let kind = Kind::Window(WindowLease {
+            want,
+            limit,
+            window_ms,
+        });
         self.call(key, kind).await.map(Grant::from)
     }
 
     /// Asks to hold `want` slots of a `cap`-slot limit for `ttl`.
-    pub async fn hold_slots(&self, key: &str, want: u32, cap: u32, ttl: Duration) -> Result<LeaseReply, LeaseError> {
+    pub async fn hold_slots(
+        &self,
+        key: &str,
+        want: u32,
+        cap: u32,
+        ttl: Duration,
+    ) -> Result<LeaseReply, LeaseError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.call(key, Kind::Slots(SlotLease { want, cap, ttl_ms })).await
+        self.call(key, Kind::Slots(SlotLease { want, cap, ttl_ms }))
+            .await
     }
 
     async fn call(&self, key: &str, kind: Kind) -> Result<LeaseReply, LeaseError> {
@@ -63,7 +80,7 @@ impl LeaseClient {
             let mut request = tonic::Request::new(LeaseRequest {
                 edge_name: self.edge_name.clone(),
                 limit_key: key.to_string(),
-                kind: Some(kind.clone()),
+                kind: Some(kind),
             });
             request.set_timeout(CALL_TIMEOUT);
             match tokio::time::timeout(CALL_TIMEOUT, client.acquire(request)).await {
@@ -86,15 +103,24 @@ impl LeaseClient {
                 }
                 Err(_elapsed) => {
                     self.forget(&addr);
-                    return Err(LeaseError::Call(tonic::Status::deadline_exceeded("lease call timed out")));
+                    return Err(LeaseError::Call(tonic::Status::deadline_exceeded(
+                        "lease call timed out",
+                    )));
                 }
             }
         }
-        Err(LeaseError::Call(tonic::Status::unavailable("no leader answered")))
+        Err(LeaseError::Call(tonic::Status::unavailable(
+            "no leader answered",
+        )))
     }
 
     fn client(&self) -> Result<(String, LeaseServiceClient<Channel>), LeaseError> {
-        if let Some(current) = self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+        if let Some(current) = self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
             return Ok(current);
         }
         let configured = self.configured.clone();
@@ -111,13 +137,19 @@ impl LeaseClient {
             .map_err(|_| LeaseError::Address(addr.to_string()))?
             .connect_timeout(CALL_TIMEOUT);
         let client = LeaseServiceClient::new(endpoint.connect_lazy());
-        *self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((addr.to_string(), client));
+        *self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((addr.to_string(), client));
         Ok(())
     }
 
     /// Drops a target that failed, so the next call starts over from the configured address.
     fn forget(&self, addr: &str) {
-        let mut target = self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut target = self
+            .target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if target.as_ref().is_some_and(|(a, _)| a == addr) {
             *target = None;
         }

@@ -141,7 +141,9 @@ impl Limiter {
                         let take = self.budget(limit, |b| b.take_unleased(cost, now));
                         return match take {
                             Take::Admitted => Ok(self.quota(limit, now)),
-                            Take::Exhausted { retry_at_ms } => Err(limited(limit, retry_at_ms, now)),
+                            Take::Exhausted { retry_at_ms } => {
+                                Err(limited(limit, retry_at_ms, now))
+                            }
                             Take::NeedLease => Err(limited(limit, now + 1_000, now)),
                         };
                     }
@@ -224,7 +226,12 @@ impl Limiter {
             .filter_map(|(key, s)| s.renewal(now).map(|want| (key.clone(), want, s.cap())))
             .collect();
         for (key, want, cap) in due {
-            match self.inner.client.hold_slots(&key, want, cap, SLOT_TTL).await {
+            match self
+                .inner
+                .client
+                .hold_slots(&key, want, cap, SLOT_TTL)
+                .await
+            {
                 Ok(grant) => {
                     if let Some(slots) = lock(&self.inner.slots).get_mut(&key) {
                         slots.grant(grant, now);
@@ -281,7 +288,9 @@ impl Limiter {
 
     fn slots_of<T>(&self, key: &str, cap: u32, f: impl FnOnce(&mut Slots) -> T) -> T {
         let mut slots = lock(&self.inner.slots);
-        let entry = slots.entry(key.to_string()).or_insert_with(|| Slots::new(cap));
+        let entry = slots
+            .entry(key.to_string())
+            .or_insert_with(|| Slots::new(cap));
         entry.set_cap(cap);
         f(entry)
     }
@@ -308,7 +317,9 @@ fn limited(limit: &WindowLimit, retry_at_ms: u64, now: u64) -> Limited {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain counters behind; they are still usable.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Milliseconds since the Unix epoch; windows are aligned to wall-clock time on every edge.

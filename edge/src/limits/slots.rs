@@ -50,7 +50,9 @@ impl Slots {
             self.in_use += 1;
             SlotTake::Taken
         } else {
-            SlotTake::NeedMore { want: self.in_use + 1 }
+            SlotTake::NeedMore {
+                want: self.in_use + 1,
+            }
         }
     }
 
@@ -95,7 +97,11 @@ mod tests {
         assert_eq!(s.take(1), SlotTake::Taken);
         assert_eq!(s.take(2), SlotTake::NeedMore { want: 2 });
         assert_eq!(s.renewal(100), None);
-        assert_eq!(s.renewal(2_000), Some(1), "an in-use hold near expiry is renewed");
+        assert_eq!(
+            s.renewal(2_000),
+            Some(1),
+            "an in-use hold near expiry is renewed"
+        );
         s.release();
         assert_eq!(s.renewal(100), Some(0), "an idle slot is given back");
         s.grant(reply(0, 3_000), 100);
