@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_control_plane::admin::client::AdminClient;
-use switchyard_control_plane::admin::views::StatusView;
+use switchyard_control_plane::admin::views::{NewEndpoint, StatusView};
 use tokio::net::TcpListener;
 
 use crate::deploy::switchyard_bin;
@@ -310,6 +310,27 @@ impl Cluster {
                 .then_some(first)
         })
         .await
+    }
+
+    /// Writes an API endpoint `id` through voter `via`; true once acknowledged within `timeout`.
+    pub async fn put_endpoint(&self, via: u64, id: &str, timeout: Duration) -> bool {
+        let voter = self.voter(via);
+        if !voter.running() {
+            return false;
+        }
+        let Ok(client) = voter.admin() else {
+            return false;
+        };
+        let body = NewEndpoint {
+            id: id.into(),
+            url: "http://10.0.0.1:8000/v1".into(),
+            models: vec!["m".into()],
+            ..Default::default()
+        };
+        matches!(
+            tokio::time::timeout(timeout, client.add_endpoint(&body)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// A fresh ephemeral loopback listener (for edges and fakes).
