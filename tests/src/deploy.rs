@@ -1,12 +1,13 @@
 //! Helpers for the deployment tests: rendering the Helm chart, reading manifests and unit files,
 //! and finding the built `switchyard` binary.
 //!
-//! helm comes from `.ci/install-helm` (into `target/tools/helm`) or `$HELM`; the binary from
-//! `cargo build -p switchyard` (in `.ci/run`) next to the test executables. A missing tool is a
-//! failure that names the command that provides it, never a skip.
+//! helm comes from `$HELM`, `PATH`, or `.ci/install-helm` (into `target/tools/helm`, run on first
+//! use); the binary is built from this checkout on first use. A tool that cannot be had is a
+//! failure that names what failed, never a skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 use serde_yaml::Value;
@@ -33,42 +34,63 @@ fn profile_dir() -> anyhow::Result<PathBuf> {
         .context("the test executable has no target/<profile> directory above it")
 }
 
-/// The helm binary: `$HELM`, else `target/tools/helm`, else `helm` on `PATH`.
+/// The helm binary: `$HELM`, else `target/tools/helm`, else `helm` on `PATH`, else installed
+/// into `target/tools/helm` by `.ci/install-helm` on first use (once per test process).
 pub fn helm() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("HELM") {
         return Ok(PathBuf::from(path));
     }
-    let mut candidates = vec![workspace_root().join("target/tools/helm")];
-    if let Ok(profile) = profile_dir()
-        && let Some(target) = profile.parent()
-    {
-        candidates.push(target.join("tools/helm"));
-    }
-    for candidate in candidates {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
+    let installed = workspace_root().join("target/tools/helm");
+    if installed.is_file() {
+        return Ok(installed);
     }
     if Command::new("helm").arg("version").output().is_ok() {
         return Ok(PathBuf::from("helm"));
     }
-    bail!(
-        "helm is not installed: run `.ci/install-helm` (it puts helm in target/tools/helm), or set HELM"
-    )
+    static INSTALL: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALL
+        .get_or_init(|| {
+            let script = workspace_root().join(".ci/install-helm");
+            match Command::new("bash").arg(&script).output() {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("helm is missing and `.ci/install-helm` failed: {e}"))?;
+    Ok(installed)
 }
 
-/// The built `switchyard` binary next to the test executables (`cargo build -p switchyard`).
+/// The `switchyard` binary, built from this checkout on first use in each test process
+/// (`cargo build -p switchyard`, a no-op when up to date), so tests never run a stale binary.
+/// `$SWITCHYARD_BIN` overrides it.
 pub fn switchyard_bin() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("SWITCHYARD_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let path = profile_dir()?.join("switchyard");
-    if !path.is_file() {
-        bail!(
-            "{} does not exist: run `cargo build -p switchyard` before these tests (.ci/run does)",
-            path.display()
-        );
-    }
+    let profile = profile_dir()?;
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILD
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "-p", "switchyard", "--bin", "switchyard"])
+                .current_dir(workspace_root());
+            if profile.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            match build.output() {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("cannot build the switchyard binary: {e}"))?;
+    let path = profile.join("switchyard");
+    anyhow::ensure!(path.is_file(), "{} was not built", path.display());
     Ok(path)
 }
 
