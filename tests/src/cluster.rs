@@ -321,6 +321,18 @@ impl Cluster {
         let Ok(client) = voter.admin() else {
             return false;
         };
+        put_endpoint_via(&client, id, timeout).await
+    }
+
+    /// A fresh ephemeral loopback listener (for edges and fakes).
+    pub async fn listener() -> anyhow::Result<TcpListener> {
+        Ok(TcpListener::bind("127.0.0.1:0").await?)
+    }
+}
+
+/// Writes an API endpoint `id` with `client`; true once acknowledged within `timeout`.
+pub async fn put_endpoint_via(client: &AdminClient, id: &str, timeout: Duration) -> bool {
+    {
         let body = NewEndpoint {
             id: id.into(),
             url: "http://10.0.0.1:8000/v1".into(),
@@ -331,11 +343,6 @@ impl Cluster {
             tokio::time::timeout(timeout, client.add_endpoint(&body)).await,
             Ok(Ok(_))
         )
-    }
-
-    /// A fresh ephemeral loopback listener (for edges and fakes).
-    pub async fn listener() -> anyhow::Result<TcpListener> {
-        Ok(TcpListener::bind("127.0.0.1:0").await?)
     }
 }
 

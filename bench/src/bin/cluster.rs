@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use switchyard_tests::cluster::Cluster;
+use switchyard_tests::cluster::{Cluster, put_endpoint_via};
 
 /// Failover and commit-rate benchmark.
 #[derive(Debug, Parser)]
@@ -38,14 +38,13 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..writers {
-            let cluster = &cluster;
+            // One client per writer: connections are reused, as a real client would.
+            let client = cluster.voter(leader).admin()?;
             tasks.push(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    if cluster
-                        .put_endpoint(leader, &format!("rate-{writers}-{w}-{n}"), Duration::from_secs(5))
-                        .await
-                    {
+                    let id = format!("rate-{writers}-{w}-{n}");
+                    if put_endpoint_via(&client, &id, Duration::from_secs(5)).await {
                         n += 1;
                     }
                 }
@@ -54,7 +53,10 @@ async fn main() -> anyhow::Result<()> {
         }
         let total: u64 = futures::future::join_all(tasks).await.into_iter().sum();
         let rate = total as f64 / started.elapsed().as_secs_f64();
-        writeln!(out, "commit rate, {writers} writer(s): {rate:.0} writes/s ({total} writes)")?;
+        writeln!(
+            out,
+            "commit rate, {writers} writer(s): {rate:.0} writes/s ({total} writes)"
+        )?;
     }
 
     // Failover: kill the leader, time the first acknowledged write through a survivor.
@@ -68,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            anyhow::ensure!(killed.elapsed() < Duration::from_secs(30), "no write after 30 s");
+            anyhow::ensure!(
+                killed.elapsed() < Duration::from_secs(30),
+                "no write after 30 s"
+            );
             let via = survivors[(attempt as usize) % survivors.len()];
             if cluster
                 .put_endpoint(via, &format!("failover-{round}"), Duration::from_secs(2))
