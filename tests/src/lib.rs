@@ -4,13 +4,13 @@
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 
-pub mod fake;
-pub mod harness;
-pub mod deploy;
-pub mod openai_fake;
-pub mod edge_harness;
-pub mod discovery_fakes;
-pub mod discovery_cluster;
 pub mod cluster;
+pub mod deploy;
+pub mod discovery_cluster;
+pub mod discovery_fakes;
+pub mod edge_harness;
+pub mod fake;
 pub mod fault_proxy;
+pub mod harness;
 pub mod netns;
+pub mod openai_fake;

@@ -171,9 +171,9 @@ async fn commit(consensus: &Consensus, command: Command) -> Result<u64, Error> {
     match consensus.write(command).await? {
         Outcome::Changed { revision } | Outcome::Unchanged { revision } => Ok(revision),
         Outcome::Rejected { reason } => Err(Error::Rejected(reason)),
-        lease @ (Outcome::WindowGranted { .. } | Outcome::SlotsHeld { .. }) => {
-            Err(Error::Rejected(format!("unexpected lease outcome {lease:?}")))
-        }
+        lease @ (Outcome::WindowGranted { .. } | Outcome::SlotsHeld { .. }) => Err(
+            Error::Rejected(format!("unexpected lease outcome {lease:?}")),
+        ),
     }
 }
 

@@ -95,9 +95,11 @@ impl EdgeService for EdgeServer {
                 }))
             }
             Ok(Outcome::Rejected { reason }) => Err(Status::invalid_argument(reason)),
-            Ok(lease @ (Outcome::WindowGranted { .. } | Outcome::SlotsHeld { .. })) => Err(Status::internal(
-                format!("cooldown report produced a lease outcome {lease:?}"),
-            )),
+            Ok(lease @ (Outcome::WindowGranted { .. } | Outcome::SlotsHeld { .. })) => {
+                Err(Status::internal(format!(
+                    "cooldown report produced a lease outcome {lease:?}"
+                )))
+            }
             // A NotLeader error names the leader's address when forwarding was not possible.
             Err(e) => Err(Status::from(e)),
         }
