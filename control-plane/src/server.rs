@@ -82,6 +82,9 @@ pub struct Config {
     /// The environment `LLM_PROXY_ENDPOINT_*` is read from. Default: this process's.
     #[serde(skip)]
     pub env: Option<BTreeMap<String, String>>,
+    /// Announce this voter on the LAN as `_switchyard._tcp.local.` so agents started without
+    /// `--control-plane` find it. Default true.
+    pub mdns: bool,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             cluster_key_file: None,
             config_file: None,
             env: None,
+            mdns: true,
         }
     }
 }
@@ -300,8 +304,13 @@ impl ControlPlane {
             }));
         }
 
-        // mDNS advertisement of `_switchyard._tcp.local.` goes here: it needs the advertised
-        // gRPC `addr` and must stop with `stopped`.
+        if cfg.mdns {
+            tasks.push(tokio::spawn(announce(
+                cfg.node_id,
+                addr.clone(),
+                until(stopped.clone()),
+            )));
+        }
 
         let bootstrap = cfg.bootstrap && cfg.join.is_none();
         let bootstrapped = if bootstrap {
@@ -442,6 +451,40 @@ impl ControlPlane {
             Ok(result) => result.map_err(Error::from),
             Err(join) => Err(Error::Raft(format!("grpc server task failed: {join}"))),
         }
+    }
+}
+
+/// Announces this voter over mDNS until `stopped`; a LAN without multicast only loses the
+/// zero-config convenience, so failures are warnings.
+async fn announce(node_id: u64, addr: String, stopped: impl Future<Output = ()>) {
+    let Some(port) = addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+    else {
+        tracing::warn!(addr = %addr, "no port in the advertised address; not announcing over mDNS");
+        return;
+    };
+    // A voter on loopback cannot be reached from the LAN; announcing it would mislead agents.
+    if addr
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+    {
+        tracing::debug!(addr = %addr, "listening on loopback only; not announcing over mDNS");
+        return;
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchyard".into());
+    let name = format!("{host}-{node_id}-{port}");
+    match switchyard_mdns::advertise_control_plane(&name, port) {
+        Ok(advertisement) => {
+            tracing::info!(name = %name, port, "announced on the LAN over mDNS");
+            stopped.await;
+            advertisement.stop().await;
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot announce over mDNS"),
     }
 }
 

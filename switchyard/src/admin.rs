@@ -93,6 +93,12 @@ pub enum KeysCmd {
         /// Tokens per minute (0 = unlimited).
         #[arg(long, default_value_t = 0)]
         tpm: u64,
+        /// Requests per day (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        rpd: u64,
+        /// Requests in flight at once, across all edges (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        max_concurrent: u32,
         /// Expiry as Unix milliseconds (0 = never).
         #[arg(long, default_value_t = 0)]
         expires_at_ms: i64,
@@ -304,6 +310,8 @@ pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::
             models,
             rpm,
             tpm,
+            rpd,
+            max_concurrent,
             expires_at_ms,
         }) => {
             let created = client
@@ -314,7 +322,8 @@ pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::
                     limits: Limits {
                         rpm,
                         tpm,
-                        ..Default::default()
+                        rpd,
+                        max_concurrent,
                     },
                 })
                 .await?;

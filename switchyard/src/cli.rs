@@ -213,6 +213,9 @@ pub struct ControlPlaneArgs {
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Do not announce this voter on the LAN over mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
 }
 
 impl ControlPlaneArgs {
@@ -250,6 +253,7 @@ impl ControlPlaneArgs {
             cluster_key_file: self.cluster_key_file.clone(),
             config_file: self.config.clone(),
             env: None,
+            mdns: !self.no_mdns,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -259,13 +263,9 @@ impl ControlPlaneArgs {
 /// `switchyard node-agent`.
 #[derive(Debug, Args)]
 pub struct NodeAgentArgs {
-    /// Control-plane gRPC URL.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CONTROL_PLANE",
-        default_value = "http://127.0.0.1:7700"
-    )]
-    pub control_plane: String,
+    /// Control-plane gRPC URL; without it the agent finds one on the LAN over mDNS.
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE")]
+    pub control_plane: Option<String>,
     /// Secret the control plane expects.
     #[arg(
         long,
@@ -274,6 +274,31 @@ pub struct NodeAgentArgs {
         default_value = ""
     )]
     pub join_token: String,
+    /// Also probe this host (`HOST` on all four ports, `HOST:PORT` on that port, `[IPv6]:PORT`);
+    /// repeatable. `LLM_PROXY_DISCOVERY_PEERS` (comma-separated) replaces these.
+    #[arg(long = "peer", value_name = "HOST[:PORT]")]
+    pub peers: Vec<String>,
+    /// Do not probe this host's own ports (also `LLM_PROXY_LOCAL_DISCOVERY=0`).
+    #[arg(long)]
+    pub no_local_scan: bool,
+    /// Neither announce this agent nor look for the control plane over mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Do not probe Tailscale peers.
+    #[arg(long)]
+    pub no_tailscale: bool,
+    /// tailscaled's LocalAPI socket (default: the platform's usual path).
+    #[arg(long, env = "SWITCHYARD_TAILSCALE_SOCKET")]
+    pub tailscale_socket: Option<PathBuf>,
+    /// nvidia-smi to read GPUs with; empty turns GPU facts off.
+    #[arg(long, default_value = "nvidia-smi")]
+    pub nvidia_smi: String,
+    /// Consecutive good scans before a failing backend counts as healthy again.
+    #[arg(long, default_value_t = 2)]
+    pub success_threshold: u32,
+    /// Milliseconds a backend may stay unreachable before it is reported gone (0: ten scans).
+    #[arg(long, default_value_t = 0)]
+    pub remove_after_ms: u64,
     #[command(flatten)]
     pub probe: ProbeArgs,
 }
@@ -373,16 +398,33 @@ pub async fn run(
         }
         Command::ControlPlane(args) => run_control_plane(args, shutdown).await,
         Command::NodeAgent(args) => {
-            let cfg = switchyard_node_agent::Config {
-                control_plane: args.control_plane,
+            let mut cfg = switchyard_node_agent::Config {
+                control_plane: args.control_plane.unwrap_or_default(),
                 node_name: args.probe.node_name(),
                 join_token: args.join_token,
                 scan_interval_ms: args.probe.scan_interval_ms,
                 targets: args.probe.targets()?,
                 naming: Naming::NodeSuffix,
                 fail_threshold: args.probe.fail_threshold,
+                success_threshold: args.success_threshold,
+                remove_after_ms: args.remove_after_ms,
+                nvidia_smi: args.nvidia_smi,
                 ..Default::default()
             };
+            let discovery = &mut cfg.discovery;
+            discovery.peers = args
+                .peers
+                .into_iter()
+                .map(switchyard_node_agent::config::PeerEntry::Address)
+                .collect();
+            discovery.local_scan = !args.no_local_scan;
+            discovery.mdns = !args.no_mdns;
+            discovery.tailscale.enabled = !args.no_tailscale;
+            if let Some(socket) = args.tailscale_socket {
+                discovery.tailscale.socket = Some(socket);
+            }
+            cfg.apply_env()?;
+            cfg.validate()?;
             switchyard_node_agent::run(cfg, shutdown).await?;
             Ok(())
         }

@@ -133,7 +133,7 @@ impl Up {
         }
 
         if cfg.agent {
-            let agent = switchyard_node_agent::Config {
+            let mut agent = switchyard_node_agent::Config {
                 control_plane: grpc_url.clone(),
                 node_name: cfg.node_name.clone(),
                 scan_interval_ms: cfg.scan_interval_ms,
@@ -142,6 +142,12 @@ impl Up {
                 fail_threshold: cfg.fail_threshold,
                 ..Default::default()
             };
+            // One host: nothing on the LAN needs to find this agent.
+            agent.discovery.mdns = false;
+            // LLM_PROXY_DISCOVERY_PEERS and LLM_PROXY_LOCAL_DISCOVERY work as in LLMProxy.
+            agent
+                .apply_env()
+                .context("LLM_PROXY_* discovery settings")?;
             agent.validate().context("node agent settings")?;
             tasks.push(tokio::spawn({
                 let stop = until_stop();
