@@ -2,7 +2,8 @@
 //!
 //! - [`state`]: the pure `ClusterState::apply(Command) -> Outcome`.
 //! - [`table`]: compiles the state into the edge-ready routing table.
-//! - [`raft`]: openraft over a durable redb log and state machine (the only openraft user).
+//! - [`raft`]: openraft over a durable redb log and state machine (the only openraft user),
+//!   behind `Consensus`, which can instead run on [`etcd`] (feature `etcd`).
 //! - [`service`]: the gRPC services voters serve (agent, edge, raft, health).
 //! - [`config`]: `config.yaml` (ours or LiteLLM's) and `LLM_PROXY_ENDPOINT_*` variables.
 //! - [`reload`]: applying the declared sources at start and on reload.
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod etcd;
 pub mod lease;
 pub mod liveness;
 pub mod raft;

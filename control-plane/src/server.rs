@@ -20,6 +20,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::admin::views::ReloadReport;
 use crate::admin::{self, AdminState, Tokens};
 use crate::error::Error;
+use crate::etcd::{BackendKind, EtcdSettings};
 use crate::liveness::{self, DownPolicy, Liveness};
 use crate::raft::{Consensus, RaftSettings};
 use crate::reload::{Declarations, EnvSource};
@@ -85,6 +86,11 @@ pub struct Config {
     /// Announce this voter on the LAN as `_switchyard._tcp.local.` so agents started without
     /// `--control-plane` find it. Default true.
     pub mdns: bool,
+    /// Where the state lives: `raft` (embedded, the default) or `etcd` (an existing etcd
+    /// cluster; needs a build with the `etcd` feature and the `etcd` settings).
+    pub backend: BackendKind,
+    /// The etcd cluster, with `backend: etcd`. Default none.
+    pub etcd: Option<EtcdSettings>,
 }
 
 impl Default for Config {
@@ -113,6 +119,8 @@ impl Default for Config {
             config_file: None,
             env: None,
             mdns: true,
+            backend: BackendKind::Raft,
+            etcd: None,
         }
     }
 }
@@ -161,6 +169,36 @@ impl Config {
         }
         if let Some(text) = &self.cluster_key {
             ClusterKey::from_text(text)?;
+        }
+        match (self.backend, &self.etcd) {
+            (BackendKind::Etcd, None) => {
+                return bad(
+                    "etcd.endpoints",
+                    "backend etcd needs the etcd settings (at least endpoints)",
+                );
+            }
+            (BackendKind::Etcd, Some(etcd)) => {
+                if !cfg!(feature = "etcd") {
+                    return bad(
+                        "backend",
+                        "etcd needs a Switchyard built with the `etcd` cargo feature (cargo build --features etcd)",
+                    );
+                }
+                etcd.validate()?;
+                if self.join.is_some() || !self.initial_members.is_empty() {
+                    return bad(
+                        "join",
+                        "with backend etcd there is no raft membership; start every node on the same etcd prefix instead",
+                    );
+                }
+            }
+            (BackendKind::Raft, Some(_)) => {
+                return bad(
+                    "backend",
+                    "etcd settings are given but backend is raft; set backend: etcd to use them",
+                );
+            }
+            (BackendKind::Raft, None) => {}
         }
         Ok(())
     }
@@ -221,14 +259,7 @@ impl ControlPlane {
                 ClusterKey::load_or_create(&path, true)?
             }
         });
-        let consensus = Consensus::open(
-            cfg.node_id,
-            addr.clone(),
-            &cfg.data_dir,
-            cfg.raft_settings(),
-            Some(key.clone()),
-        )
-        .await?;
+        let consensus = open_consensus(&cfg, addr.clone(), key.clone()).await?;
         let declarations = Arc::new(Declarations {
             file: cfg.config_file.clone(),
             env: cfg.env.clone().map_or(EnvSource::Process, EnvSource::Fixed),
@@ -244,7 +275,7 @@ impl ControlPlane {
         health.set_serving::<EdgeServiceServer<EdgeServer>>().await;
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(consensus.raft_service())
+            .add_optional_service(consensus.raft_service())
             .add_service(AgentServiceServer::new(AgentServer::new(
                 consensus.clone(),
                 cfg.join_token.clone(),
@@ -450,6 +481,34 @@ impl ControlPlane {
         match served {
             Ok(result) => result.map_err(Error::from),
             Err(join) => Err(Error::Raft(format!("grpc server task failed: {join}"))),
+        }
+    }
+}
+
+/// Opens the configured backend: the embedded raft voter or a follower of etcd's log.
+async fn open_consensus(
+    cfg: &Config,
+    addr: String,
+    key: Arc<ClusterKey>,
+) -> Result<Consensus, Error> {
+    match (cfg.backend, &cfg.etcd) {
+        #[cfg(feature = "etcd")]
+        (BackendKind::Etcd, Some(etcd)) => {
+            Consensus::open_etcd(cfg.node_id, addr, etcd.clone(), Some(key)).await
+        }
+        (BackendKind::Etcd, _) => Err(Error::Config {
+            field: "backend",
+            reason: "etcd needs a Switchyard built with the `etcd` cargo feature".into(),
+        }),
+        (BackendKind::Raft, _) => {
+            Consensus::open(
+                cfg.node_id,
+                addr,
+                &cfg.data_dir,
+                cfg.raft_settings(),
+                Some(key),
+            )
+            .await
         }
     }
 }

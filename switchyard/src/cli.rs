@@ -26,7 +26,7 @@ pub enum Command {
     /// Run everything in one process: control plane, node agent and edge.
     Up(UpArgs),
     /// Run a control-plane voter.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Run a node agent that discovers model servers on this host.
     NodeAgent(NodeAgentArgs),
     /// Run an edge serving the OpenAI-compatible /v1 API.
@@ -216,6 +216,34 @@ pub struct ControlPlaneArgs {
     /// Do not announce this voter on the LAN over mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Keep the state in this existing etcd cluster (client URLs, comma-separated) instead of
+    /// the embedded raft. Needs a build with the `etcd` feature.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ETCD_ENDPOINTS",
+        value_name = "URL[,URL]",
+        value_delimiter = ',',
+        conflicts_with_all = ["join", "initial_members"]
+    )]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of Switchyard's keys in etcd.
+    #[arg(long, env = "SWITCHYARD_ETCD_PREFIX", default_value = "/switchyard")]
+    pub etcd_prefix: String,
+    /// CA certificate (PEM) of etcd's https:// endpoints.
+    #[arg(long, env = "SWITCHYARD_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's mutual TLS.
+    #[arg(long, env = "SWITCHYARD_ETCD_CERT_FILE", requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for --etcd-cert-file.
+    #[arg(long, env = "SWITCHYARD_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd user, when etcd has authentication enabled.
+    #[arg(long, env = "SWITCHYARD_ETCD_USER", requires = "etcd_password_env")]
+    pub etcd_user: Option<String>,
+    /// Environment variable holding the etcd user's password.
+    #[arg(long, value_name = "VAR", requires = "etcd_user")]
+    pub etcd_password_env: Option<String>,
 }
 
 impl ControlPlaneArgs {
@@ -254,6 +282,24 @@ impl ControlPlaneArgs {
             config_file: self.config.clone(),
             env: None,
             mdns: !self.no_mdns,
+            backend: if self.etcd_endpoints.is_empty() {
+                switchyard_control_plane::etcd::BackendKind::Raft
+            } else {
+                switchyard_control_plane::etcd::BackendKind::Etcd
+            },
+            etcd: (!self.etcd_endpoints.is_empty()).then(|| {
+                switchyard_control_plane::etcd::EtcdSettings {
+                    endpoints: self.etcd_endpoints.clone(),
+                    prefix: self.etcd_prefix.clone(),
+                    username: self.etcd_user.clone(),
+                    password_env: self.etcd_password_env.clone(),
+                    ca_file: self.etcd_ca_file.clone(),
+                    cert_file: self.etcd_cert_file.clone(),
+                    key_file: self.etcd_key_file.clone(),
+                    snapshot_every: self.snapshot_every,
+                    ..Default::default()
+                }
+            }),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -396,7 +442,7 @@ pub async fn run(
             shutdown.await;
             up.stop().await
         }
-        Command::ControlPlane(args) => run_control_plane(args, shutdown).await,
+        Command::ControlPlane(args) => run_control_plane(*args, shutdown).await,
         Command::NodeAgent(args) => {
             let mut cfg = switchyard_node_agent::Config {
                 control_plane: args.control_plane.unwrap_or_default(),

@@ -242,6 +242,7 @@ async fn status(State(s): State<AdminState>) -> Json<StatusView> {
         revision: state.revision,
         digest: digest(&state),
         members: raft.members,
+        etcd: raft.etcd,
         nodes,
         endpoints: endpoint_views(&state, s.key.as_deref()),
     })

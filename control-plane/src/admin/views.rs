@@ -35,8 +35,11 @@ pub struct StatusView {
     pub revision: u64,
     /// SHA-256 of the applied state, equal on voters that applied the same log.
     pub digest: String,
-    /// Raft members.
+    /// Raft members (with the etcd backend: etcd's members).
     pub members: Vec<Member>,
+    /// With the etcd backend: etcd's endpoints, revision and this node's log progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<crate::etcd::EtcdStatus>,
     /// Node agents.
     pub nodes: Vec<NodeView>,
     /// Endpoints.
