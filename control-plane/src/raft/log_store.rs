@@ -29,6 +29,25 @@ const LAST_PURGED: &str = "last_purged";
 
 type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 
+/// A storage failpoint (feature `failpoints`, the `fail` crate): configured as `return(msg)` it
+/// makes the enclosing `io::Result` function fail with `msg`; `panic` and callbacks (a test's
+/// `abort()`) stand in for a crash at that point. Compiles to nothing without the feature.
+#[cfg(feature = "failpoints")]
+macro_rules! failpoint {
+    ($name:literal) => {
+        fail::fail_point!($name, |msg: Option<String>| Err(io::Error::other(format!(
+            "failpoint {}: {}",
+            $name,
+            msg.unwrap_or_default()
+        ))))
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! failpoint {
+    ($name:literal) => {};
+}
+pub(super) use failpoint;
+
 /// The durable raft log. Cheap to clone: clones share the database.
 #[derive(Clone)]
 pub struct LogStore {
@@ -63,6 +82,7 @@ impl LogStore {
                 .insert(key, bytes.as_slice())
                 .map_err(io::Error::other)?;
         }
+        failpoint!("log_store::meta::before_commit");
         txn.commit().map_err(io::Error::other)
     }
 
@@ -93,6 +113,7 @@ impl LogStore {
                     .map_err(io::Error::other)?;
             }
         }
+        failpoint!("log_store::remove::before_commit");
         txn.commit().map_err(io::Error::other)
     }
 }
@@ -170,6 +191,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .map_err(io::Error::other)?;
                 }
             }
+            // Entries are written in the transaction but not yet committed (nor fsynced).
+            failpoint!("log_store::append::before_commit");
             // Immediate durability is redb's default: commit returns after fsync.
             txn.commit().map_err(io::Error::other)
         })();

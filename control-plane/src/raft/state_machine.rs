@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
 use super::TypeConfig;
-use super::log_store::{decode, encode};
+use super::log_store::{decode, encode, failpoint};
 use crate::seal::ClusterKey;
 use crate::service::agent::now_ms;
 use crate::state::{ClusterState, Outcome};
@@ -178,6 +178,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         // Persist before answering: an acknowledged write is applied on disk.
+        failpoint!("state_machine::apply::before_persist");
         write(&self.db, APPLIED, &*applied)?;
         if applied.state.revision != revision {
             self.publish(&applied.state);
@@ -246,5 +247,7 @@ fn write<T: Serialize>(db: &Database, key: &str, value: &T) -> io::Result<()> {
             .insert(key, bytes.as_slice())
             .map_err(io::Error::other)?;
     }
+    // The state is written in the transaction but not yet committed (nor fsynced).
+    failpoint!("state_machine::persist::before_commit");
     txn.commit().map_err(io::Error::other)
 }
