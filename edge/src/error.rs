@@ -21,7 +21,7 @@ pub enum Error {
     },
     /// The HTTP client for upstreams could not be built.
     #[error("cannot build the upstream http client")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(#[source] std::io::Error),
     /// The HTTP server failed while serving.
     #[error("http server failed")]
     Serve(#[source] std::io::Error),

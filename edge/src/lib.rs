@@ -25,7 +25,8 @@ pub mod watch;
 
 use std::future::Future;
 
-use tokio::net::TcpListener;
+use axum::serve::{ListenerExt as _, TapIo};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
 pub use config::Config;
@@ -58,11 +59,22 @@ pub async fn run(
         control_plane = %state.config().control_plane,
         "edge serving"
     );
-    let served = axum::serve(listener, app(state))
+    let served = axum::serve(nodelay(listener), app(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve);
     watcher.abort();
     info!("edge stopped");
     served
+}
+
+/// Wraps `listener` so every accepted connection has `TCP_NODELAY`: streamed events are small
+/// writes, and with Nagle each would wait for the previous one's ACK.
+pub fn nodelay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn set(stream: &mut TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
 }

@@ -160,7 +160,7 @@ impl TestEdge {
         let addr = listener.local_addr()?;
         let router = app(state.clone());
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = axum::serve(switchyard_edge::nodelay(listener), router).await {
                 tracing::warn!(error = %e, "test edge stopped");
             }
         });

@@ -44,12 +44,12 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 const CREDENTIAL_COOLDOWN: Duration = Duration::from_secs(60);
 
 impl Route {
-    /// Path appended to the upstream's base URL (which ends in `/v1`).
-    fn upstream_path(self) -> &'static str {
+    /// Index of the operation in [`crate::routing::Endpoint::uris`].
+    fn uri_index(self) -> usize {
         match self {
-            Self::Chat => "/chat/completions",
-            Self::Completions => "/completions",
-            Self::Embeddings => "/embeddings",
+            Self::Chat => 0,
+            Self::Completions => 1,
+            Self::Embeddings => 2,
         }
     }
 
@@ -364,12 +364,17 @@ impl Plan<'_> {
         let allowed = try_by.saturating_duration_since(Instant::now());
         let in_flight = d.target.start();
         let sent_us = mono_us();
+        let Some(uri) = endpoint
+            .uris
+            .as_ref()
+            .map(|u| u[self.route.uri_index()].clone())
+        else {
+            return self.failed(candidate, UpstreamError::Connect);
+        };
         let body = self
             .request
             .upstream_body(&d.upstream_model, self.add_usage);
-        let send = state
-            .upstream()
-            .send(candidate, self.route.upstream_path(), self.headers, body);
+        let send = state.upstream().send(candidate, uri, self.headers, body);
         let result = match tokio::time::timeout_at(try_by, send).await {
             Err(_) => Err(UpstreamError::Timeout { after: allowed }),
             Ok(Err(UpstreamError::Timeout { .. })) => {
@@ -391,7 +396,7 @@ impl Plan<'_> {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("text/event-stream"));
-            let mut stream: ByteStream = Box::pin(response.bytes_stream());
+            let mut stream: ByteStream = relay::byte_stream(response.into_body());
             let body = if is_sse {
                 match relay::first_chunk(&mut stream, try_by).await {
                     Ok(first) => {
@@ -474,7 +479,7 @@ impl Plan<'_> {
         if let Some(e) = failure {
             return self.failed(candidate, e);
         }
-        let stream: ByteStream = Box::pin(response.bytes_stream());
+        let stream: ByteStream = relay::byte_stream(response.into_body());
         let whole = match relay::read_all(stream, try_by, cfg.stream_idle_timeout(), MAX_ERROR_BODY)
             .await
         {

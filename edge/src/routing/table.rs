@@ -134,6 +134,9 @@ pub struct Endpoint {
     pub kind: EndpointKind,
     /// OpenAI-compatible base URL without a trailing slash.
     pub base_url: Arc<str>,
+    /// `{base_url}/chat/completions`, `/completions` and `/embeddings`, parsed once; `None`
+    /// when the base URL is not a valid URI.
+    pub uris: Option<[http::Uri; 3]>,
     /// False while its node is down or its probes fail.
     pub healthy: bool,
     /// Credentials in order; empty for servers without auth.
@@ -266,6 +269,7 @@ impl RoutingTable {
                 id: Arc::from(e.id.as_str()),
                 kind: EndpointKind::parse(&e.kind),
                 base_url: Arc::from(e.base_url.trim_end_matches('/')),
+                uris: operation_uris(&e.id, e.base_url.trim_end_matches('/')),
                 healthy: e.healthy,
                 table_wide_until: table_until(&e.id, "", &credentials),
                 credentials,
@@ -419,6 +423,22 @@ impl Settings {
                 "least-busy" => Strategy::LeastBusy,
                 _ => Strategy::PeakEwma,
             },
+        }
+    }
+}
+
+/// The three operation URIs under `base`; a bad base URL is logged and leaves none.
+fn operation_uris(id: &str, base: &str) -> Option<[http::Uri; 3]> {
+    let parse = |path: &str| format!("{base}{path}").parse::<http::Uri>();
+    match (
+        parse("/chat/completions"),
+        parse("/completions"),
+        parse("/embeddings"),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) if a.scheme().is_some() && a.host().is_some() => Some([a, b, c]),
+        _ => {
+            warn!(endpoint = %id, "endpoint base URL is not a valid http(s) URL; it cannot be used");
+            None
         }
     }
 }

@@ -2,8 +2,14 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 use crate::error::Error;
 use crate::metrics::AttemptOutcome;
@@ -67,10 +73,15 @@ impl UpstreamError {
     }
 }
 
-/// One pooled HTTP client shared by every request to every upstream.
+/// The upstream connector: plain TCP for `http://`, rustls (native roots) for `https://`.
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// One pooled HTTP client shared by every request to every upstream. It is hyper's own pooled
+/// client with nothing layered on top (no redirects, no retries, no URL re-parsing): the edge
+/// decides retries itself.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    http: reqwest::Client,
+    http: Client<Connector, Full<Bytes>>,
 }
 
 impl UpstreamClient {
@@ -78,51 +89,53 @@ impl UpstreamClient {
     /// total timeout (streams run long): callers bound the wait for the first byte.
     pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(Error::HttpClient)?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(Error::HttpClient)?;
+            .build(https);
         Ok(Self { http })
     }
 
-    /// POSTs `body` to `{base_url}{path}` of `candidate` with its credential, forwarding only
-    /// the client's `content-type` and `accept` (never its `authorization`); returns once the
-    /// response head arrives.
+    /// POSTs `body` to the candidate's `uri` with its credential, forwarding only the client's
+    /// `content-type` and `accept` (never its `authorization`); returns once the response head
+    /// arrives.
     pub async fn send(
         &self,
         candidate: &Candidate,
-        path: &str,
+        uri: Uri,
         client_headers: &HeaderMap,
         body: Vec<u8>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let endpoint = &candidate.deployment.endpoint;
-        let mut url = String::with_capacity(endpoint.base_url.len() + path.len());
-        url.push_str(&endpoint.base_url);
-        url.push_str(path);
-        let content_type = client_headers
-            .get(CONTENT_TYPE)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static("application/json"));
-        let mut request = self
-            .http
-            .post(url)
-            .header(CONTENT_TYPE, content_type)
-            .body(body);
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            client_headers
+                .get(CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json")),
+        );
         if let Some(accept) = client_headers.get(ACCEPT) {
-            request = request.header(ACCEPT, accept.clone());
+            headers.insert(ACCEPT, accept.clone());
         }
         if let Some(credential) = endpoint.credentials.get(candidate.slot) {
-            request = request.header(AUTHORIZATION, credential.authorization.clone());
+            headers.insert(AUTHORIZATION, credential.authorization.clone());
         }
-        request.send().await.map_err(|e| {
+        self.http.request(request).await.map_err(|e| {
             if e.is_connect() {
                 UpstreamError::Connect
-            } else if e.is_timeout() {
-                UpstreamError::Timeout {
-                    after: Duration::ZERO,
-                }
             } else {
                 UpstreamError::Protocol {
                     what: "the connection failed before a response",
@@ -132,7 +145,7 @@ impl UpstreamClient {
     }
 }
 
-/// reqwest is built with `rustls-no-provider`, so TLS needs a process-wide crypto provider.
+/// TLS needs a process-wide crypto provider (the workspace builds rustls without a default).
 /// Installing twice is harmless: the first one stays.
 pub(crate) fn install_crypto_provider() {
     if rustls::crypto::ring::default_provider()

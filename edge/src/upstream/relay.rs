@@ -17,8 +17,13 @@ use crate::metrics::StreamEnd;
 use crate::routing::InFlight;
 use crate::state::EdgeState;
 
-/// An upstream body as reqwest yields it.
-pub type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// An upstream body as hyper yields it.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
+
+/// The data frames of an upstream body as a stream.
+pub fn byte_stream(body: hyper::body::Incoming) -> ByteStream {
+    Box::pin(http_body_util::BodyDataStream::new(body))
+}
 
 /// Why a body could not be read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +275,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn relay(chunks: Vec<reqwest::Result<Bytes>>, strip: bool, max: usize) -> SseRelay {
+    fn relay(chunks: Vec<Result<Bytes, hyper::Error>>, strip: bool, max: usize) -> SseRelay {
         let mut chunks = chunks.into_iter();
         let first = chunks.next().unwrap().unwrap();
         let rest: ByteStream = Box::pin(futures::stream::iter(chunks.collect::<Vec<_>>()));
@@ -303,7 +308,7 @@ mod tests {
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n";
     const DONE: &str = "data: [DONE]\n\n";
 
-    fn ok(s: &str) -> reqwest::Result<Bytes> {
+    fn ok(s: &str) -> Result<Bytes, hyper::Error> {
         Ok(Bytes::copy_from_slice(s.as_bytes()))
     }
 
