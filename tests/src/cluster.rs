@@ -236,6 +236,22 @@ impl Cluster {
         }
     }
 
+    /// The process id of voter `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.voters[(id - 1) as usize].child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to voter `id`'s process; false when it does not run.
+    pub fn signal(&self, id: u64, signal: &str) -> anyhow::Result<bool> {
+        let Some(pid) = self.pid(id) else {
+            return Ok(false);
+        };
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()?;
+        Ok(status.success())
+    }
+
     /// Stops voter `id` with SIGTERM and waits for it to exit.
     pub async fn stop(&mut self, id: u64) -> anyhow::Result<()> {
         if let Some(mut child) = self.voters[(id - 1) as usize].child.take() {

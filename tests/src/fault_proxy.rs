@@ -8,7 +8,11 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -20,6 +24,7 @@ pub struct FaultProxy {
     blocked: watch::Sender<HashSet<IpAddr>>,
     task: JoinHandle<()>,
     target: Arc<Mutex<SocketAddr>>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -34,8 +39,10 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (blocked, watching) = watch::channel(HashSet::new());
         let target = Arc::new(Mutex::new(target));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn({
             let target = target.clone();
+            let delay_ms = delay_ms.clone();
             async move {
                 loop {
                     let Ok((inbound, peer)) = listener.accept().await else {
@@ -46,7 +53,13 @@ impl FaultProxy {
                         continue;
                     }
                     let to = *target.lock().unwrap_or_else(|p| p.into_inner());
-                    tokio::spawn(pipe(inbound, peer.ip(), to, watching.clone()));
+                    tokio::spawn(pipe(
+                        inbound,
+                        peer.ip(),
+                        to,
+                        watching.clone(),
+                        delay_ms.clone(),
+                    ));
                 }
             }
         });
@@ -55,6 +68,7 @@ impl FaultProxy {
             blocked,
             task,
             target,
+            delay_ms,
         })
     }
 
@@ -73,6 +87,13 @@ impl FaultProxy {
         self.blocked.send_modify(|b| b.extend(ips.iter().copied()));
     }
 
+    /// Holds every chunk passing through (both ways, open and new connections) for `delay`;
+    /// zero turns the delay off.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Lets everyone through again.
     pub fn heal(&self) {
         self.blocked.send_modify(HashSet::clear);
@@ -86,16 +107,43 @@ impl Drop for FaultProxy {
 }
 
 async fn pipe(
-    mut inbound: TcpStream,
+    inbound: TcpStream,
     source: IpAddr,
     target: SocketAddr,
     mut blocked: watch::Receiver<HashSet<IpAddr>>,
+    delay_ms: Arc<AtomicU64>,
 ) {
-    let Ok(mut outbound) = TcpStream::connect(target).await else {
+    let Ok(outbound) = TcpStream::connect(target).await else {
         return;
     };
+    let (in_read, in_write) = inbound.into_split();
+    let (out_read, out_write) = outbound.into_split();
     tokio::select! {
-        _copied = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+        _up = relay(in_read, out_write, delay_ms.clone()) => {}
+        _down = relay(out_read, in_write, delay_ms) => {}
         _cut = blocked.wait_for(|b| b.contains(&source)) => {}
     }
+}
+
+/// Copies `from` to `to`, holding each chunk for the current delay; ends at EOF or an error.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let delay = delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _closed = to.shutdown().await;
 }

@@ -12,5 +12,6 @@ pub mod edge_harness;
 pub mod fake;
 pub mod fault_proxy;
 pub mod harness;
+pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;

@@ -104,6 +104,12 @@ impl AdminClient {
         self.get("/api/v1/endpoints").await
     }
 
+    /// `GET /api/v1/endpoints?consistent=true`: a linearizable read, answered only by the
+    /// leader after it confirmed its leadership with a quorum.
+    pub async fn endpoints_consistent(&self) -> Result<Vec<EndpointView>, Error> {
+        self.get("/api/v1/endpoints?consistent=true").await
+    }
+
     /// `POST /api/v1/endpoints`.
     pub async fn add_endpoint(&self, body: &NewEndpoint) -> Result<EndpointView, Error> {
         self.call(Method::POST, "/api/v1/endpoints", Some(body))

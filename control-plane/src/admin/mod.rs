@@ -248,9 +248,25 @@ async fn status(State(s): State<AdminState>) -> Json<StatusView> {
     })
 }
 
-async fn list_endpoints(State(s): State<AdminState>) -> Json<Vec<EndpointView>> {
+/// `?consistent=true` on a read: answer only what the leader has confirmed is current.
+#[derive(Debug, Default, Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    consistent: bool,
+}
+
+/// Reads answer this voter's applied state, which on a follower may lag the leader by a
+/// heartbeat. With `?consistent=true` the read is linearizable: only the leader answers, after
+/// confirming its leadership with a quorum (others answer 503 naming the leader).
+async fn list_endpoints(
+    State(s): State<AdminState>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Json<Vec<EndpointView>>, Error> {
+    if query.consistent {
+        s.consensus.read_barrier().await?;
+    }
     let state = s.consensus.state().await;
-    Json(endpoint_views(&state, s.key.as_deref()))
+    Ok(Json(endpoint_views(&state, s.key.as_deref())))
 }
 
 async fn add_endpoint(

@@ -324,6 +324,31 @@ impl RaftNode {
         }
     }
 
+    /// Confirms with a quorum that this voter still leads (raft's ReadIndex) and waits until its
+    /// state machine has applied every write committed before the call, so a read that follows
+    /// sees every acknowledged write. `NotLeader` on a follower (or a deposed leader), a raft
+    /// error when no quorum answers within 3 s.
+    pub async fn read_barrier(&self) -> Result<(), Error> {
+        let confirmed = tokio::time::timeout(
+            Duration::from_secs(3),
+            self.raft
+                .ensure_linearizable(openraft::ReadPolicy::ReadIndex),
+        )
+        .await;
+        match confirmed {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(
+                openraft::errors::LinearizableReadError::ForwardToLeader(f),
+            ))) => Err(Error::NotLeader {
+                leader: f.leader_node.map(|n| n.addr),
+            }),
+            Ok(Err(e)) => Err(Error::Raft(e.to_string())),
+            Err(_) => Err(Error::Raft(
+                "no quorum confirmed the leader for a consistent read within 3 s".into(),
+            )),
+        }
+    }
+
     /// Proposes a command on this voter only; `NotLeader` when it is not the leader.
     pub async fn write_local(&self, command: Command) -> Result<Outcome, Error> {
         write_on(&self.raft, command).await
@@ -595,6 +620,19 @@ impl Consensus {
             Backend::Raft(r) => r.write(command).await,
             #[cfg(feature = "etcd")]
             Backend::Etcd(e) => e.write(command).await,
+        }
+    }
+
+    /// Before a consistent read: on the raft leader, confirms leadership with a quorum and
+    /// waits until every committed write is applied here; `NotLeader` on any other voter. With
+    /// etcd: refused (reads follow the local copy of the log).
+    pub async fn read_barrier(&self) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Raft(r) => r.read_barrier().await,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => Err(Error::BadRequest(
+                "consistent reads are not available with the etcd backend".into(),
+            )),
         }
     }
 
