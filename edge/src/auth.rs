@@ -55,8 +55,14 @@ pub struct ClientKey {
     pub expires_at_ms: i64,
     /// Revoked keys are refused.
     pub revoked: bool,
-    /// Most requests in flight at once on this edge; 0 = unlimited.
+    /// Most requests in flight at once, across all edges; 0 = unlimited.
     pub max_concurrent: u32,
+    /// Requests per minute, across all edges; 0 = unlimited.
+    pub rpm: u64,
+    /// Tokens per minute (prompt estimate + max_tokens), across all edges; 0 = unlimited.
+    pub tpm: u64,
+    /// Requests per day, across all edges; 0 = unlimited.
+    pub rpd: u64,
 }
 
 impl ClientKey {
@@ -70,6 +76,9 @@ impl ClientKey {
             expires_at_ms: wire.expires_at_ms,
             revoked: wire.revoked,
             max_concurrent: wire.limits.as_ref().map_or(0, |l| l.max_concurrent),
+            rpm: wire.limits.as_ref().map_or(0, |l| l.rpm),
+            tpm: wire.limits.as_ref().map_or(0, |l| l.tpm),
+            rpd: wire.limits.as_ref().map_or(0, |l| l.rpd),
         })
     }
 

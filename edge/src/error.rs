@@ -127,6 +127,16 @@ pub enum ApiError {
         /// The key's limit.
         limit: u32,
     },
+    /// The key spent a windowed limit, cluster-wide.
+    #[error("rate limit reached for this API key: {limit} {unit}; retry after {retry_after_ms} ms")]
+    KeyRateLimited {
+        /// The limit that was reached.
+        limit: u64,
+        /// What it counts: `requests per minute`, `tokens per minute`, `requests per day`.
+        unit: &'static str,
+        /// When the window has capacity again.
+        retry_after_ms: u64,
+    },
     /// No model group of that name exists in the routing table.
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound {
@@ -276,6 +286,12 @@ impl ApiError {
                 None,
                 Some("concurrency_limit_exceeded"),
             ),
+            Self::KeyRateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
             Self::ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,
                 INVALID,
@@ -329,6 +345,7 @@ impl ApiError {
     fn retry_after_ms(&self) -> Option<u64> {
         match self {
             Self::RateLimited { retry_after_ms, .. }
+            | Self::KeyRateLimited { retry_after_ms, .. }
             | Self::NoUpstreamAvailable { retry_after_ms, .. } => Some(*retry_after_ms),
             Self::KeyConcurrency { .. } => Some(1_000),
             _ => None,

@@ -1,9 +1,7 @@
 //! What every request handler shares: config, the current routing table, the upstream client,
-//! metrics and the cooldown reporter.
+//! metrics, the cooldown reporter and the limiter.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 use switchyard_proto::v1;
@@ -13,6 +11,7 @@ use crate::auth::{self, KeyHash};
 use crate::cache;
 use crate::config::Config;
 use crate::error::Error;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::routing::RoutingTable;
@@ -32,7 +31,7 @@ struct Inner {
     bootstrap: Option<KeyHash>,
     metrics: Metrics,
     reporter: OnceLock<Reporter>,
-    key_in_flight: Mutex<HashMap<Arc<str>, Arc<AtomicU32>>>,
+    limiter: Limiter,
 }
 
 impl EdgeState {
@@ -47,7 +46,7 @@ impl EdgeState {
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
                 metrics: Metrics::default(),
                 reporter: OnceLock::new(),
-                key_in_flight: Mutex::default(),
+                limiter: Limiter::new(cfg.control_plane.clone(), cfg.edge_name.clone()),
                 cfg,
             }),
         };
@@ -132,34 +131,9 @@ impl EdgeState {
             .report(cooldown);
     }
 
-    /// Takes one of a key's `limit` concurrent slots; `None` when all are taken.
-    pub(crate) fn acquire_key_slot(&self, key_id: &Arc<str>, limit: u32) -> Option<KeySlot> {
-        let counter = {
-            let mut map = self
-                .inner
-                .key_in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry(key_id.clone()).or_default().clone()
-        };
-        let taken = counter.fetch_add(1, Ordering::AcqRel);
-        if taken >= limit {
-            counter.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(KeySlot { counter })
-    }
-}
-
-/// One of a client key's concurrent-request slots; freed on drop.
-#[derive(Debug)]
-pub struct KeySlot {
-    counter: Arc<AtomicU32>,
-}
-
-impl Drop for KeySlot {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::AcqRel);
+    /// The cluster-wide limiter for client-key limits.
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
     }
 }
 
@@ -195,16 +169,5 @@ mod tests {
             "a new cluster resets the version"
         );
         assert_eq!(state.table().map(|t| t.version), Some(1));
-    }
-
-    #[test]
-    fn key_slots_cap_concurrency() {
-        let state = EdgeState::new(Config::default()).unwrap();
-        let id: Arc<str> = Arc::from("k");
-        let a = state.acquire_key_slot(&id, 2).unwrap();
-        let _b = state.acquire_key_slot(&id, 2).unwrap();
-        assert!(state.acquire_key_slot(&id, 2).is_none());
-        drop(a);
-        assert!(state.acquire_key_slot(&id, 2).is_some());
     }
 }

@@ -9,6 +9,7 @@
 //! one round trip). With no leader reachable, each edge spends only its even share of the
 //! window, so traffic keeps flowing and the edges together stay near the limit.
 
+pub mod admission;
 pub mod budget;
 pub mod client;
 pub mod slots;
@@ -94,21 +95,43 @@ struct Inner {
     budgets: Mutex<HashMap<String, Budget>>,
     refilling: Mutex<HashSet<String>>,
     slots: Mutex<HashMap<String, Slots>>,
+    /// Slots admitted locally while no leader answered, per key.
+    local_slots: Mutex<HashMap<String, u32>>,
+    renewing: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").finish_non_exhaustive()
+    }
 }
 
 impl Limiter {
-    /// A limiter leasing from the control plane at `control_plane` as `edge_name`. Starts the
-    /// slot renewal task on the current runtime.
+    /// A limiter leasing from the control plane at `control_plane` as `edge_name`. Needs no
+    /// runtime until first used.
     pub fn new(control_plane: String, edge_name: String) -> Self {
-        let limiter = Self {
+        Self {
             inner: Arc::new(Inner {
                 client: LeaseClient::new(control_plane, edge_name),
                 budgets: Mutex::new(HashMap::new()),
                 refilling: Mutex::new(HashSet::new()),
                 slots: Mutex::new(HashMap::new()),
+                local_slots: Mutex::new(HashMap::new()),
+                renewing: std::sync::atomic::AtomicBool::new(false),
             }),
-        };
-        let weak = Arc::downgrade(&limiter.inner);
+        }
+    }
+
+    /// Starts renewing held slots on the current runtime, once.
+    fn start_renewing(&self) {
+        if self
+            .inner
+            .renewing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SLOT_RENEW);
             loop {
@@ -117,7 +140,6 @@ impl Limiter {
                 Limiter { inner }.renew_slots().await;
             }
         });
-        limiter
     }
 
     /// Takes `cost` units of `limit`, waiting for one lease round trip when the local slice is
@@ -174,15 +196,19 @@ impl Limiter {
     }
 
     /// Holds one of `cap` concurrency slots of `key` until the guard drops.
+    ///
+    /// Slots come from the leader, so the cap holds across edges. With no leader reachable the
+    /// edge enforces the cap on its own traffic: requests keep flowing through an outage, and
+    /// the cluster-wide bound returns with the leader.
     pub async fn acquire_slot(&self, key: &str, cap: u32) -> Result<SlotGuard, Limited> {
+        self.start_renewing();
         let now = now_ms();
+        let busy = || Limited {
+            key: key.to_string(),
+            retry_after: Duration::from_secs(1),
+        };
         let want = match self.slots_of(key, cap, |s| s.take(now)) {
-            SlotTake::Taken => {
-                return Ok(SlotGuard {
-                    limiter: self.clone(),
-                    key: key.to_string(),
-                });
-            }
+            SlotTake::Taken => return Ok(self.guard(key, false)),
             SlotTake::NeedMore { want } => want,
         };
         match self.inner.client.hold_slots(key, want, cap, SLOT_TTL).await {
@@ -192,29 +218,38 @@ impl Limiter {
                     s.take(now)
                 });
                 match taken {
-                    SlotTake::Taken => Ok(SlotGuard {
-                        limiter: self.clone(),
-                        key: key.to_string(),
-                    }),
-                    SlotTake::NeedMore { .. } => Err(Limited {
-                        key: key.to_string(),
-                        retry_after: Duration::from_secs(1),
-                    }),
+                    SlotTake::Taken => Ok(self.guard(key, false)),
+                    SlotTake::NeedMore { .. } => Err(busy()),
                 }
             }
             Err(e) => {
-                // Without a leader no slot can be proven free; refuse rather than exceed the cap.
-                tracing::warn!(limit = %key, error = %e, "cannot lease a concurrency slot");
-                Err(Limited {
-                    key: key.to_string(),
-                    retry_after: Duration::from_secs(1),
-                })
+                tracing::warn!(limit = %key, error = %e, "cannot lease a concurrency slot; enforcing the cap on this edge");
+                let mut local = lock(&self.inner.local_slots);
+                let in_use = local.entry(key.to_string()).or_default();
+                if *in_use >= cap {
+                    return Err(busy());
+                }
+                *in_use += 1;
+                drop(local);
+                Ok(self.guard(key, true))
             }
         }
     }
 
-    fn release_slot(&self, key: &str) {
-        if let Some(slots) = lock(&self.inner.slots).get_mut(key) {
+    fn guard(&self, key: &str, local: bool) -> SlotGuard {
+        SlotGuard {
+            limiter: self.clone(),
+            key: key.to_string(),
+            local,
+        }
+    }
+
+    fn release_slot(&self, key: &str, local: bool) {
+        if local {
+            if let Some(in_use) = lock(&self.inner.local_slots).get_mut(key) {
+                *in_use = in_use.saturating_sub(1);
+            }
+        } else if let Some(slots) = lock(&self.inner.slots).get_mut(key) {
             slots.release();
         }
     }
@@ -300,11 +335,19 @@ impl Limiter {
 pub struct SlotGuard {
     limiter: Limiter,
     key: String,
+    /// Admitted by the edge alone while no leader answered.
+    local: bool,
+}
+
+impl std::fmt::Debug for SlotGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotGuard").field("key", &self.key).finish()
+    }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.limiter.release_slot(&self.key);
+        self.limiter.release_slot(&self.key, self.local);
     }
 }
 

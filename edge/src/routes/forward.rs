@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, KeyStore, Principal};
 use crate::error::ApiError;
+use crate::limits;
 use crate::metrics::{AttemptOutcome, Route};
 use crate::routing::target::{mono_us, now_ms};
 use crate::routing::{Ask, Candidate, ModelGroup, RoutingTable, pick};
@@ -64,15 +65,19 @@ impl Route {
 }
 
 /// Serves one `/v1` POST: the upstream's answer, or an OpenAI-shaped error.
-pub async fn forward(
-    state: &EdgeState,
-    route: Route,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub async fn forward(state: &EdgeState, route: Route, request: Request) -> Response {
     let started = Instant::now();
     state.metrics().in_flight().inc();
-    let response = match serve(state, route, headers, body).await {
+    let (parts, body) = request.into_parts();
+    let limit = state.config().max_body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_length_limit(&e) {
+            ApiError::BodyTooLarge { limit }
+        } else {
+            ApiError::BodyUnreadable
+        }
+    });
+    let response = match serve(state, route, &parts.headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -85,26 +90,30 @@ pub async fn forward(
     response
 }
 
+/// Whether reading the body failed because it passed the size limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 async fn serve(
     state: &EdgeState,
     route: Route,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Response, ApiError> {
     let table = state.table();
     let now = now_ms();
     let no_keys = KeyStore::default();
     let keys = table.as_deref().map_or(&no_keys, |t| &t.keys);
     let principal = auth::authenticate(headers, keys, state.bootstrap(), now)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::BodyTooLarge {
-                limit: state.config().max_body_bytes,
-            }
-        } else {
-            ApiError::BodyUnreadable
-        }
-    })?;
+    let body = body?;
     let request = RequestBody::parse(&body)?;
     let model = request.model()?;
     request.require(route.required())?;
@@ -117,15 +126,12 @@ async fn serve(
     if !principal.allows(&model) && !principal.allows(&group.name) {
         return Err(ApiError::ModelNotAllowed { model });
     }
-    let _slot = match &principal {
-        Principal::Key(key) if key.max_concurrent > 0 => {
-            Some(state.acquire_key_slot(&key.id, key.max_concurrent).ok_or(
-                ApiError::KeyConcurrency {
-                    limit: key.max_concurrent,
-                },
-            )?)
+    // Cluster-wide key limits; held (the concurrency slot) until the response is built.
+    let admission = match &principal {
+        Principal::Key(key) => {
+            limits::admission::admit(state.limiter(), key, request.token_estimate()).await?
         }
-        _ => None,
+        _ => limits::admission::Admission::default(),
     };
     let n = request.n.unwrap_or(1);
     if n > 1
@@ -164,7 +170,10 @@ async fn serve(
         attempts: 0,
         tally: Tally::default(),
     };
-    plan.run(group).await
+    let mut response = plan.run(group).await?;
+    admission.headers(response.headers_mut());
+    // A concurrency slot lasts until the body has been sent, not just its headers.
+    Ok(admission.hold_until_sent(response))
 }
 
 /// How the attempts so far failed, to choose the final error.
@@ -360,8 +369,9 @@ impl Plan<'_> {
         let d = &candidate.deployment;
         let endpoint = d.endpoint.clone();
         let per_try = cfg.first_byte_timeout();
-        let try_by = (Instant::now() + per_try).min(self.deadline);
-        let allowed = try_by.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let try_by = (now + per_try).min(self.deadline);
+        let allowed = try_by.saturating_duration_since(now);
         let in_flight = d.target.start();
         let sent_us = mono_us();
         let Some(uri) = endpoint
@@ -386,8 +396,9 @@ impl Plan<'_> {
             Ok(response) => response,
             Err(e) => return self.failed(candidate, e),
         };
-        let status = response.status();
-        let upstream_headers = response.headers().clone();
+        let (head, response_body) = response.into_parts();
+        let status = head.status;
+        let upstream_headers = head.headers;
         if status.is_success() {
             if let Some(wait) = ratelimit::exhausted(&upstream_headers) {
                 self.cool(candidate, wait, CooldownReason::QuotaExhausted, false);
@@ -396,7 +407,7 @@ impl Plan<'_> {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("text/event-stream"));
-            let mut stream: ByteStream = relay::byte_stream(response.into_body());
+            let mut stream: ByteStream = relay::byte_stream(response_body);
             let body = if is_sse {
                 match relay::first_chunk(&mut stream, try_by).await {
                     Ok(first) => {
@@ -454,7 +465,8 @@ impl Plan<'_> {
                 drop(in_flight);
                 Body::from(whole)
             };
-            info!(
+            // Per-request lines are debug: at info they would cost more than the routing does.
+            debug!(
                 model = %self.model,
                 key = %self.principal.id(),
                 endpoint = %endpoint.id,
@@ -479,7 +491,7 @@ impl Plan<'_> {
         if let Some(e) = failure {
             return self.failed(candidate, e);
         }
-        let stream: ByteStream = relay::byte_stream(response.into_body());
+        let stream: ByteStream = relay::byte_stream(response_body);
         let whole = match relay::read_all(stream, try_by, cfg.stream_idle_timeout(), MAX_ERROR_BODY)
             .await
         {

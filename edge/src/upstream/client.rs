@@ -93,12 +93,19 @@ impl UpstreamClient {
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(connect_timeout));
         tcp.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        // A host without CA certificates still serves plain-http upstreams; https ones then
+        // fail to connect (and say so) instead of the edge refusing to start.
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
-            .map_err(Error::HttpClient)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no native CA certificates; https upstreams will fail");
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
+            });
+        let https = tls.https_or_http().enable_http1().wrap_connector(tcp);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(https);

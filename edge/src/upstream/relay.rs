@@ -44,6 +44,8 @@ pub async fn read_all(
     idle: Duration,
     max: usize,
 ) -> Result<Bytes, BodyError> {
+    // A body in one chunk (the common case) is returned as is, without a copy.
+    let mut single: Option<Bytes> = None;
     let mut out = BytesMut::new();
     let mut first = true;
     loop {
@@ -55,14 +57,18 @@ pub async fn read_all(
         first = false;
         match next {
             Err(_) => return Err(BodyError::Timeout),
-            Ok(None) => return Ok(out.freeze()),
+            Ok(None) => return Ok(single.take().unwrap_or_else(|| out.freeze())),
             Ok(Some(Err(_))) => return Err(BodyError::Broken),
             Ok(Some(Ok(chunk))) => {
-                if out.len() + chunk.len() > max {
+                let held = single.as_ref().map_or(0, Bytes::len);
+                if held + out.len() + chunk.len() > max {
                     return Err(BodyError::TooLarge);
                 }
-                if out.is_empty() {
-                    out = BytesMut::from(chunk);
+                if let Some(prev) = single.take() {
+                    out.extend_from_slice(&prev);
+                    out.extend_from_slice(&chunk);
+                } else if out.is_empty() {
+                    single = Some(chunk);
                 } else {
                     out.extend_from_slice(&chunk);
                 }
