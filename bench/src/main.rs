@@ -5,6 +5,13 @@
 //! `overhead` (plan B1): sequential non-streaming chat requests, first directly to a fake
 //! upstream, then through an edge of `switchyard up`, interleaved in rounds; prints p50/p90/p99
 //! of each and the added latency.
+//!
+//! `load`: direct vs the bare floor proxy vs the edge (vs LiteLLM, given `--litellm-bin`) at 1
+//! and 16 connections, streaming time to first byte, and the edge's RSS; each server runs as a
+//! child process (`serve …`) so its memory is its own.
+
+mod load;
+mod servers;
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +42,51 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Throughput, latency, TTFB and RSS: direct vs floor proxy vs edge (vs LiteLLM).
+    Load {
+        /// Seconds per (target, connections) cell in each round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds, interleaving the targets.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Sequential streaming requests per target for time to first byte.
+        #[arg(long, default_value_t = 2_000)]
+        ttfb_requests: usize,
+        /// Path of a `litellm` executable to compare against (see bench/litellm.sh).
+        #[arg(long)]
+        litellm_bin: Option<std::path::PathBuf>,
+        /// Seconds to wait for LiteLLM to start answering.
+        #[arg(long, default_value_t = 120)]
+        litellm_wait: u64,
+    },
+    /// Closed-loop non-streaming load against one address (for profiling a single target).
+    Hammer {
+        /// `host:port` serving /v1/chat/completions.
+        addr: std::net::SocketAddr,
+        /// Connections.
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Internal: run one server of a load run and print its address.
+    #[command(hide = true)]
+    Serve {
+        #[command(subcommand)]
+        what: Serve,
+    },
+}
+
+#[derive(Subcommand)]
+enum Serve {
+    /// The fast fake upstream.
+    Upstream,
+    /// The bare pass-through proxy to an upstream.
+    Floor { upstream: std::net::SocketAddr },
+    /// The edge routing to an upstream.
+    Edge { upstream: std::net::SocketAddr },
 }
 
 #[tokio::main]
@@ -46,6 +98,32 @@ async fn main() -> anyhow::Result<()> {
             warmup,
             rounds,
         } => overhead(requests, warmup, rounds).await,
+        Bench::Load {
+            seconds,
+            rounds,
+            ttfb_requests,
+            litellm_bin,
+            litellm_wait,
+        } => {
+            load::run(load::LoadArgs {
+                seconds,
+                rounds,
+                ttfb_requests,
+                litellm_bin,
+                litellm_wait,
+            })
+            .await
+        }
+        Bench::Hammer {
+            addr,
+            conns,
+            seconds,
+        } => load::hammer(addr, conns, seconds).await,
+        Bench::Serve { what } => match what {
+            Serve::Upstream => servers::upstream().await,
+            Serve::Floor { upstream } => servers::floor(upstream).await,
+            Serve::Edge { upstream } => servers::edge(upstream).await,
+        },
     }
 }
 
