@@ -368,6 +368,13 @@ pub struct EdgeArgs {
     /// This edge's name in the control plane's logs.
     #[arg(long, env = "SWITCHYARD_EDGE_NAME", default_value = "edge")]
     pub name: String,
+    /// A client key accepted before any key exists in the cluster (first use).
+    #[arg(long, env = "SWITCHYARD_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<String>,
+    /// Serve without client keys on a non-loopback address (otherwise such an edge refuses
+    /// to start while no key is configured).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl ProbeArgs {
@@ -479,6 +486,8 @@ pub async fn run(
                 control_plane: args.control_plane,
                 edge_name: args.name,
                 table_cache: args.table_cache,
+                bootstrap_key: args.bootstrap_key.map(switchyard_edge::config::Secret::new),
+                insecure_no_auth: args.insecure_no_auth,
                 ..Default::default()
             };
             cfg.validate()?;

@@ -26,6 +26,16 @@ pub enum LeaseError {
     Call(#[from] tonic::Status),
 }
 
+impl LeaseError {
+    /// Whether the control plane could not be reached at all (nothing can have been granted).
+    pub fn unreachable(&self) -> bool {
+        match self {
+            Self::Address(_) => true,
+            Self::Call(status) => status.code() == tonic::Code::Unavailable,
+        }
+    }
+}
+
 /// Leases capacity from the control plane as one edge.
 pub struct LeaseClient {
     configured: String,

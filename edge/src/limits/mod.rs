@@ -95,8 +95,10 @@ struct Inner {
     budgets: Mutex<HashMap<String, Budget>>,
     refilling: Mutex<HashSet<String>>,
     slots: Mutex<HashMap<String, Slots>>,
-    /// Slots admitted locally while no leader answered, per key.
+    /// Slots admitted locally while no control plane answered, per key.
     local_slots: Mutex<HashMap<String, u32>>,
+    /// Slot requests go one at a time, so replies apply in the order the leader applied them.
+    slot_calls: tokio::sync::Mutex<()>,
     renewing: std::sync::atomic::AtomicBool,
 }
 
@@ -117,6 +119,7 @@ impl Limiter {
                 refilling: Mutex::new(HashSet::new()),
                 slots: Mutex::new(HashMap::new()),
                 local_slots: Mutex::new(HashMap::new()),
+                slot_calls: tokio::sync::Mutex::new(()),
                 renewing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -207,6 +210,11 @@ impl Limiter {
             key: key.to_string(),
             retry_after: Duration::from_secs(1),
         };
+        if let SlotTake::Taken = self.slots_of(key, cap, |s| s.take(now)) {
+            return Ok(self.guard(key, false));
+        }
+        let _one_at_a_time = self.inner.slot_calls.lock().await;
+        // Ask for what is in use now (plus this one), not what it was before the lock.
         let want = match self.slots_of(key, cap, |s| s.take(now)) {
             SlotTake::Taken => return Ok(self.guard(key, false)),
             SlotTake::NeedMore { want } => want,
@@ -222,8 +230,13 @@ impl Limiter {
                     SlotTake::NeedMore { .. } => Err(busy()),
                 }
             }
+            // A slow answer may still have been granted: refuse rather than risk the cap.
+            Err(e) if !e.unreachable() => {
+                tracing::warn!(limit = %key, error = %e, "concurrency slot lease failed");
+                Err(busy())
+            }
             Err(e) => {
-                tracing::warn!(limit = %key, error = %e, "cannot lease a concurrency slot; enforcing the cap on this edge");
+                tracing::warn!(limit = %key, error = %e, "no control plane reachable; enforcing the concurrency cap on this edge");
                 let mut local = lock(&self.inner.local_slots);
                 let in_use = local.entry(key.to_string()).or_default();
                 if *in_use >= cap {
@@ -255,9 +268,10 @@ impl Limiter {
     }
 
     async fn renew_slots(&self) {
+        let _one_at_a_time = self.inner.slot_calls.lock().await;
         let now = now_ms();
         let due: Vec<(String, u32, u32)> = lock(&self.inner.slots)
-            .iter()
+            .iter_mut()
             .filter_map(|(key, s)| s.renewal(now).map(|want| (key.clone(), want, s.cap())))
             .collect();
         for (key, want, cap) in due {

@@ -68,10 +68,15 @@ impl Slots {
     }
 
     /// How many slots to hold at the next renewal, or `None` when nothing needs saying: slots
-    /// in use are always renewed; idle ones are given back so other edges can have them.
-    pub fn renewal(&self, now_ms: u64) -> Option<u32> {
+    /// in use are always renewed; idle ones are given back so other edges can have them. Slots
+    /// being given back stop being usable here at once, before the leader hears of it, so this
+    /// edge never uses a slot the leader may already have granted elsewhere.
+    pub fn renewal(&mut self, now_ms: u64) -> Option<u32> {
         let idle = self.held > self.in_use;
         let expiring = self.in_use > 0 && self.expires_ms.saturating_sub(now_ms) < 1_500;
+        if idle {
+            self.held = self.in_use;
+        }
         (idle || expiring).then_some(self.in_use)
     }
 }
