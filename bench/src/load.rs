@@ -222,7 +222,14 @@ async fn start_litellm(
     let child = Command::new(bin)
         .arg("--config")
         .arg(&config)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", "1"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            "1",
+        ])
         // Offline: the bundled model-cost map instead of a download; quiet logs.
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         .env("LITELLM_LOG", "ERROR")
@@ -234,7 +241,10 @@ async fn start_litellm(
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let give_up = Instant::now() + Duration::from_secs(wait);
     loop {
-        if closed_loop(addr, 1, Duration::from_millis(50)).await.is_ok() {
+        if closed_loop(addr, 1, Duration::from_millis(50))
+            .await
+            .is_ok()
+        {
             return Ok((child, addr));
         }
         if Instant::now() > give_up {
@@ -257,7 +267,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let litellm_dir = tempfile::tempdir()?;
     let _litellm = match &args.litellm_bin {
         Some(bin) => {
-            let (child, addr) = start_litellm(bin, upstream.addr, litellm_dir.path(), args.litellm_wait).await?;
+            let (child, addr) =
+                start_litellm(bin, upstream.addr, litellm_dir.path(), args.litellm_wait).await?;
             targets.push(("litellm", addr));
             Some(child)
         }
@@ -271,13 +282,18 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 
     let duration = Duration::from_secs_f64(args.seconds);
     let conns_set = [1usize, 16];
-    let mut results: Vec<Vec<Sample>> = vec![vec![Sample::default(); conns_set.len()]; targets.len()];
+    let mut results: Vec<Vec<Sample>> =
+        vec![vec![Sample::default(); conns_set.len()]; targets.len()];
     let mut rss_load = 0u64;
     for _ in 0..args.rounds {
         for (ti, (name, addr)) in targets.iter().enumerate() {
             for (ci, &conns) in conns_set.iter().enumerate() {
                 // LiteLLM is orders of magnitude slower; one short pass is enough for a ratio.
-                let d = if *name == "litellm" { duration.min(Duration::from_secs(3)) } else { duration };
+                let d = if *name == "litellm" {
+                    duration.min(Duration::from_secs(3))
+                } else {
+                    duration
+                };
                 let sampling = (*name == "edge").then(|| {
                     let pid = edge.child.id();
                     tokio::spawn(async move {
@@ -300,11 +316,23 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
     let mut ttfbs = Vec::new();
     for (name, addr) in &targets {
-        let n = if *name == "litellm" { args.ttfb_requests.min(100) } else { args.ttfb_requests };
+        let n = if *name == "litellm" {
+            args.ttfb_requests.min(100)
+        } else {
+            args.ttfb_requests
+        };
         ttfbs.push(ttfb(*addr, n).await?);
     }
 
-    print_report(&targets, &conns_set, &mut results, &mut ttfbs, rss_idle, rss_load, &args);
+    print_report(
+        &targets,
+        &conns_set,
+        &mut results,
+        &mut ttfbs,
+        rss_idle,
+        rss_load,
+        &args,
+    );
     drop((upstream, floor, edge));
     Ok(())
 }
@@ -325,11 +353,10 @@ fn print_report(
     );
     println!("| target | conns | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let mut base = Vec::new();
-    for ci in 0..conns_set.len() {
-        let d = &mut results[0][ci];
-        base.push((d.quantile(0.5), d.quantile(0.99)));
-    }
+    let base: Vec<(u64, u64)> = results[0]
+        .iter_mut()
+        .map(|d| (d.quantile(0.5), d.quantile(0.99)))
+        .collect();
     for (ti, (name, _)) in targets.iter().enumerate() {
         for (ci, conns) in conns_set.iter().enumerate() {
             let s = &mut results[ti][ci];
@@ -373,7 +400,11 @@ fn print_report(
     for (ti, (name, _)) in targets.iter().enumerate() {
         let s = &mut ttfbs[ti];
         let p50 = s.quantile(0.5) as i64;
-        println!("| {name} | {p50} | {} | {} |", s.quantile(0.99), p50 - direct50);
+        println!(
+            "| {name} | {p50} | {} | {} |",
+            s.quantile(0.99),
+            p50 - direct50
+        );
     }
     println!(
         "\nedge RSS: idle (after warm-up) {} KiB, under load (max sampled) {rss_load} KiB",

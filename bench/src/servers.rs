@@ -39,7 +39,9 @@ async fn bind() -> anyhow::Result<(TcpListener, SocketAddr)> {
 type Body = BoxBody<Bytes, hyper::Error>;
 
 fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// SSE frames of a streamed answer (with the usage chunk when asked).
@@ -186,6 +188,10 @@ pub async fn edge(upstream: SocketAddr) -> anyhow::Result<()> {
         ..Default::default()
     };
     anyhow::ensure!(state.install_table(&table), "bench table not installed");
-    axum::serve(switchyard_edge::nodelay(listener), switchyard_edge::app(state)).await?;
+    axum::serve(
+        switchyard_edge::nodelay(listener),
+        switchyard_edge::app(state),
+    )
+    .await?;
     Ok(())
 }

@@ -56,12 +56,21 @@ fn venv_python() -> PathBuf {
     let python = venv.join("bin").join("python");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
         run(
-            Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv),
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
             "creating the Python venv (python3 -m venv)",
         );
         run(
             Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
                 .arg(&requirements),
             "installing the pinned openai and langchain-openai packages with pip",
         );
@@ -75,7 +84,10 @@ fn venv_python() -> PathBuf {
 async fn openai_sdk_and_langchain_work_against_the_edge() {
     let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
     let fake = OpenAiFake::start().await.unwrap();
-    fake.script("limited-up", vec![Behavior::rate_limited(&[("retry-after", "30")])]);
+    fake.script(
+        "limited-up",
+        vec![Behavior::rate_limited(&[("retry-after", "30")])],
+    );
     fake.script("broken-up", vec![Behavior::status(500, "boom")]);
     let table = Table::new(1)
         .endpoint("fake", &fake.base_url())
@@ -85,7 +97,9 @@ async fn openai_sdk_and_langchain_work_against_the_edge() {
         .model("limited", &[("fake", "limited-up")])
         .model("broken", &[("fake", "broken-up")])
         .key("k-all", KEY, |_| {})
-        .key("k-narrow", NARROW, |k| k.allowed_models = vec!["gpt-*".into()])
+        .key("k-narrow", NARROW, |k| {
+            k.allowed_models = vec!["gpt-*".into()]
+        })
         .build();
     let cfg = Config {
         max_body_bytes: 256 * 1024,

@@ -290,7 +290,7 @@ impl Plan<'_> {
                 Attempt::Failed(_) => {}
             }
         }
-        self.final_error(&primary, last_resort.is_empty())
+        self.final_error(&primary)
     }
 
     fn push_front(&self, queue: &mut VecDeque<Arc<ModelGroup>>, chain: Option<&Vec<String>>) {
@@ -309,11 +309,7 @@ impl Plan<'_> {
         }
     }
 
-    fn final_error(
-        &mut self,
-        primary: &ModelGroup,
-        _no_last_resort: bool,
-    ) -> Result<Response, ApiError> {
+    fn final_error(&mut self, primary: &ModelGroup) -> Result<Response, ApiError> {
         if let Some(answer) = self.tally.context_answer.take() {
             return Ok(answer);
         }
