@@ -443,9 +443,6 @@ pub async fn run(
                 demo = args.demo,
                 "switchyard is up"
             );
-            tracing::warn!(
-                "no client keys are configured: /v1 serves without authentication on loopback"
-            );
             shutdown.await;
             up.stop().await
         }
