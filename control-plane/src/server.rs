@@ -364,7 +364,21 @@ impl ControlPlane {
                 .consensus
                 .wait_for_leader(Duration::from_secs(10))
                 .await?;
-            settle(&consensus, &declarations).await?;
+            // A restarted voter of a larger cluster may know a leader that is already gone, or
+            // none for a moment during an election: retry a few times before giving up.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                match settle(&consensus, &declarations).await {
+                    Ok(()) => break,
+                    Err(e @ (Error::NotLeader { .. } | Error::Raft(_)))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        tracing::info!(error = %e, "cannot apply the declared configuration yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         } else {
             let (consensus, declarations) = (consensus.clone(), declarations.clone());
             let mut stopped = stopped.clone();
