@@ -2,8 +2,8 @@
 //! a node agent with no `--control-plane` in another namespace finds it, reports its local
 //! server, and announces itself so the control plane's side lists it as a LAN node.
 //!
-//! Each side runs in a child process (this test binary re-run inside `ip netns exec`, selecting
-//! an ignored helper test and passing its role in the child's own environment). Needs root and
+//! Each side runs in a child process: this same test re-run inside `ip netns exec`, with its
+//! role in the child's own environment. Needs root and
 //! iproute2; without them the test fails and says so.
 
 use std::path::Path;
@@ -26,18 +26,15 @@ const MODEL: &str = "netns-model:latest";
 /// Time for the whole exchange: announcements, browses (3 s each), reports, table push.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn helper(namespace: &str, test: &str, role: &str, node: &str) -> anyhow::Result<Child> {
+/// This test's name, which children run again with a role.
+const TEST: &str = "agent_finds_the_control_plane_over_mdns_across_namespaces";
+
+fn helper(namespace: &str, role: &str, node: &str) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     Command::new("ip")
         .args(["netns", "exec", namespace])
         .arg(exe)
-        .args([
-            "--exact",
-            test,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
         .env(ROLE_ENV, role)
         .env(NODE_ENV, node)
         .stdin(Stdio::null())
@@ -50,6 +47,12 @@ fn helper(namespace: &str, test: &str, role: &str, node: &str) -> anyhow::Result
 
 #[tokio::test]
 async fn agent_finds_the_control_plane_over_mdns_across_namespaces() -> anyhow::Result<()> {
+    // Inside a namespace, a child plays one side.
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("control-plane") => return control_plane_side().await,
+        Ok("agent") => return agent_side().await,
+        _ => {}
+    }
     if !Path::new("/proc/self/ns/net").exists() {
         bail!("this test needs Linux network namespaces");
     }
@@ -58,13 +61,8 @@ async fn agent_finds_the_control_plane_over_mdns_across_namespaces() -> anyhow::
          (`ip netns add`, a veth pair); it cannot run without them",
     )?;
     let agent_node = format!("netns-agent-{}", std::process::id());
-    let control_plane = helper(
-        &pair.a,
-        "helper_control_plane_side",
-        "control-plane",
-        &agent_node,
-    )?;
-    let mut agent = helper(&pair.b, "helper_agent_side", "agent", &agent_node)?;
+    let control_plane = helper(&pair.a, "control-plane", &agent_node)?;
+    let mut agent = helper(&pair.b, "agent", &agent_node)?;
 
     let finished = tokio::time::timeout(
         DEADLINE + Duration::from_secs(10),
@@ -108,12 +106,7 @@ async fn agent_finds_the_control_plane_over_mdns_across_namespaces() -> anyhow::
 }
 
 /// Namespace A: a control plane announced over mDNS, and an edge to see what gets routed.
-#[tokio::test]
-#[ignore = "helper run by agent_finds_the_control_plane_over_mdns_across_namespaces"]
-async fn helper_control_plane_side() -> anyhow::Result<()> {
-    if std::env::var(ROLE_ENV).as_deref() != Ok("control-plane") {
-        return Ok(());
-    }
+async fn control_plane_side() -> anyhow::Result<()> {
     init();
     let agent_node = std::env::var(NODE_ENV)?;
     let started = std::time::Instant::now();
@@ -175,12 +168,7 @@ async fn helper_control_plane_side() -> anyhow::Result<()> {
 }
 
 /// Namespace B: a local model server and an agent told nothing about the control plane.
-#[tokio::test]
-#[ignore = "helper run by agent_finds_the_control_plane_over_mdns_across_namespaces"]
-async fn helper_agent_side() -> anyhow::Result<()> {
-    if std::env::var(ROLE_ENV).as_deref() != Ok("agent") {
-        return Ok(());
-    }
+async fn agent_side() -> anyhow::Result<()> {
     init();
     let node = std::env::var(NODE_ENV)?;
     let ollama = FakeBackend::start(ServerKind::Ollama, "127.0.0.1:0", &[MODEL]).await?;
