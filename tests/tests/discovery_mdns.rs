@@ -6,6 +6,11 @@
 //! role in the child's own environment. Needs root and
 //! iproute2; without them the test fails and says so.
 
+#![expect(
+    clippy::print_stdout,
+    reason = "the namespace children report to the parent on stdout"
+)]
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
