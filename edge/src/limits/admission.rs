@@ -8,6 +8,7 @@ use axum::response::Response;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::upstream::TokenCharge;
 use super::{Limiter, Quota, SlotGuard, WindowLimit};
 use crate::auth::ClientKey;
 use crate::error::ApiError;
@@ -19,6 +20,8 @@ pub struct Admission {
     _slot: Option<SlotGuard>,
     requests: Option<Quota>,
     tokens: Option<Quota>,
+    /// The key's token reservation, settled when the response ends.
+    token_charge: Option<TokenCharge>,
 }
 
 /// Checks `key`'s limits for a request estimated at `tokens` tokens: concurrency first (it is
@@ -47,6 +50,7 @@ pub async fn admit(limiter: &Limiter, key: &ClientKey, tokens: u64) -> Result<Ad
         // A request larger than the whole window could never pass; charge it the window.
         let cost = tokens.clamp(1, key.tpm);
         admission.tokens = Some(take(limiter, &limit, cost, "tokens per minute").await?);
+        admission.token_charge = Some(TokenCharge::new(limiter.clone(), limit, cost));
     }
     Ok(admission)
 }
@@ -68,6 +72,11 @@ async fn take(
 }
 
 impl Admission {
+    /// Takes the key's token reservation, to settle with the real usage.
+    pub fn take_token_charge(&mut self) -> Option<TokenCharge> {
+        self.token_charge.take()
+    }
+
     /// Keeps the concurrency slot (if any) until `response`'s body is done or dropped.
     pub fn hold_until_sent(self, response: Response) -> Response {
         let Some(slot) = self._slot else {

@@ -134,7 +134,9 @@ impl Budget {
     }
 
     /// Corrects a reservation once the real cost is known (tokens): refunds or charges the
-    /// difference locally.
+    /// difference locally. Under a lease the difference goes to (or comes from) the held slice;
+    /// without one (no grant yet this window: no leader answered) it only corrects what this
+    /// edge counts against its share. A reservation from an earlier window is left alone.
     pub fn settle(&mut self, reserved: u64, actual: u64, now_ms: u64) {
         let start = now_ms - now_ms % self.window_ms;
         if start != self.window_start_ms {
@@ -142,7 +144,9 @@ impl Budget {
         }
         let delta =
             i64::try_from(reserved).unwrap_or(i64::MAX) - i64::try_from(actual).unwrap_or(i64::MAX);
-        self.available += delta;
+        if self.last_grant > 0 {
+            self.available += delta;
+        }
         self.spent = self.spent.saturating_add_signed(-delta);
     }
 
@@ -246,6 +250,25 @@ mod tests {
         b.settle(400, 700, 50); // used more: owes 300
         assert_eq!(b.take(1, 60), Take::NeedLease);
         assert!(b.wants_refill());
+    }
+
+    #[test]
+    fn settlement_without_a_lease_corrects_only_the_share() {
+        let mut b = Budget::new(100, 60_000);
+        assert_eq!(b.take_unleased(90, 10), Take::Admitted);
+        assert!(matches!(b.take_unleased(20, 20), Take::Exhausted { .. }));
+        b.settle(90, 5, 30);
+        assert_eq!(b.take_unleased(20, 40), Take::Admitted);
+        assert_eq!(
+            b.take(1, 50),
+            Take::NeedLease,
+            "no units appear from nothing"
+        );
+        // A reservation from the previous window does not touch this one.
+        b.settle(20, 0, 60_001);
+        assert_eq!(b.take_unleased(100, 60_002), Take::Admitted);
+        b.settle(100, 0, 60_003);
+        assert_eq!(b.take_unleased(100, 60_004), Take::Admitted);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! - [`budget`]: one windowed limit's local slice (pure).
 //! - [`slots`]: concurrency slots held from the leader (pure).
 //! - [`client`]: the `LeaseService` client that follows the leader.
+//! - [`admission`]: a client key's limits for one request.
+//! - [`upstream`]: an upstream deployment's limits, and settling token reservations.
 //!
 //! Steady-state admission is a map lookup and a subtraction under a short lock; the leader is
 //! asked only when a slice runs low (in the background) or is empty (then the request waits for
@@ -13,6 +15,7 @@ pub mod admission;
 pub mod budget;
 pub mod client;
 pub mod slots;
+pub mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{self, KeyStore, Principal};
 use crate::error::ApiError;
 use crate::limits;
+use crate::limits::upstream::{Settlement, TokenCharge};
 use crate::metrics::{AttemptOutcome, Route};
 use crate::routing::target::{mono_us, now_ms};
 use crate::routing::{Ask, Candidate, ModelGroup, RoutingTable, pick};
@@ -127,7 +128,7 @@ async fn serve(
         return Err(ApiError::ModelNotAllowed { model });
     }
     // Cluster-wide key limits; held (the concurrency slot) until the response is built.
-    let admission = match &principal {
+    let mut admission = match &principal {
         Principal::Key(key) => {
             limits::admission::admit(state.limiter(), key, request.token_estimate()).await?
         }
@@ -169,8 +170,15 @@ async fn serve(
         },
         attempts: 0,
         tally: Tally::default(),
+        key_charge: admission.take_token_charge(),
+        upstream_charge: None,
     };
-    let mut response = plan.run(group).await?;
+    let result = plan.run(group).await;
+    // A token reservation no response took over was not used upstream.
+    if let Some(charge) = plan.key_charge.take() {
+        charge.settle(0);
+    }
+    let mut response = result?;
     admission.headers(response.headers_mut());
     // A concurrency slot lasts until the body has been sent, not just its headers.
     Ok(admission.hold_until_sent(response))
@@ -180,6 +188,8 @@ async fn serve(
 #[derive(Debug, Default)]
 struct Tally {
     rate_limited: usize,
+    /// Candidates skipped because their upstream limit's window is spent.
+    limited: usize,
     timeouts: usize,
     other: usize,
     /// Earliest end of a cooldown that excluded or stopped a candidate.
@@ -210,6 +220,10 @@ struct Plan<'r> {
     ask: Ask,
     attempts: usize,
     tally: Tally,
+    /// The key's token reservation until a response takes it over.
+    key_charge: Option<TokenCharge>,
+    /// The current candidate's upstream token reservation.
+    upstream_charge: Option<TokenCharge>,
 }
 
 /// What one attempt produced.
@@ -254,8 +268,13 @@ impl Plan<'_> {
                 if dead_endpoints.contains(endpoint) {
                     continue;
                 }
+                if !self.admit_upstream(candidate).await {
+                    continue;
+                }
                 tried += 1;
-                match self.attempt(candidate).await {
+                let attempt = self.attempt(candidate).await;
+                self.refund_upstream();
+                match attempt {
                     Attempt::Answer(response) => return Ok(response),
                     Attempt::ContextExceeded(response) => {
                         self.tally.context_answer = Some(response);
@@ -284,13 +303,61 @@ impl Plan<'_> {
             if Instant::now() >= self.deadline {
                 break;
             }
-            match self.attempt(candidate).await {
+            if !self.admit_upstream(candidate).await {
+                continue;
+            }
+            let attempt = self.attempt(candidate).await;
+            self.refund_upstream();
+            match attempt {
                 Attempt::Answer(response) => return Ok(response),
                 Attempt::ContextExceeded(response) => self.tally.context_answer = Some(response),
                 Attempt::Failed(_) => {}
             }
         }
         self.final_error(&primary)
+    }
+
+    /// Takes `candidate`'s upstream limits (its token reservation is held in
+    /// `upstream_charge`); false when a limit's window is spent and the candidate is skipped.
+    async fn admit_upstream(&mut self, candidate: &Candidate) -> bool {
+        match self
+            .state
+            .limiter()
+            .admit_upstream(candidate, self.ask.tokens)
+            .await
+        {
+            Ok(charge) => {
+                self.upstream_charge = charge;
+                true
+            }
+            Err(limited) => {
+                debug!(
+                    model = %self.model,
+                    endpoint = %candidate.deployment.endpoint.id,
+                    limit = %limited.key,
+                    "upstream limit spent; skipping the deployment"
+                );
+                self.tally.limited += 1;
+                let wait = i64::try_from(limited.retry_after.as_millis()).unwrap_or(i64::MAX);
+                self.tally.cooled(now_ms().saturating_add(wait));
+                false
+            }
+        }
+    }
+
+    /// Gives back an upstream token reservation no response took over.
+    fn refund_upstream(&mut self) {
+        if let Some(charge) = self.upstream_charge.take() {
+            charge.settle(0);
+        }
+    }
+
+    /// The token reservations a response takes over, to settle with its usage.
+    fn settlement(&mut self) -> Settlement {
+        let mut settlement = Settlement::default();
+        settlement.push(self.key_charge.take());
+        settlement.push(self.upstream_charge.take());
+        settlement
     }
 
     fn push_front(&self, queue: &mut VecDeque<Arc<ModelGroup>>, chain: Option<&Vec<String>>) {
@@ -338,7 +405,7 @@ impl Plan<'_> {
                 estimate: self.ask.tokens,
             });
         }
-        if t.rate_limited > 0 && t.timeouts == 0 && t.other == 0 {
+        if t.rate_limited + t.limited > 0 && t.timeouts == 0 && t.other == 0 {
             return Err(ApiError::RateLimited {
                 model,
                 retry_after_ms: retry_after_ms(t.cooled_until),
@@ -395,6 +462,7 @@ impl Plan<'_> {
         let (head, response_body) = response.into_parts();
         let status = head.status;
         let upstream_headers = head.headers;
+        limits::upstream::learn(candidate, &upstream_headers);
         if status.is_success() {
             if let Some(wait) = ratelimit::exhausted(&upstream_headers) {
                 self.cool(candidate, wait, CooldownReason::QuotaExhausted, false);
@@ -408,7 +476,8 @@ impl Plan<'_> {
                 match relay::first_chunk(&mut stream, try_by).await {
                     Ok(first) => {
                         self.succeeded(candidate, sent_us);
-                        let relay = SseRelay::new(
+                        let settlement = self.settlement();
+                        let mut relay = SseRelay::new(
                             first,
                             stream,
                             self.add_usage,
@@ -421,6 +490,11 @@ impl Plan<'_> {
                                 in_flight: Some(in_flight),
                             },
                         );
+                        if !settlement.is_empty() {
+                            relay = relay.on_end(Box::new(move |usage| {
+                                settlement.settle(usage.map(total_tokens));
+                            }));
+                        }
                         Body::from_stream(relay.into_stream())
                     }
                     Err(e) => return self.failed(candidate, body_failure(e, allowed)),
@@ -439,6 +513,7 @@ impl Plan<'_> {
                 };
                 match relay::json_usage(&whole) {
                     Some(usage) => {
+                        self.settlement().settle(usage.map(total_tokens));
                         if let Some(u) = usage {
                             state.metrics().tokens(
                                 &endpoint.id,
@@ -697,6 +772,11 @@ impl Plan<'_> {
         headers.insert(ATTEMPTS_HEADER, HeaderValue::from(self.attempts));
         response
     }
+}
+
+/// Tokens a response used, as limits count them.
+fn total_tokens(u: crate::upstream::sse::Usage) -> u64 {
+    u.prompt_tokens.saturating_add(u.completion_tokens)
 }
 
 fn body_failure(e: BodyError, allowed: Duration) -> UpstreamError {

@@ -5,5 +5,8 @@ pub mod table;
 pub mod target;
 
 pub use pick::{Ask, Candidate, Picked, pick};
-pub use table::{Deployment, Endpoint, EndpointKind, ModelGroup, RoutingTable, Settings, Strategy};
+pub use table::{
+    Deployment, Endpoint, EndpointKind, ModelGroup, RoutingTable, Settings, Strategy,
+    UpstreamLimits,
+};
 pub use target::{InFlight, Target};

@@ -188,6 +188,26 @@ pub struct Deployment {
     pub target: Arc<Target>,
     /// Deadlines from the table's cooldowns for this model, per credential.
     pub table_until: Box<[i64]>,
+    /// Limits declared in config for each credential of this deployment.
+    pub limits: UpstreamLimits,
+}
+
+/// An upstream deployment's limits per credential; 0 means none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    /// Requests per minute.
+    pub rpm: u64,
+    /// Tokens per minute.
+    pub tpm: u64,
+    /// Requests per day.
+    pub rpd: u64,
+}
+
+impl UpstreamLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.rpm != 0 || self.tpm != 0 || self.rpd != 0
+    }
 }
 
 impl Deployment {
@@ -199,6 +219,22 @@ impl Deployment {
             .max(at(&self.endpoint.wide.creds))
             .max(table(&self.table_until))
             .max(table(&self.endpoint.table_wide_until))
+    }
+
+    /// The limits in force for credential `slot`: each declared one, else the one the upstream
+    /// announced in its `x-ratelimit-limit-*` headers (per minute), else none.
+    pub fn limits(&self, slot: usize) -> UpstreamLimits {
+        let declared = self.limits;
+        let (rpm, tpm) = self
+            .target
+            .creds
+            .get(slot)
+            .map_or((0, 0), CredState::learned);
+        UpstreamLimits {
+            rpm: if declared.rpm != 0 { declared.rpm } else { rpm },
+            tpm: if declared.tpm != 0 { declared.tpm } else { tpm },
+            rpd: declared.rpd,
+        }
     }
 
     /// The context window: the table's, else what the server reported, else unknown (0).
@@ -319,6 +355,13 @@ impl RoutingTable {
                     weight: d.weight,
                     context_length: d.context_length,
                     target,
+                    limits: d.limits.as_ref().map_or_else(UpstreamLimits::default, |l| {
+                        UpstreamLimits {
+                            rpm: l.rpm,
+                            tpm: l.tpm,
+                            rpd: l.rpd,
+                        }
+                    }),
                 }));
             }
             let group = ModelGroup {
@@ -387,6 +430,7 @@ impl RoutingTable {
             context_length: 0,
             table_until: vec![0; endpoint.slots()].into(),
             target,
+            limits: UpstreamLimits::default(),
         };
         Some(Arc::new(ModelGroup {
             name: Arc::from(name),
@@ -543,7 +587,10 @@ mod tests {
                         upstream_model: "llama-3.1-8b-instant".into(),
                         weight: 3,
                         context_length: 131072,
-                        ..Default::default()
+                        limits: Some(v1::Limits {
+                            rpm: 30,
+                            ..Default::default()
+                        }),
                     },
                     v1::Deployment {
                         endpoint_id: "gone".into(),
@@ -632,6 +679,15 @@ mod tests {
         assert_eq!(table.settings.allowed_fails, DEFAULT_ALLOWED_FAILS);
         assert_eq!(table.settings.strategy, Strategy::LeastBusy);
         assert!(!format!("{:?}", groq.endpoint.credentials).contains("gsk_"));
+        // Declared limits win; what the upstream announced fills the rest, per credential.
+        groq.target.creds[1].learn(Some(100), Some(6_000));
+        let got = |slot| {
+            let l = groq.limits(slot);
+            (l.rpm, l.tpm, l.rpd)
+        };
+        assert_eq!(got(0), (30, 0, 0));
+        assert_eq!(got(1), (30, 6_000, 0));
+        assert!(!ollama.limits(0).any());
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct CredState {
     strikes: AtomicU32,
     window_start_ms: AtomicI64,
     fails: AtomicU32,
+    /// Requests per minute the upstream announced in `x-ratelimit-limit-requests` (0 = none).
+    learned_rpm: AtomicU64,
+    /// Tokens per minute the upstream announced in `x-ratelimit-limit-tokens` (0 = none).
+    learned_tpm: AtomicU64,
 }
 
 impl CredState {
@@ -67,6 +71,25 @@ impl CredState {
             return true;
         }
         false
+    }
+
+    /// The limits the upstream announced for this credential: (requests, tokens) per minute,
+    /// 0 where it said nothing.
+    pub fn learned(&self) -> (u64, u64) {
+        (
+            self.learned_rpm.load(Ordering::Relaxed),
+            self.learned_tpm.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records limits an upstream announced; `None` leaves what was learned before.
+    pub fn learn(&self, rpm: Option<u64>, tpm: Option<u64>) {
+        if let Some(rpm) = rpm {
+            self.learned_rpm.store(rpm, Ordering::Relaxed);
+        }
+        if let Some(tpm) = tpm {
+            self.learned_tpm.store(tpm, Ordering::Relaxed);
+        }
     }
 
     /// A success resets the 429 backoff (only written when there is something to reset).

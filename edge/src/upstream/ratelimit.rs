@@ -65,6 +65,21 @@ pub fn exhausted(headers: &HeaderMap) -> Option<Duration> {
     Some(reset_wait(headers, true).unwrap_or(Duration::from_secs(1)))
 }
 
+/// The limits an upstream announces in `x-ratelimit-limit-requests` and
+/// `x-ratelimit-limit-tokens` (OpenAI, Groq, Together, …): (requests, tokens). Positive whole
+/// numbers only; anything else is `None`.
+pub fn announced_limits(headers: &HeaderMap) -> (Option<u64>, Option<u64>) {
+    let read = |name| {
+        header_str(headers, name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    };
+    (
+        read("x-ratelimit-limit-requests"),
+        read("x-ratelimit-limit-tokens"),
+    )
+}
+
 /// The reset durations; with `only_exhausted`, only for budgets whose remaining count is 0.
 fn reset_wait(headers: &HeaderMap, only_exhausted: bool) -> Option<Duration> {
     let mut exhausted_max: Option<Duration> = None;
@@ -220,6 +235,34 @@ mod tests {
                 want,
                 "case {i}"
             );
+        }
+    }
+
+    #[test]
+    fn announced_limits_are_read() {
+        let cases: Vec<(HeaderMap, (Option<u64>, Option<u64>))> = vec![
+            (
+                headers(&[
+                    ("x-ratelimit-limit-requests", "30"),
+                    ("x-ratelimit-limit-tokens", " 6000 "),
+                ]),
+                (Some(30), Some(6_000)),
+            ),
+            (
+                headers(&[("x-ratelimit-limit-requests", "0")]),
+                (None, None),
+            ),
+            (
+                headers(&[
+                    ("x-ratelimit-limit-requests", "-3"),
+                    ("x-ratelimit-limit-tokens", "lots"),
+                ]),
+                (None, None),
+            ),
+            (HeaderMap::new(), (None, None)),
+        ];
+        for (i, (h, want)) in cases.into_iter().enumerate() {
+            assert_eq!(announced_limits(&h), want, "case {i}");
         }
     }
 

@@ -100,6 +100,9 @@ pub struct Meter {
     pub in_flight: Option<InFlight>,
 }
 
+/// Called once when a relayed stream ends, with the usage it reported (if any).
+pub type OnEnd = Box<dyn FnOnce(Option<Usage>) + Send>;
+
 /// A relayed SSE stream.
 pub struct SseRelay {
     upstream: ByteStream,
@@ -114,6 +117,7 @@ pub struct SseRelay {
     finished: Option<StreamEnd>,
     usage: Option<Usage>,
     meter: Meter,
+    on_end: Option<OnEnd>,
 }
 
 impl SseRelay {
@@ -140,9 +144,17 @@ impl SseRelay {
             finished: None,
             usage: None,
             meter,
+            on_end: None,
         };
         relay.take(first);
         relay
+    }
+
+    /// Calls `f` with the stream's usage when it ends (for token settlement).
+    #[must_use]
+    pub fn on_end(mut self, f: OnEnd) -> Self {
+        self.on_end = Some(f);
+        self
     }
 
     /// Turns the relay into a stream of client chunks.
@@ -264,6 +276,9 @@ impl Drop for SseRelay {
                 u.completion_tokens,
             );
         }
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.usage);
+        }
     }
 }
 
@@ -365,6 +380,24 @@ mod tests {
         assert_eq!(
             read_all(body, far, Duration::from_secs(5), 5).await,
             Err(BodyError::TooLarge)
+        );
+    }
+
+    #[tokio::test]
+    async fn on_end_sees_the_usage() {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let got = seen.clone();
+        let all = format!("{CHUNK}{USAGE}{DONE}");
+        let r = relay(vec![ok(&all)], true, 1 << 20).on_end(Box::new(move |u| {
+            *got.lock().unwrap() = Some(u);
+        }));
+        collect(r).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4
+            }))
         );
     }
 
