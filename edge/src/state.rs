@@ -46,7 +46,7 @@ impl EdgeState {
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
                 metrics: Metrics::default(),
                 reporter: OnceLock::new(),
-                limiter: Limiter::new(cfg.primary_control_plane(), cfg.edge_name.clone()),
+                limiter: Limiter::new(cfg.control_plane.clone(), cfg.edge_name.clone()),
                 cfg,
             }),
         };
@@ -123,7 +123,7 @@ impl EdgeState {
             .reporter
             .get_or_init(|| {
                 Reporter::spawn(
-                    cfg.control_plane_urls(),
+                    cfg.control_plane.clone(),
                     cfg.edge_name.clone(),
                     cfg.connect_timeout(),
                 )
