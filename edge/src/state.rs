@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
+use crate::upstream::ollama::Surfaces;
 
 /// Shared edge state; cloning is cheap and every clone sees the same table.
 #[derive(Debug, Clone)]
@@ -32,6 +33,7 @@ struct Inner {
     metrics: Metrics,
     reporter: OnceLock<Reporter>,
     limiter: Limiter,
+    ollama: Surfaces,
 }
 
 impl EdgeState {
@@ -46,6 +48,7 @@ impl EdgeState {
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
                 metrics: Metrics::default(),
                 reporter: OnceLock::new(),
+                ollama: Surfaces::default(),
                 limiter: Limiter::new(cfg.control_plane.clone(), cfg.edge_name.clone()),
                 cfg,
             }),
@@ -134,6 +137,11 @@ impl EdgeState {
     /// The cluster-wide limiter for client-key limits.
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// Which Ollama servers were found without the OpenAI surface (native API fallback).
+    pub fn ollama_surfaces(&self) -> &Surfaces {
+        &self.inner.ollama
     }
 }
 

@@ -158,12 +158,13 @@ impl Budget {
     }
 
     /// How much to ask for: what this edge spends in `horizon_ms` at its current rate, at
-    /// least `min`.
+    /// least `min`, plus what a settlement left it owing (real usage above the estimate).
     pub fn ask(&self, now_ms: u64, horizon_ms: u64, min: u64) -> u64 {
         let elapsed = now_ms.saturating_sub(self.window_start_ms).max(1);
         let rate_per_ms = self.spent as f64 / elapsed as f64;
         let want = (rate_per_ms * horizon_ms as f64).ceil() as u64;
-        want.max(min).max(1)
+        let debt = u64::try_from(-self.available.min(0)).unwrap_or(0);
+        want.max(min).max(1).saturating_add(debt)
     }
 
     /// OpenAI-style header values: (limit, remaining cluster-wide estimate, ms until reset).
@@ -250,6 +251,9 @@ mod tests {
         b.settle(400, 700, 50); // used more: owes 300
         assert_eq!(b.take(1, 60), Take::NeedLease);
         assert!(b.wants_refill());
+        // The next ask covers the debt as well as the request.
+        let want = b.ask(60, 0, 5);
+        assert_eq!(want, 5 + 300);
     }
 
     #[test]

@@ -31,6 +31,8 @@ use crate::upstream::client::UpstreamError;
 use crate::upstream::ratelimit::{self, CooldownReason};
 use crate::upstream::relay::{self, BodyError, ByteStream, Meter, SseRelay};
 
+mod native;
+
 /// Names the endpoint that served the response.
 pub const ENDPOINT_HEADER: HeaderName = HeaderName::from_static("x-switchyard-endpoint");
 /// Names the upstream model id that served the response.
@@ -444,6 +446,10 @@ impl Plan<'_> {
         else {
             return self.failed(candidate, UpstreamError::Connect);
         };
+        if let Some(op) = self.goes_native(candidate) {
+            let t = native::Try { by: try_by, allowed, sent_us };
+            return self.native(candidate, op, t, in_flight).await;
+        }
         let body = self
             .request
             .upstream_body(&d.upstream_model, self.add_usage);
@@ -550,6 +556,15 @@ impl Plan<'_> {
             return Attempt::Answer(self.answer(status, &upstream_headers, body, candidate));
         }
 
+        // An Ollama 404 may mean no OpenAI surface at all: then the native API, same attempt.
+        if status == StatusCode::NOT_FOUND
+            && let Some(op) = self.ollama_op(candidate)
+        {
+            let t = native::Try { by: try_by, allowed, sent_us };
+            return self
+                .after_v1_404(candidate, op, response_body, t, in_flight)
+                .await;
+        }
         // Not a success: the head tells most of it, the (small) body the rest.
         let failure = match status.as_u16() {
             429 => Some(UpstreamError::RateLimited {
