@@ -16,7 +16,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// gRPC URL of a control-plane voter, e.g. `http://127.0.0.1:7700`. Default `http://127.0.0.1:7700`.
+    /// gRPC URL of a control-plane voter, e.g. `http://127.0.0.1:7700`, or several separated by
+    /// commas (`http://cp-0:7700,http://cp-1:7700,http://cp-2:7700`): the edge follows the first
+    /// that answers and moves on when a voter fails or loses contact with the leader. Default
+    /// `http://127.0.0.1:7700`.
     pub control_plane: String,
     /// This edge's name, sent to the control plane for its logs. Default `edge`.
     pub edge_name: String,
@@ -99,18 +102,44 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The control-plane voters' URLs from [`Config::control_plane`], in the order given.
+    pub fn control_plane_urls(&self) -> Vec<String> {
+        self.control_plane
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The first control-plane URL: where leases and cooldown reports start (they follow the
+    /// leader from there).
+    pub fn primary_control_plane(&self) -> String {
+        self.control_plane_urls()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.control_plane.clone())
+    }
+
     /// Checks every field, naming the first one that is wrong.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |field: &'static str, reason: String| Error::InvalidConfig { field, reason };
-        let uri: http::Uri = self
-            .control_plane
-            .parse()
-            .map_err(|e| invalid("control_plane", format!("not a URL: {e}")))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        if self.control_plane_urls().is_empty() {
             return Err(invalid(
                 "control_plane",
-                "must be an http:// or https:// URL with a host".to_owned(),
+                "must name at least one URL".to_owned(),
             ));
+        }
+        for url in self.control_plane_urls() {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| invalid("control_plane", format!("{url:?} is not a URL: {e}")))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(invalid(
+                    "control_plane",
+                    format!("{url:?} must be an http:// or https:// URL with a host"),
+                ));
+            }
         }
         if self.edge_name.trim().is_empty() {
             return Err(invalid("edge_name", "must not be empty".to_owned()));
@@ -196,6 +225,38 @@ mod tests {
     #[test]
     fn default_is_valid() {
         assert_eq!(Config::default().validate().ok(), Some(()));
+    }
+
+    #[test]
+    fn several_control_plane_voters_are_listed_in_order() {
+        let cfg = Config {
+            control_plane: "http://a:7700, http://b:7700,,http://c:7700".into(),
+            ..Config::default()
+        };
+        assert_eq!(cfg.validate().ok(), Some(()));
+        assert_eq!(
+            cfg.control_plane_urls(),
+            vec!["http://a:7700", "http://b:7700", "http://c:7700"]
+        );
+        assert_eq!(cfg.primary_control_plane(), "http://a:7700");
+        let bad = Config {
+            control_plane: "http://a:7700,ftp://b:1".into(),
+            ..Config::default()
+        };
+        let err = bad
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("control_plane") && err.contains("ftp://b:1"),
+            "{err}"
+        );
+        let empty = Config {
+            control_plane: " , ".into(),
+            ..Config::default()
+        };
+        assert!(empty.validate().is_err());
     }
 
     #[test]

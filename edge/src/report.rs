@@ -25,11 +25,16 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Starts the background task that reports to `control_plane` as `edge_name`. It ends
-    /// when every `Reporter` clone is dropped. Must run inside a tokio runtime.
-    pub fn spawn(control_plane: String, edge_name: String, connect_timeout: Duration) -> Self {
+    /// Starts the background task that reports to the first of `control_planes` that answers
+    /// (a voter forwards to the leader), as `edge_name`. It ends when every `Reporter` clone is
+    /// dropped. Must run inside a tokio runtime.
+    pub fn spawn(
+        control_planes: Vec<String>,
+        edge_name: String,
+        connect_timeout: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(control_plane, edge_name, connect_timeout, rx));
+        tokio::spawn(run(control_planes, edge_name, connect_timeout, rx));
         Self { tx }
     }
 
@@ -42,19 +47,29 @@ impl Reporter {
 }
 
 async fn run(
-    control_plane: String,
+    control_planes: Vec<String>,
     edge_name: String,
     connect_timeout: Duration,
     mut rx: mpsc::Receiver<v1::Cooldown>,
 ) {
-    let endpoint = match Endpoint::from_shared(control_plane.clone()) {
-        Ok(e) => e.connect_timeout(connect_timeout).timeout(RPC_TIMEOUT),
-        Err(e) => {
-            warn!(control_plane = %control_plane, error = %e, "cannot report cooldowns: bad control-plane URL");
-            return;
+    let mut clients = Vec::with_capacity(control_planes.len());
+    for url in &control_planes {
+        match Endpoint::from_shared(url.clone()) {
+            Ok(e) => clients.push(EdgeServiceClient::new(
+                e.connect_timeout(connect_timeout)
+                    .timeout(RPC_TIMEOUT)
+                    .connect_lazy(),
+            )),
+            Err(e) => {
+                warn!(control_plane = %url, error = %e, "cannot report cooldowns there: bad control-plane URL");
+            }
         }
-    };
-    let mut client = EdgeServiceClient::new(endpoint.connect_lazy());
+    }
+    if clients.is_empty() {
+        return;
+    }
+    // The voter that answered last; a failed report is tried once on each of the others.
+    let mut current = 0;
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let count = batch.len();
@@ -62,22 +77,32 @@ async fn run(
             edge_name: edge_name.clone(),
             cooldowns: std::mem::take(&mut batch),
         };
-        match client.report_upstream_events(request).await {
-            Ok(ack) => debug!(
-                count,
-                applied_version = ack.get_ref().applied_version,
-                "reported cooldowns"
-            ),
-            Err(status) if status.code() == Code::Unimplemented => debug!(
-                count,
-                "control plane does not take cooldown reports yet; keeping them local"
-            ),
-            Err(status) => debug!(
-                count,
-                code = ?status.code(),
-                error = %status.message(),
-                "cooldown report failed; keeping them local"
-            ),
+        for attempt in 0..clients.len() {
+            let i = (current + attempt) % clients.len();
+            match clients[i].report_upstream_events(request.clone()).await {
+                Ok(ack) => {
+                    debug!(
+                        count,
+                        applied_version = ack.get_ref().applied_version,
+                        "reported cooldowns"
+                    );
+                    current = i;
+                    break;
+                }
+                Err(status) if status.code() == Code::Unimplemented => {
+                    debug!(
+                        count,
+                        "control plane does not take cooldown reports yet; keeping them local"
+                    );
+                    break;
+                }
+                Err(status) => debug!(
+                    count,
+                    code = ?status.code(),
+                    error = %status.message(),
+                    "cooldown report failed; trying the next voter, the local cooldown holds"
+                ),
+            }
         }
     }
 }

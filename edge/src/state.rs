@@ -49,7 +49,7 @@ impl EdgeState {
                 metrics: Metrics::default(),
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
-                limiter: Limiter::new(cfg.control_plane.clone(), cfg.edge_name.clone()),
+                limiter: Limiter::new(cfg.primary_control_plane(), cfg.edge_name.clone()),
                 cfg,
             }),
         };
@@ -126,7 +126,7 @@ impl EdgeState {
             .reporter
             .get_or_init(|| {
                 Reporter::spawn(
-                    cfg.control_plane.clone(),
+                    cfg.control_plane_urls(),
                     cfg.edge_name.clone(),
                     cfg.connect_timeout(),
                 )

@@ -1,5 +1,8 @@
-//! Following the control plane's routing table: one long-lived gRPC watch, reconnected with
-//! capped exponential backoff; the last table keeps serving while the control plane is away.
+//! Following the control plane's routing table: one long-lived gRPC watch on one voter at a
+//! time. When that voter fails, stalls (HTTP/2 keepalive) or ends the stream because it lost
+//! contact with the leader, the edge moves to the next configured voter at once; after a whole
+//! round of voters failed it waits with capped exponential backoff. The last table keeps
+//! serving while no voter answers.
 
 use std::time::Duration;
 
@@ -16,6 +19,10 @@ use crate::state::EdgeState;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest reconnect delay: a control plane that comes back is noticed within this.
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How often the watch connection is pinged, and how long a ping may go unanswered: a voter
+/// that is paused or cut off without closing its connection is left within their sum.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Routing tables grow with models and endpoints; tonic's 4 MiB default is too tight for big sites.
 const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -53,45 +60,78 @@ impl Backoff {
 /// Watches the control plane forever, installing each newer table into `state` and persisting it
 /// to the configured cache. Returns only when its task is aborted.
 pub async fn watch(state: EdgeState) {
+    let voters = state.config().control_plane_urls();
+    if voters.is_empty() {
+        warn!("no control-plane URL configured; serving the cached table only");
+        return;
+    }
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
+    let mut next = 0;
     loop {
-        match follow(&state, &mut backoff).await {
-            Ok(()) => {
-                info!(
-                    control_plane = %state.config().control_plane,
-                    "routing-table watch ended; reconnecting"
-                );
+        let mut served = false;
+        let mut last_error = None;
+        for attempt in 0..voters.len() {
+            let i = (next + attempt) % voters.len();
+            let url = &voters[i];
+            let (received, ended) = follow(&state, url).await;
+            match ended {
+                Ok(()) => info!(control_plane = %url, "routing-table watch ended"),
+                Err(e) => {
+                    debug!(control_plane = %url, error = %e, cause = ?std::error::Error::source(&e), "routing-table watch failed; trying the next voter");
+                    last_error = Some((url.clone(), e));
+                }
             }
-            Err(e) => warn!(
-                control_plane = %state.config().control_plane,
+            if received {
+                // That voter worked until now: start the next round after it, without waiting.
+                served = true;
+                next = i + 1;
+                backoff.reset();
+                break;
+            }
+        }
+        if !served && let Some((url, e)) = last_error {
+            warn!(
+                voters = voters.len(),
                 held_version = state.table().map_or(0, |t| t.version),
+                last_control_plane = %url,
                 error = %e,
                 cause = ?std::error::Error::source(&e),
-                "routing-table watch failed; serving the last table meanwhile"
-            ),
+                "no control-plane voter serves the routing table; serving the last table meanwhile"
+            );
+        }
+        if served {
+            continue;
         }
         let delay = backoff.next_delay();
         debug!(
             delay_ms = delay.as_millis() as u64,
-            "waiting before reconnecting to the control plane"
+            voters = voters.len(),
+            "no control-plane voter answered; waiting before the next round"
         );
         tokio::time::sleep(delay).await;
     }
 }
 
-/// Runs one watch stream until it ends or fails; resets `backoff` once a table arrives.
-async fn follow(state: &EdgeState, backoff: &mut Backoff) -> Result<(), Error> {
+/// Runs one watch stream on the voter at `url` until it ends or fails. Says whether any table
+/// arrived, and how the stream ended.
+async fn follow(state: &EdgeState, url: &str) -> (bool, Result<(), Error>) {
+    let mut received = false;
+    let ended = follow_stream(state, url, &mut received).await;
+    (received, ended)
+}
+
+async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Result<(), Error> {
     let cfg = state.config();
     let connect_err = |source| Error::ControlPlaneConnect {
-        url: cfg.control_plane.clone(),
+        url: url.to_owned(),
         source,
     };
-    let channel = Endpoint::from_shared(cfg.control_plane.clone())
+    let channel = Endpoint::from_shared(url.to_owned())
         .map_err(connect_err)?
         .connect_timeout(cfg.connect_timeout())
-        // Keepalives notice a control plane that vanished without closing the connection.
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
+        // Keepalives notice a voter that vanished or stopped without closing the connection.
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .connect()
         .await
@@ -107,13 +147,13 @@ async fn follow(state: &EdgeState, backoff: &mut Backoff) -> Result<(), Error> {
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
         .into_inner();
-    info!(control_plane = %cfg.control_plane, since_version, "watching routing table");
+    info!(control_plane = %url, since_version, "watching routing table");
     while let Some(wire) = stream
         .message()
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
     {
-        backoff.reset();
+        *received = true;
         if !state.install_table(&wire) {
             debug!(
                 version = wire.version,

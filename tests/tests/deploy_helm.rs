@@ -174,10 +174,19 @@ fn probes_and_ports_match_what_each_role_serves() -> anyhow::Result<()> {
             .windows(2)
             .any(|w| w[0] == "--listen" && w[1] == "0.0.0.0:8080")
     );
+    // Edges get every voter by its own name, so they can move off one that loses the leader.
+    let voters: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "http://sy-switchyard-control-plane-{i}.sy-switchyard-control-plane-peers.llm.svc:7700"
+            )
+        })
+        .collect();
     assert!(
         edge_args
             .windows(2)
-            .any(|w| w[0] == "--control-plane" && w[1] == "http://sy-switchyard-control-plane:7700")
+            .any(|w| w[0] == "--control-plane" && w[1] == voters.join(",")),
+        "{edge_args:?}"
     );
     let edge_svc = find(&docs, "Service", EDGE)?;
     assert_eq!(str_at(edge_svc, "spec.ports.0.targetPort"), Some("http"));

@@ -7,8 +7,8 @@
 //! - `SWITCHYARD_FAULT_SEEDS=N`: N seeds from `SWITCHYARD_FAULT_SEED_BASE` (default 1);
 //! - `SWITCHYARD_FAULT_SEED=S`: just seed S (to replay a failure);
 //! - `SWITCHYARD_FAULT_FAULTS=K`: K faults per run (default 3);
-//! - `SWITCHYARD_FAULT_STRICT=1`: count the known open bug (a revoked key accepted by an edge
-//!   whose own voter is partitioned, see docs/reliability.md) as a failure too.
+//! - `SWITCHYARD_FAULT_STRICT=0`: list a revoked key accepted late by an edge whose first voter
+//!   was partitioned apart from the violations instead of failing (see docs/reliability.md).
 //!
 //! A failing run prints `FAILED seed S` with its faults and violations. To keep it as a
 //! regression test, add a test below calling `regression(S)` (the seed fixes the fault schedule
@@ -36,7 +36,7 @@ fn config() -> RunConfig {
         .unwrap_or(3);
     RunConfig {
         faults,
-        strict: std::env::var("SWITCHYARD_FAULT_STRICT").is_ok_and(|v| v == "1"),
+        strict: std::env::var("SWITCHYARD_FAULT_STRICT").map_or(true, |v| v != "0"),
         ..Default::default()
     }
 }
@@ -75,7 +75,7 @@ async fn seeded_fault_runs_keep_every_property() -> anyhow::Result<()> {
         };
         eprintln!("{report}");
         for known in &report.known {
-            eprintln!("  KNOWN BUG (edge behind a cut-off voter): {known}");
+            eprintln!("  late behind a cut-off voter (not strict): {known}");
         }
         for (error, count) in &report.write_errors {
             eprintln!("  write errors: {count} x {error}");

@@ -24,7 +24,7 @@ use switchyard_proto::v1::raft_service_server::RaftServiceServer;
 use tokio::sync::watch;
 
 pub use log_store::LogStore;
-pub use network::{Network, RaftServer};
+pub use network::{LeaderContact, Network, RaftServer};
 pub use state_machine::StateMachine;
 
 use crate::error::Error;
@@ -202,6 +202,9 @@ struct RaftNode {
     node_id: u64,
     addr: String,
     network: Network,
+    contact: LeaderContact,
+    /// Longer than this without leader contact, and this voter may be serving stale state.
+    contact_bound: Duration,
 }
 
 impl RaftNode {
@@ -254,6 +257,8 @@ impl RaftNode {
             node_id,
             addr,
             network,
+            contact: LeaderContact::new(),
+            contact_bound: Duration::from_millis(settings.election_max_ms),
         })
     }
 
@@ -425,6 +430,26 @@ impl RaftNode {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
+    /// Whether this voter has heard from the cluster recently enough that what it serves is
+    /// current: a leader acknowledged by a quorum, or a follower that accepted an append from
+    /// the leader, within the longest election timeout. A voter cut off by a partition turns
+    /// false within that bound, while the others elect a new leader and move on without it.
+    pub fn in_contact(&self) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        match m.state {
+            ServerState::Leader => {
+                m.membership_config.membership().voter_ids().count() <= 1
+                    || m.last_quorum_acked
+                        .is_some_and(|at| openraft::Instant::elapsed(&*at) <= self.contact_bound)
+            }
+            ServerState::Follower | ServerState::Learner => self
+                .contact
+                .age()
+                .is_some_and(|age| age <= self.contact_bound),
+            ServerState::Candidate | ServerState::Shutdown => false,
+        }
+    }
+
     /// Follows whether this voter is the leader.
     pub fn watch_leadership(&self) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(self.is_leader());
@@ -517,7 +542,7 @@ impl RaftNode {
 
     /// The gRPC service peers call.
     pub fn raft_service(&self) -> RaftServiceServer<RaftServer> {
-        RaftServiceServer::new(RaftServer::new(self.raft.clone()))
+        RaftServiceServer::new(RaftServer::new(self.raft.clone(), self.contact.clone()))
     }
 
     /// Stops the raft node and waits, up to `timeout`, until every other holder of the
@@ -686,6 +711,25 @@ impl Consensus {
             Backend::Raft(r) => r.is_leader(),
             #[cfg(feature = "etcd")]
             Backend::Etcd(e) => e.is_leader(),
+        }
+    }
+
+    /// Whether what this node serves is current: raft, see [`RaftNode::in_contact`]; etcd,
+    /// always (the node follows etcd's log, and etcd decides what is committed).
+    pub fn in_contact(&self) -> bool {
+        match &self.backend {
+            Backend::Raft(r) => r.in_contact(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => true,
+        }
+    }
+
+    /// How often [`Consensus::in_contact`] is worth checking: a quarter of its bound.
+    pub fn contact_check_interval(&self) -> Duration {
+        match &self.backend {
+            Backend::Raft(r) => r.contact_bound / 4,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => Duration::from_secs(1),
         }
     }
 

@@ -5,7 +5,9 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{
@@ -180,12 +182,57 @@ impl RaftNetworkV2<TypeConfig> for Peer {
 /// The receiving side: hands peers' RPCs to the local raft node.
 pub struct RaftServer {
     raft: Raft,
+    contact: LeaderContact,
 }
 
 impl RaftServer {
-    /// Serves RPCs for `raft`.
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    /// Serves RPCs for `raft`, noting in `contact` each append a current leader made here.
+    pub fn new(raft: Raft, contact: LeaderContact) -> Self {
+        Self { raft, contact }
+    }
+}
+
+/// When this voter last accepted an append (entries or heartbeat) from a leader it recognises.
+/// A follower that has not for longer than an election timeout may be cut off from a newer
+/// leader, so what it serves may be stale.
+#[derive(Clone, Debug)]
+pub struct LeaderContact {
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last accepted append, plus one; 0 means never.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl LeaderContact {
+    /// No contact yet.
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Notes an accepted append now.
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the last accepted append was; `None` if there was none.
+    pub fn age(&self) -> Option<Duration> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -204,7 +251,11 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 impl RaftService for RaftServer {
     async fn append(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
-        encode(&self.raft.append_entries(rpc).await)
+        let reply = self.raft.append_entries(rpc).await;
+        if matches!(&reply, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.contact.touch();
+        }
+        encode(&reply)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

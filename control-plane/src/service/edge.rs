@@ -1,7 +1,9 @@
 //! `EdgeService`: streams the compiled routing table to edges.
 //!
 //! Any voter serves it from its own applied state, so edges can follow a follower and keep
-//! working through a leader change. Cooldown reports are committed through the leader (a
+//! working through a leader change. A voter that loses contact with the leader (a partition,
+//! an election it is not part of) ends its streams with `UNAVAILABLE`, so its edges move to a
+//! voter that still hears the leader instead of serving a table that may lack a revocation. Cooldown reports are committed through the leader (a
 //! follower forwards them), so every edge learns them with the next table version.
 
 use std::pin::Pin;
@@ -45,8 +47,14 @@ impl EdgeService for EdgeServer {
         request: Request<WatchRoutingTableRequest>,
     ) -> Result<Response<Self::WatchRoutingTableStream>, Status> {
         let request = request.into_inner();
-        let mut tables = self.consensus.watch_table();
+        let consensus = self.consensus.clone();
+        if !consensus.in_contact() {
+            return Err(out_of_contact());
+        }
+        let mut tables = consensus.watch_table();
         let mut shutdown = self.shutdown.clone();
+        let mut contact_check = tokio::time::interval(consensus.contact_check_interval());
+        contact_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(edge = %request.edge_name, since = request.since_version, "edge is watching the routing table");
         let stream = async_stream::stream! {
             // The full table at once, even when not newer: the edge decides what to keep.
@@ -57,9 +65,15 @@ impl EdgeService for EdgeServer {
                     sent = Some(table.version);
                     yield Ok(RoutingTable::clone(&table));
                 }
-                tokio::select! {
-                    changed = tables.changed() => if changed.is_err() { break },
+                let lost_contact = tokio::select! {
+                    changed = tables.changed() => if changed.is_err() { break } else { false },
+                    _ = contact_check.tick() => !consensus.in_contact(),
                     _ = shutdown.wait_for(|stop| *stop) => break,
+                };
+                if lost_contact {
+                    tracing::warn!(edge = %request.edge_name, "lost contact with the leader; ending the edge's table stream");
+                    yield Err(out_of_contact());
+                    break;
                 }
             }
         };
@@ -104,4 +118,11 @@ impl EdgeService for EdgeServer {
             Err(e) => Err(Status::from(e)),
         }
     }
+}
+
+/// What an edge is told by a voter that cannot vouch for its table being current.
+fn out_of_contact() -> Status {
+    Status::unavailable(
+        "this control-plane voter has lost contact with the leader; follow another voter",
+    )
 }

@@ -50,6 +50,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "http://%s:%d" (include "switchyard.controlPlane.name" .) (int .Values.controlPlane.grpcPort) }}
 {{- end }}
 
+{{/* Every voter's own URL, comma-separated, through the headless Service: edges follow one and
+move to the next when it fails or loses contact with the leader. */}}
+{{- define "switchyard.controlPlane.voterUrls" -}}
+{{- $name := include "switchyard.controlPlane.name" . -}}
+{{- $peers := include "switchyard.controlPlane.headless" . -}}
+{{- $urls := list -}}
+{{- range $i := until (int .Values.controlPlane.replicas) -}}
+{{- $urls = append $urls (printf "http://%s-%d.%s.%s.svc:%d" $name $i $peers $.Release.Namespace (int $.Values.controlPlane.grpcPort)) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end }}
+
 {{- define "switchyard.edge.name" -}}
 {{- printf "%s-edge" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
