@@ -375,6 +375,9 @@ pub struct EdgeArgs {
     /// to start while no key is configured).
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Write the bound address as JSON to this file once listening (for scripts and tests).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
 }
 
 impl ProbeArgs {
@@ -489,6 +492,10 @@ pub async fn run(
             };
             cfg.validate()?;
             let listener = bind(args.listen, "--listen").await?;
+            if let Some(path) = &args.addr_file {
+                let addrs = serde_json::json!({ "http": listener.local_addr()?.to_string() });
+                write_addr_file(path, &addrs)?;
+            }
             switchyard_edge::run(cfg, listener, shutdown).await?;
             Ok(())
         }
@@ -535,11 +542,7 @@ async fn run_control_plane(
     let cp = switchyard_control_plane::ControlPlane::start_with_admin(cfg, listener, Some(admin))
         .await?;
     if let Some(path) = &args.addr_file {
-        // Written whole then renamed, so a reader never sees half a file.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, addrs.to_string())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("writing --addr-file {}", path.display()))?;
+        write_addr_file(path, &addrs)?;
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot listen for SIGHUP")?;
@@ -555,6 +558,14 @@ async fn run_control_plane(
     }
     cp.stop().await?;
     Ok(())
+}
+
+/// Writes `addrs` to `path` whole, then renames it, so a reader never sees half a file.
+fn write_addr_file(path: &std::path::Path, addrs: &serde_json::Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addrs.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing --addr-file {}", path.display()))
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {

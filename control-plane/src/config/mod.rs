@@ -174,7 +174,7 @@ pub fn load(
         })?;
         let parsed = parse(&text, env, sealer).map_err(|reason| Error::ConfigFile {
             path: path.display().to_string(),
-            reason,
+            reason: redact_quoted(&reason),
         })?;
         loaded.config = parsed.declared;
         loaded.warnings = parsed.warnings;
@@ -182,7 +182,7 @@ pub fn load(
     }
     let mut from_env = env::endpoints(env, sealer).map_err(|reason| Error::Config {
         field: "LLM_PROXY_ENDPOINT_*",
-        reason,
+        reason: redact_quoted(&reason),
     })?;
     from_env.retain(|e| {
         let clash = loaded.config.endpoints.iter().any(|c| c.id == e.id);
@@ -196,6 +196,48 @@ pub fn load(
     });
     loaded.env.endpoints = from_env;
     Ok(loaded)
+}
+
+/// Hides all but the last four characters of every double-quoted string longer than eight
+/// characters in a parse error. serde quotes the offending value (`invalid type: string
+/// "sk-…", expected a sequence`), and a secret pasted into the wrong field would otherwise
+/// reach the log and the admin API's answer.
+pub fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        // The closing quote is the first one not escaped by a backslash.
+        let mut close = None;
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    close = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(close) = close else {
+            out.push_str(rest);
+            return out;
+        };
+        let inner = &rest[..close];
+        let len = inner.chars().count();
+        if len > 8 {
+            out.push_str("****");
+            out.extend(inner.chars().skip(len - 4));
+        } else {
+            out.push_str(inner);
+        }
+        out.push('"');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One parsed config file.
@@ -228,5 +270,37 @@ pub fn parse(
         Ok(Parsed::default())
     } else {
         ours::parse(value, env, sealer)
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_quoted;
+
+    #[test]
+    fn quoted_values_keep_only_their_last_four_characters() {
+        let cases = [
+            (
+                r#"invalid type: string "sk-live-0123456789abcd", expected a sequence"#,
+                r#"invalid type: string "****abcd", expected a sequence"#,
+            ),
+            (
+                r#"unknown kind "vllm", and "fast""#,
+                r#"unknown kind "vllm", and "fast""#,
+            ),
+            (
+                r#"a "quoted \"inner\" secret-value" end"#,
+                r#"a "****alue" end"#,
+            ),
+            (
+                r#"unterminated "sk-0123456789"#,
+                r#"unterminated "sk-0123456789"#,
+            ),
+            ("no quotes at all", "no quotes at all"),
+            (r#""""#, r#""""#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_quoted(input), want, "{input}");
+        }
     }
 }

@@ -29,6 +29,7 @@ use crate::state::EdgeState;
 use crate::upstream::RequestBody;
 use crate::upstream::client::UpstreamError;
 use crate::upstream::ratelimit::{self, CooldownReason};
+use crate::upstream::redact;
 use crate::upstream::relay::{self, BodyError, ByteStream, Meter, SseRelay};
 
 mod native;
@@ -601,6 +602,11 @@ impl Plan<'_> {
             context,
             "upstream refused the request"
         );
+        // Some upstreams echo the request headers in their errors: our key is never relayed.
+        let whole = match redact::redact(&whole, sent_secret(candidate)) {
+            std::borrow::Cow::Borrowed(_) => whole,
+            std::borrow::Cow::Owned(masked) => Bytes::from(masked),
+        };
         let answer = self.answer(status, &upstream_headers, Body::from(whole), candidate);
         if context {
             Attempt::ContextExceeded(answer)
@@ -760,8 +766,12 @@ impl Plan<'_> {
         let mut response = Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
+        let secret = sent_secret(candidate);
         for (name, value) in upstream {
             let n = name.as_str();
+            if redact::carries(value, secret) {
+                continue;
+            }
             if n == CONTENT_TYPE
                 || n.starts_with("x-ratelimit-")
                 || n == "x-request-id"
@@ -792,6 +802,16 @@ impl Plan<'_> {
 /// Tokens a response used, as limits count them.
 fn total_tokens(u: crate::upstream::sse::Usage) -> u64 {
     u.prompt_tokens.saturating_add(u.completion_tokens)
+}
+
+/// The secret of the credential this attempt sent upstream (empty without one).
+fn sent_secret(candidate: &Candidate) -> &[u8] {
+    candidate
+        .deployment
+        .endpoint
+        .credentials
+        .get(candidate.slot)
+        .map_or(&[][..], |c| redact::secret_of(&c.authorization))
 }
 
 fn body_failure(e: BodyError, allowed: Duration) -> UpstreamError {

@@ -10,8 +10,10 @@ pub mod models;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, Uri};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -31,8 +33,10 @@ pub fn app(state: EdgeState) -> Router {
         .route("/health/readiness", get(health::readiness))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost first: trace sees every request, including ones the body limit rejects.
+        // Innermost first: a panic becomes a 500 the trace layer still sees; trace sees every
+        // request, including ones the body limit rejects.
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -48,5 +52,54 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),
+    }
+}
+
+/// A handler that panicked answers 500 in OpenAI's error shape. Neither the request nor the
+/// panic message reaches the client: either may hold a key or a prompt.
+fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500");
+    let body = crate::error::error_json(
+        "the gateway hit an internal error",
+        "api_error",
+        None,
+        Some("internal_error"),
+    );
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_an_openai_500_without_the_request() {
+        crate::upstream::client::install_crypto_provider();
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                post(|body: String| async move {
+                    assert!(body.is_empty(), "handler failed on {body}");
+                    "unreachable with a body"
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/boom"))
+            .bearer_auth("sy_live_panicsecret0123456789")
+            .body("prompt with sy_live_panicsecret0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let text = response.text().await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["error"]["type"], "api_error");
+        assert_eq!(json["error"]["code"], "internal_error");
+        assert!(!text.contains("panicsecret"), "{text}");
+        server.abort();
     }
 }

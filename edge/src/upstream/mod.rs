@@ -5,6 +5,7 @@ pub mod body;
 pub mod client;
 pub mod ollama;
 pub mod ratelimit;
+pub mod redact;
 pub mod relay;
 pub mod sse;
 
