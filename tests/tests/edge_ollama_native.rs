@@ -223,7 +223,12 @@ fn client() -> reqwest::Client {
 }
 
 async fn send(edge: &TestEdge, path: &str, body: Value) -> reqwest::Response {
-    client().post(edge.v1(path)).json(&body).send().await.unwrap()
+    client()
+        .post(edge.v1(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn chat_body(model: &str) -> Value {
@@ -304,7 +309,9 @@ async fn chat_falls_back_to_api_chat_and_remembers_the_missing_surface() {
         "native answers are metered: {metrics}"
     );
     assert!(
-        metrics.contains("switchyard_edge_upstream_attempts_total{endpoint=\"ollama\",outcome=\"Ok\"} 4"),
+        metrics.contains(
+            "switchyard_edge_upstream_attempts_total{endpoint=\"ollama\",outcome=\"Ok\"} 4"
+        ),
         "the probe's 404 is no failed attempt: {metrics}"
     );
 }
@@ -319,7 +326,10 @@ async fn streams_translate_chunk_by_chunk_with_usage_only_when_asked() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let got = events(&resp.text().await.unwrap());
-    let deltas: Vec<Value> = got.iter().map(|e| e["choices"][0]["delta"].clone()).collect();
+    let deltas: Vec<Value> = got
+        .iter()
+        .map(|e| e["choices"][0]["delta"].clone())
+        .collect();
     assert_eq!(
         deltas,
         vec![
@@ -334,7 +344,10 @@ async fn streams_translate_chunk_by_chunk_with_usage_only_when_asked() {
         .iter()
         .map(|e| e["choices"][0]["finish_reason"].clone())
         .collect();
-    assert_eq!(finishes, vec![Value::Null, Value::Null, Value::Null, json!("stop")]);
+    assert_eq!(
+        finishes,
+        vec![Value::Null, Value::Null, Value::Null, json!("stop")]
+    );
     for e in &got[..4] {
         assert_eq!(e["object"], "chat.completion.chunk");
         assert_eq!(e["id"], got[0]["id"]);
@@ -441,7 +454,10 @@ async fn a_tool_call_round_trip() {
         .await
         .unwrap();
     assert_eq!(answer["choices"][0]["finish_reason"], "stop");
-    assert_eq!(answer["choices"][0]["message"]["content"], "The weather: 22 C, sunny");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "The weather: 22 C, sunny"
+    );
     let sent = fake.last_body("/api/chat");
     assert_eq!(
         sent["messages"][1],
@@ -490,7 +506,10 @@ async fn native_errors_are_openai_errors() {
     assert_eq!(resp.headers()["content-type"], "application/json");
     let e = error_of(resp).await;
     assert_eq!(e["type"], "invalid_request_error");
-    assert_eq!(e["message"], "invalid options: num_predict must be positive");
+    assert_eq!(
+        e["message"],
+        "invalid options: num_predict must be positive"
+    );
     assert_eq!(fake.count("/api/chat"), 1);
 
     // A model the server lacks fails over like a 404 on the OpenAI path; with nothing else

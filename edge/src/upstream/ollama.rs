@@ -610,7 +610,12 @@ pub struct Translated {
 
 /// Translates a non-streamed `/api/chat` answer into a `chat.completion`; `None` when it is not
 /// a chat answer. `model` is used when the answer names none.
-pub fn chat_response(native: &[u8], model: &str, created: i64, ids: &mut Ids) -> Option<Translated> {
+pub fn chat_response(
+    native: &[u8],
+    model: &str,
+    created: i64,
+    ids: &mut Ids,
+) -> Option<Translated> {
     #[derive(Serialize)]
     struct Completion<'a> {
         id: String,
@@ -777,7 +782,11 @@ pub fn error_body(status: u16, native: &[u8]) -> Bytes {
     let (kind, param, code) = match status {
         401 => ("authentication_error", None, None),
         403 => ("permission_error", None, None),
-        404 => ("invalid_request_error", Some("model"), Some("model_not_found")),
+        404 => (
+            "invalid_request_error",
+            Some("model"),
+            Some("model_not_found"),
+        ),
         413 => ("invalid_request_error", None, Some("request_too_large")),
         429 => ("rate_limit_error", None, Some("rate_limit_exceeded")),
         500..=599 => ("api_error", None, None),
@@ -1012,8 +1021,7 @@ mod tests {
     use super::*;
 
     fn chat(body: Value) -> Result<Value, Refusal> {
-        chat_request(body.to_string().as_bytes())
-            .map(|r| serde_json::from_slice(&r.body).unwrap())
+        chat_request(body.to_string().as_bytes()).map(|r| serde_json::from_slice(&r.body).unwrap())
     }
 
     #[test]
@@ -1090,7 +1098,12 @@ mod tests {
         dropped.sort();
         assert_eq!(
             dropped,
-            vec!["logprobs", "tool_choice", "tools[type=code_interpreter]", "user"]
+            vec![
+                "logprobs",
+                "tool_choice",
+                "tools[type=code_interpreter]",
+                "user"
+            ]
         );
         let native: Value = serde_json::from_slice(&r.body).unwrap();
         assert!(native.get("tools").is_none());
@@ -1101,7 +1114,10 @@ mod tests {
         let cases: Vec<(Value, &str)> = vec![
             (json!({"model": "m"}), "messages"),
             (json!({"model": "m", "messages": "hi"}), "messages"),
-            (json!({"model": "m", "messages": [{"content": "no role"}]}), "messages"),
+            (
+                json!({"model": "m", "messages": [{"content": "no role"}]}),
+                "messages",
+            ),
             (
                 json!({"model": "m", "messages": [{"role": "user", "content": [
                     {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
@@ -1117,10 +1133,17 @@ mod tests {
                 json!({"model": "m", "messages": [], "response_format": {"type": "xml"}}),
                 "response_format",
             ),
-            (json!({"model": "m", "messages": [], "tools": [{"function": {}}]}), "tools"),
+            (
+                json!({"model": "m", "messages": [], "tools": [{"function": {}}]}),
+                "tools",
+            ),
         ];
         for (body, param) in cases {
-            assert_eq!(chat(body.clone()).map(|_| ()).unwrap_err().param, param, "{body}");
+            assert_eq!(
+                chat(body.clone()).map(|_| ()).unwrap_err().param,
+                param,
+                "{body}"
+            );
         }
     }
 
@@ -1129,9 +1152,20 @@ mod tests {
         let native = json!({"model": "llama3.2:latest", "created_at": "2024-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": "Hi!"}, "done": true, "done_reason": "stop",
             "total_duration": 5, "prompt_eval_count": 26, "eval_count": 4});
-        let t = chat_response(native.to_string().as_bytes(), "x", 1_700_000_000, &mut Ids::new(1))
-            .unwrap();
-        assert_eq!(t.usage, Usage { prompt_tokens: 26, completion_tokens: 4 });
+        let t = chat_response(
+            native.to_string().as_bytes(),
+            "x",
+            1_700_000_000,
+            &mut Ids::new(1),
+        )
+        .unwrap();
+        assert_eq!(
+            t.usage,
+            Usage {
+                prompt_tokens: 26,
+                completion_tokens: 4
+            }
+        );
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         let id = v["id"].as_str().unwrap();
         assert!(id.starts_with("chatcmpl-") && id.len() > 20, "{id}");
@@ -1144,7 +1178,10 @@ mod tests {
                    "usage": {"prompt_tokens": 26, "completion_tokens": 4, "total_tokens": 30}})
         );
         let text = String::from_utf8(t.body.to_vec()).unwrap();
-        assert!(text.starts_with("{\"id\":\"chatcmpl-"), "OpenAI's field order: {text}");
+        assert!(
+            text.starts_with("{\"id\":\"chatcmpl-"),
+            "OpenAI's field order: {text}"
+        );
 
         // tool calls: arguments become a string, ids are generated, finish_reason tool_calls
         let native = json!({"model": "m", "message": {"role": "assistant", "content": "",
@@ -1162,7 +1199,10 @@ mod tests {
         assert_eq!(calls[0]["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(calls[1]["function"]["arguments"], "{}");
         assert!(calls[0].get("index").is_none());
-        let (a, b) = (calls[0]["id"].as_str().unwrap(), calls[1]["id"].as_str().unwrap());
+        let (a, b) = (
+            calls[0]["id"].as_str().unwrap(),
+            calls[1]["id"].as_str().unwrap(),
+        );
         assert!(a.starts_with("call_") && a != b);
         assert_eq!(t.usage, Usage::default(), "omitted counts are zero");
 
@@ -1176,7 +1216,10 @@ mod tests {
         assert_eq!(v["usage"]["total_tokens"], 10);
 
         for bad in ["not json", "{\"error\":\"boom\"}", "{\"done\":true}", "[]"] {
-            assert!(chat_response(bad.as_bytes(), "m", 1, &mut Ids::new(4)).is_none(), "{bad}");
+            assert!(
+                chat_response(bad.as_bytes(), "m", 1, &mut Ids::new(4)).is_none(),
+                "{bad}"
+            );
         }
     }
 
@@ -1216,7 +1259,10 @@ mod tests {
                    "done_reason": "stop", "prompt_eval_count": 9, "eval_count": 2}),
             json!({"model": "ignored after the end", "done": true}),
         ]);
-        let deltas: Vec<Value> = got.iter().map(|e| e["choices"][0]["delta"].clone()).collect();
+        let deltas: Vec<Value> = got
+            .iter()
+            .map(|e| e["choices"][0]["delta"].clone())
+            .collect();
         assert_eq!(
             deltas,
             vec![
@@ -1248,7 +1294,13 @@ mod tests {
         let usage_event = format!("data: {}\n\n", got[4]);
         assert!(matches!(
             sse::classify(usage_event.as_bytes()),
-            sse::EventKind::Usage { only_usage: true, usage: Usage { prompt_tokens: 9, completion_tokens: 2 } }
+            sse::EventKind::Usage {
+                only_usage: true,
+                usage: Usage {
+                    prompt_tokens: 9,
+                    completion_tokens: 2
+                }
+            }
         ));
     }
 
@@ -1280,11 +1332,18 @@ mod tests {
         // (lines, expected code, expected message)
         let cases: Vec<(Vec<&str>, &str, &str)> = vec![
             (
-                vec![r#"{"message":{"content":"a"},"done":false}"#, r#"{"error":"out of memory"}"#],
+                vec![
+                    r#"{"message":{"content":"a"},"done":false}"#,
+                    r#"{"error":"out of memory"}"#,
+                ],
                 "upstream_error",
                 "out of memory",
             ),
-            (vec!["{not json"], "upstream_malformed_stream", "the upstream sent a malformed stream line"),
+            (
+                vec!["{not json"],
+                "upstream_malformed_stream",
+                "the upstream sent a malformed stream line",
+            ),
         ];
         for (lines, code, message) in cases {
             let mut s = ChatStream::new("m", 1, Ids::new(1));
@@ -1366,7 +1425,10 @@ mod tests {
         assert!(r.base64);
         assert_eq!(r.dropped, vec!["user"]);
         let native: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(native, json!({"model": "nomic", "input": ["a", "b"], "dimensions": 2}));
+        assert_eq!(
+            native,
+            json!({"model": "nomic", "input": ["a", "b"], "dimensions": 2})
+        );
         for (input, ok) in [
             (json!("one"), true),
             (json!([]), false),
@@ -1383,7 +1445,13 @@ mod tests {
         let answer = json!({"model": "nomic", "embeddings": [[0.5, -1.0], [0.25, 2.0]],
                             "total_duration": 1, "prompt_eval_count": 8});
         let t = embed_response(answer.to_string().as_bytes(), "x", false).unwrap();
-        assert_eq!(t.usage, Usage { prompt_tokens: 8, completion_tokens: 0 });
+        assert_eq!(
+            t.usage,
+            Usage {
+                prompt_tokens: 8,
+                completion_tokens: 0
+            }
+        );
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(
             v,
@@ -1424,9 +1492,27 @@ mod tests {
                 json!("model_not_found"),
                 "model 'nope' not found",
             ),
-            (400, r#"{"error":"invalid options"}"#, "invalid_request_error", Value::Null, "invalid options"),
-            (500, "", "api_error", Value::Null, "the upstream answered 500"),
-            (502, "bad gateway\n", "api_error", Value::Null, "bad gateway"),
+            (
+                400,
+                r#"{"error":"invalid options"}"#,
+                "invalid_request_error",
+                Value::Null,
+                "invalid options",
+            ),
+            (
+                500,
+                "",
+                "api_error",
+                Value::Null,
+                "the upstream answered 500",
+            ),
+            (
+                502,
+                "bad gateway\n",
+                "api_error",
+                Value::Null,
+                "bad gateway",
+            ),
             (
                 429,
                 r#"{"error":{"message":"slow down"}}"#,
@@ -1464,10 +1550,22 @@ mod tests {
     #[test]
     fn native_uris_and_surface_memory() {
         let cases = [
-            ("http://h:11434/v1", NativeOp::Chat, "http://h:11434/api/chat"),
-            ("http://h:11434/v1/", NativeOp::Embed, "http://h:11434/api/embed"),
+            (
+                "http://h:11434/v1",
+                NativeOp::Chat,
+                "http://h:11434/api/chat",
+            ),
+            (
+                "http://h:11434/v1/",
+                NativeOp::Embed,
+                "http://h:11434/api/embed",
+            ),
             ("http://h:11434", NativeOp::Chat, "http://h:11434/api/chat"),
-            ("https://p.example/ollama/v1", NativeOp::Chat, "https://p.example/ollama/api/chat"),
+            (
+                "https://p.example/ollama/v1",
+                NativeOp::Chat,
+                "https://p.example/ollama/api/chat",
+            ),
         ];
         for (base, op, want) in cases {
             assert_eq!(native_uri(base, op).unwrap().to_string(), want);
