@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -54,6 +54,7 @@ impl FakeOllama {
         let app = Router::new()
             .route("/api/chat", post(chat))
             .route("/api/embed", post(embed))
+            .route("/api/generate", post(generate))
             .route(
                 "/api/tags",
                 get(|| async { axum::Json(json!({"models": [{"name": "llama3.2:latest"}]})) }),
@@ -125,10 +126,18 @@ fn line(model: &str, message: Value, done: bool) -> String {
     format!("{l}\n")
 }
 
-async fn chat(State(fake): State<Fake>, body: Bytes) -> Response {
+async fn chat(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
     let req = record(&fake, "/api/chat", &body);
     let model = req["model"].as_str().unwrap_or_default().to_owned();
     match model.as_str() {
+        "echo" => {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let error = json!({"error": format!("bad request; you sent {auth}")});
+            return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+        }
         "missing" => {
             let error = json!({"error": "model 'missing' not found, try pulling it first"});
             return (StatusCode::NOT_FOUND, axum::Json(error)).into_response();
@@ -181,6 +190,37 @@ async fn chat(State(fake): State<Fake>, body: Bytes) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(frames))
+        .unwrap()
+}
+
+async fn generate(State(fake): State<Fake>, body: Bytes) -> Response {
+    let req = record(&fake, "/api/generate", &body);
+    let model = req["model"].as_str().unwrap_or_default().to_owned();
+    let piece = |text: &str, done: bool| {
+        let mut l = json!({"model": model, "created_at": "2026-11-22T00:00:00Z",
+                           "response": text, "done": done});
+        if done {
+            l["done_reason"] = json!("length");
+            l["context"] = json!([1, 2, 3]);
+            l["prompt_eval_count"] = json!(4);
+            l["eval_count"] = json!(3);
+        }
+        format!("{l}\n")
+    };
+    if req["stream"] == json!(false) {
+        let mut answer: Value = serde_json::from_str(piece("", true).trim()).unwrap();
+        answer["response"] = json!(" upon a time");
+        return axum::Json(answer).into_response();
+    }
+    let body = [
+        piece(" upon", false),
+        piece(" a time", false),
+        piece("", true),
+    ]
+    .concat();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from(body))
         .unwrap()
 }
 
@@ -556,6 +596,39 @@ async fn native_errors_are_openai_errors() {
 }
 
 #[tokio::test]
+async fn a_proxy_with_a_key_gets_it_and_never_echoes_it_to_clients() {
+    const SECRET: &str = "sk-ollama-proxy-0123456789";
+    let fake = FakeOllama::start(false).await;
+    let table = Table::new(1)
+        .endpoint_with("ollama", &format!("{}/v1", fake.url), |e| {
+            e.kind = "ollama".into();
+            e.credentials = vec![switchyard_proto::v1::Credential {
+                id: "key".into(),
+                value: SECRET.into(),
+                ..Default::default()
+            }];
+        })
+        .model("llama3", &[("ollama", "llama3.2:latest")])
+        .model("echo", &[("ollama", "echo")])
+        .build();
+    let edge = TestEdge::start(Config::default(), Some(table))
+        .await
+        .unwrap();
+    let resp = send(&edge, "chat/completions", chat_body("llama3")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchyard-credential"], "key");
+    let resp = send(&edge, "chat/completions", chat_body("echo")).await;
+    assert_eq!(resp.status(), 400);
+    let e = error_of(resp).await;
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("bad request; you sent Bearer "),
+        "{message}"
+    );
+    assert!(!message.contains(SECRET), "{message}");
+}
+
+#[tokio::test]
 async fn embeddings_fall_back_to_api_embed() {
     let fake = FakeOllama::start(false).await;
     let edge = edge_for(&fake).await;
@@ -590,6 +663,55 @@ async fn embeddings_fall_back_to_api_embed() {
     let resp = send(&edge, "embeddings", body).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(error_of(resp).await["param"], "input");
+}
+
+#[tokio::test]
+async fn text_completions_fall_back_to_api_generate() {
+    let fake = FakeOllama::start(false).await;
+    let edge = edge_for(&fake).await;
+    let body = json!({"model": "llama3", "prompt": "Once", "max_tokens": 3, "echo": false});
+    let resp = send(&edge, "completions", body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let id = answer["id"].as_str().unwrap();
+    assert!(id.starts_with("cmpl-"), "{answer}");
+    assert_eq!(
+        answer,
+        json!({"id": id, "object": "text_completion", "created": answer["created"],
+               "model": "llama3.2:latest", "system_fingerprint": "fp_ollama",
+               "choices": [{"text": " upon a time", "index": 0, "logprobs": null, "finish_reason": "length"}],
+               "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}})
+    );
+    assert_eq!(fake.paths(), vec!["/v1/completions", "/api/generate"]);
+    assert_eq!(
+        fake.last_body("/api/generate"),
+        json!({"model": "llama3.2:latest", "prompt": "Once", "stream": false,
+               "options": {"num_predict": 3}})
+    );
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let resp = send(&edge, "completions", body).await;
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let got = events(&resp.text().await.unwrap());
+    let texts: Vec<Value> = got
+        .iter()
+        .map(|e| e["choices"][0]["text"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            json!(" upon"),
+            json!(" a time"),
+            json!(""),
+            Value::Null,
+            Value::Null
+        ]
+    );
+    assert_eq!(got[2]["choices"][0]["finish_reason"], "length");
+    assert_eq!(got[3]["usage"]["total_tokens"], 7);
+    assert_eq!(fake.count("/v1/completions"), 1);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Ollama's native API, for Ollama servers without the OpenAI surface (older releases, or a
-//! proxy exposing only `/api/*`): an OpenAI chat or embeddings request becomes `/api/chat` or
-//! `/api/embed`, and the answer (JSON, an NDJSON stream, an error) becomes exactly what an
-//! OpenAI endpoint sends. Everything here is pure: the clock and ids come in as arguments.
+//! proxy exposing only `/api/*`): an OpenAI chat, text completion or embeddings request becomes
+//! `/api/chat`, `/api/generate` or `/api/embed`, and the answer (JSON, an NDJSON stream, an
+//! error) becomes exactly what an OpenAI endpoint sends. Everything here is pure: the clock and ids come in as arguments.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -26,6 +26,8 @@ const FINGERPRINT: &str = "fp_ollama";
 pub enum NativeOp {
     /// `/v1/chat/completions` → `/api/chat`.
     Chat,
+    /// `/v1/completions` → `/api/generate`.
+    Generate,
     /// `/v1/embeddings` → `/api/embed`.
     Embed,
 }
@@ -35,14 +37,15 @@ impl NativeOp {
     pub fn of(route: Route) -> Option<Self> {
         match route {
             Route::Chat => Some(Self::Chat),
+            Route::Completions => Some(Self::Generate),
             Route::Embeddings => Some(Self::Embed),
-            Route::Completions => None,
         }
     }
 
     fn path(self) -> &'static str {
         match self {
             Self::Chat => "/api/chat",
+            Self::Generate => "/api/generate",
             Self::Embed => "/api/embed",
         }
     }
@@ -50,7 +53,8 @@ impl NativeOp {
     fn index(self) -> usize {
         match self {
             Self::Chat => 0,
-            Self::Embed => 1,
+            Self::Generate => 1,
+            Self::Embed => 2,
         }
     }
 }
@@ -78,7 +82,7 @@ pub fn surface_absent(body: &[u8]) -> bool {
 /// absent, so later requests go straight to the native API until the next probe.
 #[derive(Debug, Default)]
 pub struct Surfaces {
-    absent_until: RwLock<HashMap<Arc<str>, [i64; 2]>>,
+    absent_until: RwLock<HashMap<Arc<str>, [i64; 3]>>,
 }
 
 impl Surfaces {
@@ -130,11 +134,7 @@ pub struct NativeRequest {
 pub fn chat_request(openai: &[u8]) -> Result<NativeRequest, Refusal> {
     let request = object(openai)?;
     let mut out = Map::new();
-    // The client's own Ollama `options` first, so the mapped OpenAI fields win.
-    let mut options = match request.get("options") {
-        Some(Value::Object(o)) => o.clone(),
-        _ => Map::new(),
-    };
+    let mut options = client_options(&request);
     let tools_off = request.get("tool_choice").and_then(Value::as_str) == Some("none");
     let mut dropped = Vec::new();
     for (key, value) in request {
@@ -153,24 +153,7 @@ pub fn chat_request(openai: &[u8]) -> Result<NativeRequest, Refusal> {
                     out.insert(key, tools);
                 }
             }
-            "max_tokens" | "max_completion_tokens" if !value.is_null() => {
-                options.insert("num_predict".to_owned(), value);
-            }
-            "temperature" | "top_p" | "seed" | "frequency_penalty" | "presence_penalty"
-                if !value.is_null() =>
-            {
-                options.insert(key, value);
-            }
-            "stop" => match value {
-                Value::Null => {}
-                Value::String(_) => {
-                    options.insert(key, Value::Array(vec![value]));
-                }
-                Value::Array(ref stops) if stops.iter().all(Value::is_string) => {
-                    options.insert(key, value);
-                }
-                _ => return Err(refuse("stop", "stop must be a string or a list of strings")),
-            },
+            k if SAMPLING.contains(&k) => sampling(k, value, &mut options)?,
             "response_format" => {
                 if let Some(format) = format(&value)? {
                     out.insert("format".to_owned(), format);
@@ -191,16 +174,113 @@ pub fn chat_request(openai: &[u8]) -> Result<NativeRequest, Refusal> {
     if !out.contains_key("messages") {
         return Err(refuse("messages", "messages must be a list of messages"));
     }
-    // Ollama streams unless told otherwise; OpenAI does not.
+    Ok(finish(out, options, dropped))
+}
+
+/// Translates an OpenAI text completion request (carrying the upstream model id) to
+/// `/api/generate` (the model's template applies, as on Ollama's own OpenAI surface).
+pub fn completion_request(openai: &[u8]) -> Result<NativeRequest, Refusal> {
+    let request = object(openai)?;
+    let mut out = Map::new();
+    let mut options = client_options(&request);
+    let mut dropped = Vec::new();
+    for (key, value) in request {
+        match key.as_str() {
+            "model" | "suffix" | "keep_alive" | "think" | "raw" => {
+                out.insert(key, value);
+            }
+            "prompt" => {
+                out.insert(key, prompt(value)?);
+            }
+            "stream" => {
+                out.insert(key, Value::Bool(value.as_bool().unwrap_or(false)));
+            }
+            k if SAMPLING.contains(&k) => sampling(k, value, &mut options)?,
+            "options" | "n" | "stream_options" => {}
+            _ => dropped.push(key),
+        }
+    }
+    if !out.contains_key("prompt") {
+        return Err(refuse("prompt", "prompt must be a string"));
+    }
+    Ok(finish(out, options, dropped))
+}
+
+/// One prompt: a string, or a list holding one string.
+fn prompt(value: Value) -> Result<Value, Refusal> {
+    match value {
+        Value::String(_) => Ok(value),
+        Value::Array(mut items) if items.len() == 1 && items[0].is_string() => Ok(items.remove(0)),
+        Value::Array(items) if items.len() > 1 && items.iter().all(Value::is_string) => {
+            Err(refuse(
+                "prompt",
+                "this Ollama server takes one prompt per request; send each prompt separately",
+            ))
+        }
+        _ => Err(refuse(
+            "prompt",
+            "prompt must be a string (token arrays are not supported by this Ollama server)",
+        )),
+    }
+}
+
+/// The client's own Ollama `options`, which the mapped OpenAI fields then override.
+fn client_options(request: &Map<String, Value>) -> Map<String, Value> {
+    match request.get("options") {
+        Some(Value::Object(o)) => o.clone(),
+        _ => Map::new(),
+    }
+}
+
+/// OpenAI sampling fields that map onto Ollama `options`.
+const SAMPLING: [&str; 8] = [
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+];
+
+/// Maps one of [`SAMPLING`] into `options` (null means unset).
+fn sampling(key: &str, value: Value, options: &mut Map<String, Value>) -> Result<(), Refusal> {
+    match (key, value) {
+        (_, Value::Null) => {}
+        ("max_tokens" | "max_completion_tokens", v) => {
+            options.insert("num_predict".to_owned(), v);
+        }
+        ("stop", v @ Value::String(_)) => {
+            options.insert("stop".to_owned(), Value::Array(vec![v]));
+        }
+        ("stop", Value::Array(stops)) if stops.iter().all(Value::is_string) => {
+            options.insert("stop".to_owned(), Value::Array(stops));
+        }
+        ("stop", _) => return Err(refuse("stop", "stop must be a string or a list of strings")),
+        (k, v) => {
+            options.insert(k.to_owned(), v);
+        }
+    }
+    Ok(())
+}
+
+/// The native request: `stream` explicit (Ollama streams unless told otherwise; OpenAI does
+/// not) and `options` when any.
+fn finish(
+    mut out: Map<String, Value>,
+    options: Map<String, Value>,
+    dropped: Vec<String>,
+) -> NativeRequest {
     out.entry("stream").or_insert(Value::Bool(false));
     if !options.is_empty() {
         out.insert("options".to_owned(), Value::Object(options));
     }
-    Ok(NativeRequest {
+    NativeRequest {
         body: to_vec(&Value::Object(out)),
         dropped,
         base64: false,
-    })
+    }
 }
 
 fn object(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
@@ -465,6 +545,11 @@ impl Ids {
         format!("chatcmpl-{}", self.token(24))
     }
 
+    /// A text completion id.
+    pub fn text_completion(&mut self) -> String {
+        format!("cmpl-{}", self.token(24))
+    }
+
     /// A tool-call id.
     pub fn call(&mut self) -> String {
         format!("call_{}", self.token(24))
@@ -476,6 +561,8 @@ impl Ids {
 struct NativeChat {
     model: Option<String>,
     message: Option<NativeMessage>,
+    /// `/api/generate`'s text.
+    response: Option<String>,
     #[serde(default)]
     done: bool,
     done_reason: Option<String>,
@@ -676,6 +763,47 @@ pub fn chat_response(
     })
 }
 
+/// Translates a non-streamed `/api/generate` answer into a `text_completion`; `None` when it is
+/// not one.
+pub fn completion_response(
+    native: &[u8],
+    model: &str,
+    created: i64,
+    ids: &mut Ids,
+) -> Option<Translated> {
+    #[derive(Serialize)]
+    struct Completion<'a> {
+        id: String,
+        object: &'static str,
+        created: i64,
+        model: &'a str,
+        system_fingerprint: &'static str,
+        choices: [TextChoice<'a>; 1],
+        usage: UsageOut,
+    }
+    let answer: NativeChat = serde_json::from_slice(native).ok()?;
+    if answer.error.is_some() {
+        return None;
+    }
+    let usage = answer.usage();
+    let completion = Completion {
+        id: ids.text_completion(),
+        object: "text_completion",
+        created,
+        model: answer.model.as_deref().unwrap_or(model),
+        system_fingerprint: FINGERPRINT,
+        choices: [text_choice(
+            answer.response.as_deref()?,
+            Some(finish_reason(false, answer.done_reason.as_deref())),
+        )],
+        usage: usage.into(),
+    };
+    Some(Translated {
+        body: Bytes::from(to_vec(&completion)),
+        usage,
+    })
+}
+
 /// Translates an `/api/embed` answer into an OpenAI embeddings list (floats, or base64 of
 /// little-endian f32 when asked); `None` when it is not an embed answer.
 pub fn embed_response(native: &[u8], model: &str, base64: bool) -> Option<Translated> {
@@ -795,31 +923,44 @@ pub fn error_body(status: u16, native: &[u8]) -> Bytes {
     Bytes::from(crate::error::error_json(&message, kind, param, code).to_string())
 }
 
-/// Translates a streamed `/api/chat` answer, line by line, into OpenAI SSE chunks: the first
-/// with the assistant role, content and tool-call deltas, the final one with `finish_reason`,
-/// then a usage-only chunk and `[DONE]`. The usage chunk is always written; the relay removes
-/// it when the client did not ask for usage, after metering it.
+/// Translates a streamed `/api/chat` (or `/api/generate`) answer, line by line, into OpenAI SSE
+/// chunks: chat deltas (the first with the assistant role, then content and tool calls) or
+/// text completion pieces, the final one with `finish_reason`, then a usage-only chunk and
+/// `[DONE]`. The usage chunk is always written; the relay removes it when the client did not
+/// ask for usage, after metering it.
 #[derive(Debug)]
-pub struct ChatStream {
+pub struct NativeStream {
     id: String,
     created: i64,
     model: String,
     ids: Ids,
-    role_sent: bool,
+    /// Text completions (`/api/generate`) rather than chat.
+    text: bool,
+    /// The first event is out (for chat, the one with the role).
+    started: bool,
     tool_calls: usize,
     finished: bool,
 }
 
 #[derive(Serialize)]
-struct Chunk<'a> {
+struct Chunk<'a, C> {
     id: &'a str,
     object: &'static str,
     created: i64,
     model: &'a str,
     system_fingerprint: &'static str,
-    choices: Vec<ChunkChoice<'a>>,
+    choices: Vec<C>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageOut>,
+}
+
+/// A text completion choice, whole or streamed.
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    text: &'a str,
+    index: u32,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -842,17 +983,27 @@ struct Delta<'a> {
     tool_calls: Vec<ToolCallOut>,
 }
 
-impl ChatStream {
-    /// A translator for one stream; `model` is used until the upstream names its own.
-    pub fn new(model: &str, created: i64, mut ids: Ids) -> Self {
+impl NativeStream {
+    /// A chat stream translator; `model` is used until the upstream names its own.
+    pub fn chat(model: &str, created: i64, mut ids: Ids) -> Self {
         Self {
             id: ids.completion(),
             created,
             model: model.to_owned(),
             ids,
-            role_sent: false,
+            text: false,
+            started: false,
             tool_calls: 0,
             finished: false,
+        }
+    }
+
+    /// A text completion stream translator.
+    pub fn completion(model: &str, created: i64, mut ids: Ids) -> Self {
+        Self {
+            id: ids.text_completion(),
+            text: true,
+            ..Self::chat(model, created, ids)
         }
     }
 
@@ -881,9 +1032,13 @@ impl ChatStream {
             return;
         }
         if let Some(model) = &chunk.model
-            && !self.role_sent
+            && !self.started
         {
             self.model.clone_from(model);
+        }
+        if self.text {
+            self.text_line(chunk, out);
+            return;
         }
         let usage = chunk.usage();
         let message = chunk.message.unwrap_or_default();
@@ -894,9 +1049,9 @@ impl ChatStream {
             &mut self.ids,
             Some(&mut self.tool_calls),
         );
-        if !self.role_sent || !content.is_empty() || !thinking.is_empty() || !calls.is_empty() {
-            let first = !self.role_sent;
-            self.role_sent = true;
+        if !self.started || !content.is_empty() || !thinking.is_empty() || !calls.is_empty() {
+            let first = !self.started;
+            self.started = true;
             let delta = Delta {
                 role: first.then_some("assistant"),
                 content: (!content.is_empty() || (first && calls.is_empty()))
@@ -909,16 +1064,39 @@ impl ChatStream {
         if chunk.done {
             let reason = finish_reason(self.tool_calls > 0, chunk.done_reason.as_deref());
             self.event(vec![choice(Delta::default(), Some(reason))], None, out);
-            self.event(Vec::new(), Some(usage.into()), out);
-            out.extend_from_slice(b"data: [DONE]\n\n");
-            self.finished = true;
+            self.end(usage, out);
         }
     }
 
-    fn event(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<UsageOut>, out: &mut Vec<u8>) {
+    /// One `/api/generate` line: its text as a completion piece; at the end the finish reason.
+    fn text_line(&mut self, chunk: NativeChat, out: &mut Vec<u8>) {
+        let text = chunk.response.as_deref().unwrap_or_default();
+        if !text.is_empty() {
+            self.started = true;
+            self.event(vec![text_choice(text, None)], None, out);
+        }
+        if chunk.done {
+            let reason = finish_reason(false, chunk.done_reason.as_deref());
+            self.event(vec![text_choice("", Some(reason))], None, out);
+            self.end(chunk.usage(), out);
+        }
+    }
+
+    /// The usage-only chunk and `[DONE]`.
+    fn end(&mut self, usage: Usage, out: &mut Vec<u8>) {
+        self.event(Vec::<TextChoice<'_>>::new(), Some(usage.into()), out);
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.finished = true;
+    }
+
+    fn event<C: Serialize>(&self, choices: Vec<C>, usage: Option<UsageOut>, out: &mut Vec<u8>) {
         let chunk = Chunk {
             id: &self.id,
-            object: "chat.completion.chunk",
+            object: if self.text {
+                "text_completion"
+            } else {
+                "chat.completion.chunk"
+            },
             created: self.created,
             model: &self.model,
             system_fingerprint: FINGERPRINT,
@@ -948,28 +1126,41 @@ fn choice<'a>(delta: Delta<'a>, finish_reason: Option<&'static str>) -> ChunkCho
     }
 }
 
-/// Turns an NDJSON `/api/chat` body into an SSE body as it arrives: each upstream chunk's whole
+fn text_choice<'a>(text: &'a str, finish_reason: Option<&'static str>) -> TextChoice<'a> {
+    TextChoice {
+        text,
+        index: 0,
+        logprobs: None,
+        finish_reason,
+    }
+}
+
+/// Turns an NDJSON `/api/chat` or `/api/generate` body into an SSE body as it arrives: each upstream chunk's whole
 /// lines are translated and passed on at once (nothing waits for the end). A line longer than
 /// `max_line` ends the stream with an error event; upstream read errors pass through for the
 /// relay to report.
-pub fn sse_from_ndjson(upstream: ByteStream, chat: ChatStream, max_line: usize) -> ByteStream {
+pub fn sse_from_ndjson(
+    upstream: ByteStream,
+    translator: NativeStream,
+    max_line: usize,
+) -> ByteStream {
     struct Lines {
         upstream: ByteStream,
-        chat: ChatStream,
+        translator: NativeStream,
         pending: BytesMut,
         max_line: usize,
         ended: bool,
     }
     let lines = Lines {
         upstream,
-        chat,
+        translator,
         pending: BytesMut::new(),
         max_line,
         ended: false,
     };
     Box::pin(futures::stream::unfold(lines, |mut s| async move {
         loop {
-            if s.ended || s.chat.finished() {
+            if s.ended || s.translator.finished() {
                 return None;
             }
             let mut out = Vec::new();
@@ -978,7 +1169,7 @@ pub fn sse_from_ndjson(upstream: ByteStream, chat: ChatStream, max_line: usize) 
                     // A last line without its newline still counts.
                     s.ended = true;
                     let rest = s.pending.split();
-                    s.chat.line(&rest, &mut out);
+                    s.translator.line(&rest, &mut out);
                 }
                 Some(Err(e)) => {
                     s.ended = true;
@@ -989,17 +1180,17 @@ pub fn sse_from_ndjson(upstream: ByteStream, chat: ChatStream, max_line: usize) 
                     while let Some(i) = memchr::memchr(b'\n', &chunk[start..]) {
                         let end = start + i;
                         if s.pending.is_empty() {
-                            s.chat.line(&chunk[start..end], &mut out);
+                            s.translator.line(&chunk[start..end], &mut out);
                         } else {
                             s.pending.extend_from_slice(&chunk[start..end]);
                             let line = s.pending.split();
-                            s.chat.line(&line, &mut out);
+                            s.translator.line(&line, &mut out);
                         }
                         start = end + 1;
                     }
                     s.pending.extend_from_slice(&chunk[start..]);
                     if s.pending.len() > s.max_line {
-                        s.chat.fail(
+                        s.translator.fail(
                             "the upstream stream line exceeded the gateway's size limit",
                             "upstream_response_too_large",
                             &mut out,
@@ -1240,7 +1431,7 @@ mod tests {
     }
 
     fn stream(lines: &[Value]) -> Vec<Value> {
-        let mut s = ChatStream::new("asked", 1_700_000_000, Ids::new(9));
+        let mut s = NativeStream::chat("asked", 1_700_000_000, Ids::new(9));
         let mut out = Vec::new();
         for line in lines {
             s.line(line.to_string().as_bytes(), &mut out);
@@ -1346,7 +1537,7 @@ mod tests {
             ),
         ];
         for (lines, code, message) in cases {
-            let mut s = ChatStream::new("m", 1, Ids::new(1));
+            let mut s = NativeStream::chat("m", 1, Ids::new(1));
             let mut out = Vec::new();
             for line in &lines {
                 s.line(line.as_bytes(), &mut out);
@@ -1376,7 +1567,7 @@ mod tests {
             r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":1,"eval_count":2}"#,
         );
         let want = {
-            let mut s = ChatStream::new("m", 5, Ids::new(1));
+            let mut s = NativeStream::chat("m", 5, Ids::new(1));
             let mut out = Vec::new();
             for line in body.split('\n') {
                 s.line(line.as_bytes(), &mut out);
@@ -1386,7 +1577,7 @@ mod tests {
         for cut in 0..body.len() {
             let chunks = vec![ok(&body[..cut]), ok(&body[cut..])];
             let upstream: ByteStream = Box::pin(futures::stream::iter(chunks));
-            let sse = sse_from_ndjson(upstream, ChatStream::new("m", 5, Ids::new(1)), 1 << 20);
+            let sse = sse_from_ndjson(upstream, NativeStream::chat("m", 5, Ids::new(1)), 1 << 20);
             let parts: Vec<Bytes> = sse.map(|c| c.unwrap()).collect().await;
             assert!(parts.iter().all(|p| !p.is_empty()), "no empty writes");
             assert_eq!(parts.concat(), want, "cut at {cut}");
@@ -1394,7 +1585,7 @@ mod tests {
         // one line per chunk: one client write per line, nothing held back
         let lines: Vec<_> = body.split_inclusive('\n').map(ok).collect();
         let upstream: ByteStream = Box::pin(futures::stream::iter(lines));
-        let sse = sse_from_ndjson(upstream, ChatStream::new("m", 5, Ids::new(1)), 1 << 20);
+        let sse = sse_from_ndjson(upstream, NativeStream::chat("m", 5, Ids::new(1)), 1 << 20);
         let parts: Vec<Bytes> = sse.map(|c| c.unwrap()).collect().await;
         assert_eq!(parts.len(), 3);
         assert!(String::from_utf8_lossy(&parts[0]).contains("Hel"));
@@ -1407,11 +1598,90 @@ mod tests {
             ok(&"x".repeat(100)),
             ok("never read"),
         ]));
-        let sse = sse_from_ndjson(upstream, ChatStream::new("m", 5, Ids::new(1)), 64);
+        let sse = sse_from_ndjson(upstream, NativeStream::chat("m", 5, Ids::new(1)), 64);
         let parts: Vec<Bytes> = sse.map(|c| c.unwrap()).collect().await;
         let text = String::from_utf8(parts.concat()).unwrap();
         assert!(text.contains("upstream_response_too_large"), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn text_completions_translate() {
+        // (OpenAI request, expected native request or refused param)
+        let cases: Vec<(Value, Result<Value, &str>)> = vec![
+            (
+                json!({"model": "m", "prompt": "Once", "max_tokens": 5, "stop": "\n", "suffix": "end",
+                       "echo": false, "logprobs": null, "stream": true}),
+                Ok(
+                    json!({"model": "m", "prompt": "Once", "suffix": "end", "stream": true,
+                          "options": {"num_predict": 5, "stop": ["\n"]}}),
+                ),
+            ),
+            (
+                json!({"model": "m", "prompt": ["only one"]}),
+                Ok(json!({"model": "m", "prompt": "only one", "stream": false})),
+            ),
+            (json!({"model": "m", "prompt": ["a", "b"]}), Err("prompt")),
+            (json!({"model": "m", "prompt": [1, 2, 3]}), Err("prompt")),
+            (json!({"model": "m"}), Err("prompt")),
+        ];
+        for (openai, want) in cases {
+            let got = completion_request(openai.to_string().as_bytes())
+                .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+                .map_err(|e| e.param);
+            assert_eq!(got, want, "{openai}");
+        }
+
+        let native = json!({"model": "m", "created_at": "2024-01-01T00:00:00Z", "response": "upon a time",
+                            "done": true, "done_reason": "length", "context": [1, 2],
+                            "prompt_eval_count": 2, "eval_count": 5});
+        let t =
+            completion_response(native.to_string().as_bytes(), "x", 7, &mut Ids::new(1)).unwrap();
+        let v: Value = serde_json::from_slice(&t.body).unwrap();
+        let id = v["id"].as_str().unwrap();
+        assert!(id.starts_with("cmpl-"), "{id}");
+        assert_eq!(
+            v,
+            json!({"id": id, "object": "text_completion", "created": 7, "model": "m",
+                   "system_fingerprint": "fp_ollama",
+                   "choices": [{"text": "upon a time", "index": 0, "logprobs": null, "finish_reason": "length"}],
+                   "usage": {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}})
+        );
+        assert!(completion_response(b"{\"message\":{}}", "x", 7, &mut Ids::new(1)).is_none());
+
+        let mut s = NativeStream::completion("asked", 7, Ids::new(2));
+        let mut out = Vec::new();
+        for line in [
+            json!({"model": "m", "response": "up", "done": false}),
+            json!({"model": "m", "response": "", "done": false}),
+            json!({"model": "m", "response": "on", "done": false}),
+            json!({"model": "m", "response": "", "done": true, "done_reason": "stop",
+                   "prompt_eval_count": 2, "eval_count": 2}),
+        ] {
+            s.line(line.to_string().as_bytes(), &mut out);
+        }
+        let got = events(&out);
+        let texts: Vec<Value> = got
+            .iter()
+            .map(|e| e["choices"][0]["text"].clone())
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                json!("up"),
+                json!("on"),
+                json!(""),
+                Value::Null,
+                Value::Null
+            ]
+        );
+        assert_eq!(got[2]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(got[3]["choices"], json!([]));
+        assert_eq!(got[3]["usage"]["total_tokens"], 4);
+        for e in &got[..4] {
+            assert_eq!(e["object"], "text_completion");
+            assert!(e["id"].as_str().unwrap().starts_with("cmpl-"));
+        }
     }
 
     #[test]
@@ -1570,7 +1840,7 @@ mod tests {
         for (base, op, want) in cases {
             assert_eq!(native_uri(base, op).unwrap().to_string(), want);
         }
-        assert_eq!(NativeOp::of(Route::Completions), None);
+        assert_eq!(NativeOp::of(Route::Completions), Some(NativeOp::Generate));
 
         let s = Surfaces::default();
         let base: Arc<str> = Arc::from("http://h:11434/v1");

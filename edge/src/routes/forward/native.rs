@@ -1,5 +1,5 @@
-//! The Ollama native fallback inside an attempt: going straight to `/api/chat` or `/api/embed`
-//! while a server is known to lack the OpenAI surface, telling a missing surface from a missing
+//! The Ollama native fallback inside an attempt: going straight to `/api/chat`,
+//! `/api/generate` or `/api/embed` while a server is known to lack the OpenAI surface, telling a missing surface from a missing
 //! model on a `/v1` 404, and classifying and relaying the native answer as the OpenAI path does
 //! (same failover, cooldowns, metering and limit settlement). The translation itself is
 //! [`crate::upstream::ollama`].
@@ -14,15 +14,18 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Attempt, MAX_ERROR_BODY, Plan, body_failure, is_context_error, total_tokens};
+use super::{
+    Attempt, MAX_ERROR_BODY, Plan, body_failure, is_context_error, sent_secret, total_tokens,
+};
 use crate::error::ApiError;
 use crate::limits;
 use crate::metrics::AttemptOutcome;
 use crate::routing::target::now_ms;
 use crate::routing::{Candidate, EndpointKind, InFlight};
 use crate::upstream::client::UpstreamError;
-use crate::upstream::ollama::{self, ChatStream, Ids, NativeOp};
+use crate::upstream::ollama::{self, Ids, NativeOp, NativeStream};
 use crate::upstream::ratelimit::{self, CooldownReason};
+use crate::upstream::redact;
 use crate::upstream::relay::{self, Meter, SseRelay};
 
 /// The time frame of one attempt, carried from the `/v1` try into the native one.
@@ -103,6 +106,7 @@ impl Plan<'_> {
         let openai = self.request.upstream_body(&d.upstream_model, false);
         let translated = match op {
             NativeOp::Chat => ollama::chat_request(&openai),
+            NativeOp::Generate => ollama::completion_request(&openai),
             NativeOp::Embed => ollama::embed_request(&openai),
         };
         let request = match translated {
@@ -151,9 +155,13 @@ impl Plan<'_> {
             }
             let created = now_ms() / 1000;
             let mut ids = Ids::new(fastrand::u64(..));
-            let body = if op == NativeOp::Chat && self.request.stream {
-                let chat = ChatStream::new(&d.upstream_model, created, ids);
-                let mut sse = ollama::sse_from_ndjson(stream, chat, cfg.max_response_bytes);
+            let body = if op != NativeOp::Embed && self.request.stream {
+                let translator = if op == NativeOp::Chat {
+                    NativeStream::chat(&d.upstream_model, created, ids)
+                } else {
+                    NativeStream::completion(&d.upstream_model, created, ids)
+                };
+                let mut sse = ollama::sse_from_ndjson(stream, translator, cfg.max_response_bytes);
                 let first = match relay::first_chunk(&mut sse, t.by).await {
                     Ok(first) => first,
                     Err(e) => return self.failed(candidate, body_failure(e, t.allowed)),
@@ -191,6 +199,9 @@ impl Plan<'_> {
                 let answer = match op {
                     NativeOp::Chat => {
                         ollama::chat_response(&whole, &d.upstream_model, created, &mut ids)
+                    }
+                    NativeOp::Generate => {
+                        ollama::completion_response(&whole, &d.upstream_model, created, &mut ids)
                     }
                     NativeOp::Embed => {
                         ollama::embed_response(&whole, &d.upstream_model, request.base64)
@@ -263,6 +274,8 @@ impl Plan<'_> {
             "Ollama native API refused the request"
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // Some upstreams echo the request headers in their errors: our key is never relayed.
+        let whole = redact::redact(&whole, sent_secret(candidate));
         let body = Body::from(ollama::error_body(status.as_u16(), &whole));
         let answer = self.answer(status, &headers, body, candidate);
         if context {
