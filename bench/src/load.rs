@@ -34,13 +34,15 @@ pub struct LoadArgs {
 }
 
 /// A child server process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    /// Where it serves.
+    pub(crate) addr: SocketAddr,
 }
 
 impl Server {
-    async fn spawn(args: &[String]) -> anyhow::Result<Self> {
+    /// Runs `serve <args>` of this binary and reads the address it prints.
+    pub(crate) async fn spawn(args: &[String]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("serve")
@@ -81,22 +83,22 @@ fn rss_of(pid: u32) -> Option<u64> {
 
 /// Latencies (µs) and how long the run took.
 #[derive(Default, Clone)]
-struct Sample {
+pub(crate) struct Sample {
     micros: Vec<u64>,
     wall: Duration,
 }
 
 impl Sample {
-    fn extend(&mut self, other: Sample) {
+    pub(crate) fn extend(&mut self, other: Sample) {
         self.micros.extend(other.micros);
         self.wall += other.wall;
     }
 
-    fn rps(&self) -> f64 {
+    pub(crate) fn rps(&self) -> f64 {
         self.micros.len() as f64 / self.wall.as_secs_f64().max(1e-9)
     }
 
-    fn quantile(&mut self, q: f64) -> u64 {
+    pub(crate) fn quantile(&mut self, q: f64) -> u64 {
         if self.micros.is_empty() {
             return 0;
         }
@@ -134,7 +136,11 @@ fn request(addr: SocketAddr, body: &Bytes) -> anyhow::Result<Request<Full<Bytes>
 
 /// Closed-loop load: `conns` connections, each sending the next request when the last answer
 /// is complete, for `duration`.
-async fn closed_loop(addr: SocketAddr, conns: usize, duration: Duration) -> anyhow::Result<Sample> {
+pub(crate) async fn closed_loop(
+    addr: SocketAddr,
+    conns: usize,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
     let body = chat_body(false);
     let started = Instant::now();
     let until = started + duration;

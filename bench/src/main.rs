@@ -9,7 +9,11 @@
 //! `load`: direct vs the bare floor proxy vs the edge (vs LiteLLM, given `--litellm-bin`) at 1
 //! and 16 connections, streaming time to first byte, and the edge's RSS; each server runs as a
 //! child process (`serve …`) so its memory is its own.
+//!
+//! `limits`: the edge with a key's cluster-wide limits on (leased from a real control plane)
+//! vs off, at 16 connections: what admission adds.
 
+mod limits;
 mod load;
 mod servers;
 
@@ -60,6 +64,18 @@ enum Bench {
         #[arg(long, default_value_t = 120)]
         litellm_wait: u64,
     },
+    /// Added latency of cluster-wide key limits: the edge with limits on vs off, 16 connections.
+    Limits {
+        /// Seconds per target in each round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds, interleaving the targets.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Connections.
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+    },
     /// Closed-loop non-streaming load against one address (for profiling a single target).
     Hammer {
         /// `host:port` serving /v1/chat/completions.
@@ -86,7 +102,12 @@ enum Serve {
     /// The bare pass-through proxy to an upstream.
     Floor { upstream: std::net::SocketAddr },
     /// The edge routing to an upstream.
-    Edge { upstream: std::net::SocketAddr },
+    Edge {
+        upstream: std::net::SocketAddr,
+        /// Lease the key's limits from this control plane (gRPC URL); without it, no limits.
+        #[arg(long)]
+        limits_from: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -114,6 +135,11 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Bench::Limits {
+            seconds,
+            rounds,
+            conns,
+        } => limits::run(seconds, rounds, conns).await,
         Bench::Hammer {
             addr,
             conns,
@@ -122,7 +148,10 @@ async fn main() -> anyhow::Result<()> {
         Bench::Serve { what } => match what {
             Serve::Upstream => servers::upstream().await,
             Serve::Floor { upstream } => servers::floor(upstream).await,
-            Serve::Edge { upstream } => servers::edge(upstream).await,
+            Serve::Edge {
+                upstream,
+                limits_from,
+            } => servers::edge(upstream, limits_from).await,
         },
     }
 }

@@ -152,11 +152,21 @@ pub async fn floor(upstream: SocketAddr) -> anyhow::Result<()> {
     .await
 }
 
-/// The edge, with a table routing [`MODEL`] to `upstream` and one client key ([`KEY`]).
-pub async fn edge(upstream: SocketAddr) -> anyhow::Result<()> {
+/// Requests and tokens per minute of the bench key when limits are on: far above any load, so
+/// nothing is refused and only the cost of admission is measured.
+pub const HUGE: u64 = 1_000_000_000_000;
+
+/// The edge, with a table routing [`MODEL`] to `upstream` and one client key ([`KEY`]). With
+/// `limits` (a control plane's gRPC URL), the key has cluster-wide `rpm` and `tpm` limits leased
+/// from that control plane.
+pub async fn edge(upstream: SocketAddr, limits: Option<String>) -> anyhow::Result<()> {
     let (listener, _) = bind().await?;
-    let state = switchyard_edge::EdgeState::new(switchyard_edge::Config::default())
-        .context("edge state")?;
+    let mut cfg = switchyard_edge::Config::default();
+    if let Some(control_plane) = &limits {
+        cfg.control_plane.clone_from(control_plane);
+        cfg.edge_name = "bench-edge".into();
+    }
+    let state = switchyard_edge::EdgeState::new(cfg).context("edge state")?;
     let table = v1::RoutingTable {
         version: 1,
         cluster_id: "bench".into(),
@@ -183,6 +193,11 @@ pub async fn edge(upstream: SocketAddr) -> anyhow::Result<()> {
             id: "bench".into(),
             sha256: switchyard_edge::auth::hash(KEY).to_vec(),
             name: "bench".into(),
+            limits: limits.is_some().then_some(v1::Limits {
+                rpm: HUGE,
+                tpm: HUGE,
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()
