@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchyard_proto::tls::{TlsError, TlsFiles};
 use switchyard_proto::v1::agent_service_server::AgentServiceServer;
 use switchyard_proto::v1::edge_service_server::EdgeServiceServer;
 use switchyard_proto::v1::lease_service_server::LeaseServiceServer;
@@ -91,6 +92,14 @@ pub struct Config {
     pub backend: BackendKind,
     /// The etcd cluster, with `backend: etcd`. Default none.
     pub etcd: Option<EtcdSettings>,
+    /// CA certificate (PEM) for mutual TLS on the gRPC listener and to peers: only clients
+    /// with a certificate it signed get in. Set all three `tls_*` or none. Default none
+    /// (plaintext).
+    pub tls_ca: Option<PathBuf>,
+    /// This voter's certificate (PEM), e.g. from `switchyard certs init`. Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// This voter's private key (PEM). Default none.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -121,6 +130,9 @@ impl Default for Config {
             mdns: true,
             backend: BackendKind::Raft,
             etcd: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -170,6 +182,9 @@ impl Config {
         if let Some(text) = &self.cluster_key {
             ClusterKey::from_text(text)?;
         }
+        if let Some(files) = self.tls_files()? {
+            files.check().map_err(tls_error)?;
+        }
         match (self.backend, &self.etcd) {
             (BackendKind::Etcd, None) => {
                 return bad(
@@ -203,6 +218,17 @@ impl Config {
         Ok(())
     }
 
+    /// The mutual-TLS files, when all three `tls_*` fields are set.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
+        TlsFiles::from_parts(
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            "tls_ca, tls_cert and tls_key",
+        )
+        .map_err(tls_error)
+    }
+
     fn raft_settings(&self) -> RaftSettings {
         RaftSettings {
             heartbeat_ms: self.heartbeat_ms,
@@ -211,6 +237,8 @@ impl Config {
             snapshot_every: self.snapshot_every,
             keep_logs: self.keep_logs,
             peer_bind_ip: self.peer_bind_ip,
+            // Checked by `validate` before anything opens.
+            peer_tls: self.tls_files().ok().flatten(),
         }
     }
 }
@@ -273,7 +301,15 @@ impl ControlPlane {
             .set_serving::<AgentServiceServer<AgentServer>>()
             .await;
         health.set_serving::<EdgeServiceServer<EdgeServer>>().await;
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(files) = cfg.tls_files()? {
+            let tls = files.server_config().map_err(tls_error)?;
+            builder = builder.tls_config(tls).map_err(|e| Error::Config {
+                field: "tls_cert",
+                reason: e.to_string(),
+            })?;
+        }
+        let router = builder
             .add_service(health_service)
             .add_optional_service(consensus.raft_service())
             .add_service(AgentServiceServer::new(AgentServer::new(
@@ -601,6 +637,24 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
+}
+
+/// A TLS problem as a config error naming the file's field, with its cause.
+fn tls_error(e: TlsError) -> Error {
+    let field = match &e {
+        TlsError::Incomplete { missing, .. } if missing.contains("CA") => "tls_ca",
+        TlsError::Incomplete { missing, .. } if missing.contains("key") => "tls_key",
+        TlsError::Read { what, .. } if what.contains("CA") => "tls_ca",
+        TlsError::Read { what, .. } if what.contains("key") => "tls_key",
+        _ => "tls_cert",
+    };
+    let mut reason = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        reason = format!("{reason}: {c}");
+        cause = c.source();
+    }
+    Error::Config { field, reason }
 }
 
 /// Resolves when `stopped` turns true (or its sender is gone).

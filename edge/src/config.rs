@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchyard_proto::tls::{TlsError, TlsFiles};
 
 use crate::error::Error;
 
@@ -49,6 +50,13 @@ pub struct Config {
     /// Serve without client keys even on a non-loopback address (while the table holds no keys
     /// and no bootstrap key is set). Default false: such an edge refuses to start.
     pub insecure_no_auth: bool,
+    /// CA certificate (PEM) for mutual TLS to the control plane; set all three `tls_*` or
+    /// none. `http://` control-plane URLs are then dialled as `https://`. Default none.
+    pub tls_ca: Option<PathBuf>,
+    /// This edge's certificate (PEM), e.g. from `switchyard certs init`. Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// This edge's private key (PEM). Default none.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A secret string whose `Debug` shows only its last four characters.
@@ -97,6 +105,9 @@ impl Default for Config {
             max_response_bytes: 64 * 1024 * 1024,
             bootstrap_key: None,
             insecure_no_auth: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -171,6 +182,7 @@ impl Config {
                 return Err(invalid(field, "must be greater than 0".to_owned()));
             }
         }
+        self.tls_files()?;
         if let Some(key) = &self.bootstrap_key {
             crate::auth::check_format(key.expose()).map_err(|reason| {
                 invalid(
@@ -194,6 +206,44 @@ impl Config {
                 "the edge listens on {addr}, which is not loopback, and no client key is configured; \
                  set a bootstrap key (SWITCHYARD_BOOTSTRAP_KEY) or pass --insecure-no-auth"
             ),
+        })
+    }
+
+    /// The mutual-TLS files, when all three `tls_*` fields are set.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
+        let files = TlsFiles::from_parts(
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            "tls_ca, tls_cert and tls_key",
+        );
+        let invalid = |e: TlsError| Error::InvalidConfig {
+            field: "tls_cert",
+            reason: match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
+        };
+        let files = files.map_err(invalid)?;
+        if let Some(f) = &files {
+            f.check().map_err(invalid)?;
+        }
+        Ok(files)
+    }
+
+    /// A gRPC endpoint for the control-plane voter at `url`: over mutual TLS when the `tls_*`
+    /// files are set (an `http://` URL is then dialled as `https://`).
+    pub fn control_plane_endpoint(&self, url: &str) -> Result<tonic::transport::Endpoint, Error> {
+        let tls = self.tls_files()?;
+        switchyard_proto::tls::endpoint(url, tls.as_ref()).map_err(|e| match e {
+            TlsError::Url { source, .. } => Error::ControlPlaneConnect {
+                url: url.to_owned(),
+                source,
+            },
+            other => Error::InvalidConfig {
+                field: "tls_cert",
+                reason: other.to_string(),
+            },
         })
     }
 

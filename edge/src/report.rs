@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use switchyard_proto::tls::{self, TlsFiles};
 use switchyard_proto::v1;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
 use tokio::sync::mpsc;
 use tonic::Code;
-use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
 /// Reports waiting to be sent; beyond this, new ones are dropped (the local cooldown holds).
@@ -33,8 +33,18 @@ impl Reporter {
         edge_name: String,
         connect_timeout: Duration,
     ) -> Self {
+        Self::spawn_with_tls(control_planes, edge_name, connect_timeout, None)
+    }
+
+    /// As [`Reporter::spawn`], over mutual TLS with `tls` when given.
+    pub fn spawn_with_tls(
+        control_planes: Vec<String>,
+        edge_name: String,
+        connect_timeout: Duration,
+        tls: Option<TlsFiles>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(control_planes, edge_name, connect_timeout, rx));
+        tokio::spawn(run(control_planes, edge_name, connect_timeout, tls, rx));
         Self { tx }
     }
 
@@ -50,11 +60,12 @@ async fn run(
     control_planes: Vec<String>,
     edge_name: String,
     connect_timeout: Duration,
+    tls: Option<TlsFiles>,
     mut rx: mpsc::Receiver<v1::Cooldown>,
 ) {
     let mut clients = Vec::with_capacity(control_planes.len());
     for url in &control_planes {
-        match Endpoint::from_shared(url.clone()) {
+        match tls::endpoint(url, tls.as_ref()) {
             Ok(e) => clients.push(EdgeServiceClient::new(
                 e.connect_timeout(connect_timeout)
                     .timeout(RPC_TIMEOUT)

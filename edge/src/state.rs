@@ -41,6 +41,7 @@ impl EdgeState {
     /// file exists and decodes (a bad cache is logged and skipped: the control plane will resend).
     pub fn new(cfg: Config) -> Result<Self, Error> {
         let upstream = UpstreamClient::new(cfg.connect_timeout())?;
+        let tls = cfg.tls_files()?;
         let state = Self {
             inner: Arc::new(Inner {
                 table: ArcSwapOption::empty(),
@@ -49,7 +50,7 @@ impl EdgeState {
                 metrics: Metrics::default(),
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
-                limiter: Limiter::new(cfg.primary_control_plane(), cfg.edge_name.clone()),
+                limiter: Limiter::with_tls(cfg.primary_control_plane(), cfg.edge_name.clone(), tls),
                 cfg,
             }),
         };
@@ -125,10 +126,12 @@ impl EdgeState {
         self.inner
             .reporter
             .get_or_init(|| {
-                Reporter::spawn(
+                Reporter::spawn_with_tls(
                     cfg.control_plane_urls(),
                     cfg.edge_name.clone(),
                     cfg.connect_timeout(),
+                    // Checked when the state was built.
+                    cfg.tls_files().ok().flatten(),
                 )
             })
             .report(cooldown);

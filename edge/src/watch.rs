@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use switchyard_proto::v1::WatchRoutingTableRequest;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::cache;
@@ -126,8 +125,8 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
         url: url.to_owned(),
         source,
     };
-    let channel = Endpoint::from_shared(url.to_owned())
-        .map_err(connect_err)?
+    let channel = cfg
+        .control_plane_endpoint(url)?
         .connect_timeout(cfg.connect_timeout())
         // Keepalives notice a voter that vanished or stopped without closing the connection.
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchyard_proto::tls::{TlsError, TlsFiles};
 
 use crate::error::Error;
 use crate::probe::ProbeTarget;
@@ -176,6 +177,13 @@ pub struct Config {
     pub gpu_interval_ms: u64,
     /// Where else to look for model servers.
     pub discovery: DiscoveryConfig,
+    /// CA certificate (PEM) for mutual TLS to the control plane; set all three `tls_*` or
+    /// none. Control-plane URLs are then dialled as `https://`. Default none (plaintext).
+    pub tls_ca: Option<PathBuf>,
+    /// This agent's certificate (PEM), e.g. from `switchyard certs init`. Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// This agent's private key (PEM). Default none.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -195,6 +203,9 @@ impl Default for Config {
             nvidia_smi: "nvidia-smi".to_owned(),
             gpu_interval_ms: 10_000,
             discovery: DiscoveryConfig::default(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -217,6 +228,9 @@ impl fmt::Debug for Config {
             .field("nvidia_smi", &self.nvidia_smi)
             .field("gpu_interval_ms", &self.gpu_interval_ms)
             .field("discovery", &self.discovery)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -326,6 +340,9 @@ impl Config {
                 "must name the tailscale command (or set discovery.tailscale.enabled to false)",
             ));
         }
+        if let Some(files) = self.tls_files()? {
+            files.check().map_err(tls_invalid)?;
+        }
         let mut seen = BTreeSet::new();
         for t in &self.targets {
             if t.host.trim().is_empty() {
@@ -342,6 +359,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The mutual-TLS files, when all three `tls_*` fields are set.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
+        TlsFiles::from_parts(
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            "tls_ca, tls_cert and tls_key",
+        )
+        .map_err(tls_invalid)
     }
 
     /// Time between scans.
@@ -377,6 +405,17 @@ impl Config {
     /// Time between GPU samples.
     pub fn gpu_interval(&self) -> Duration {
         Duration::from_millis(self.gpu_interval_ms)
+    }
+}
+
+/// A TLS problem as a config error, with its cause.
+pub(crate) fn tls_invalid(e: TlsError) -> Error {
+    Error::InvalidConfig {
+        field: "tls_cert",
+        reason: match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

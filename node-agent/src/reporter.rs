@@ -321,14 +321,19 @@ async fn session(
     gpus: &watch::Receiver<Vec<Gpu>>,
     acked: &mut bool,
 ) -> End {
-    let endpoint = match Endpoint::from_shared(addr.to_owned()) {
+    let tls = match cfg.tls_files() {
+        Ok(tls) => tls,
+        Err(e) => return End::Failed(e),
+    };
+    let endpoint = match switchyard_proto::tls::endpoint(addr, tls.as_ref()) {
         Ok(e) => e,
-        Err(source) => {
+        Err(switchyard_proto::tls::TlsError::Url { source, .. }) => {
             return End::Failed(Error::InvalidAddress {
                 addr: addr.to_owned(),
                 source,
             });
         }
+        Err(other) => return End::Failed(crate::config::tls_invalid(other)),
     };
     let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)

@@ -1,4 +1,7 @@
-//! Switchyard's gRPC wire contract: generated types and services of package `switchyard.v1`.
+//! Switchyard's gRPC wire contract: generated types and services of package `switchyard.v1`,
+//! and the mutual-TLS settings every gRPC link shares ([`tls`]).
+
+pub mod tls;
 
 /// Package `switchyard.v1`: agent, edge and raft services and their messages.
 pub mod v1 {

@@ -75,6 +75,12 @@ pub enum Command {
     Reload(AdminArgs),
     /// Check, step by step, that control plane, agents and edge work together.
     Doctor(crate::doctor::DoctorArgs),
+    /// Make a CA and per-node certificates for mutual TLS between the roles.
+    Certs {
+        #[command(subcommand)]
+        /// What to do.
+        cmd: crate::certs::CertsCmd,
+    },
 }
 
 /// `switchyard up`.
@@ -244,6 +250,23 @@ pub struct ControlPlaneArgs {
     /// Environment variable holding the etcd user's password.
     #[arg(long, value_name = "VAR", requires = "etcd_user")]
     pub etcd_password_env: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Mutual TLS on the gRPC links between edges, agents and voters (`switchyard certs init`
+/// makes the files). All three or none.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that signed every node's certificate; turns mutual TLS on.
+    #[arg(long, env = "SWITCHYARD_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    #[arg(long, env = "SWITCHYARD_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "SWITCHYARD_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ControlPlaneArgs {
@@ -300,6 +323,9 @@ impl ControlPlaneArgs {
                     ..Default::default()
                 }
             }),
+            tls_ca: self.tls.tls_ca.clone(),
+            tls_cert: self.tls.tls_cert.clone(),
+            tls_key: self.tls.tls_key.clone(),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -347,6 +373,8 @@ pub struct NodeAgentArgs {
     pub remove_after_ms: u64,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `switchyard edge`.
@@ -378,6 +406,8 @@ pub struct EdgeArgs {
     /// Write the bound address as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl ProbeArgs {
@@ -462,6 +492,9 @@ pub async fn run(
                 success_threshold: args.success_threshold,
                 remove_after_ms: args.remove_after_ms,
                 nvidia_smi: args.nvidia_smi,
+                tls_ca: args.tls.tls_ca,
+                tls_cert: args.tls.tls_cert,
+                tls_key: args.tls.tls_key,
                 ..Default::default()
             };
             let discovery = &mut cfg.discovery;
@@ -488,6 +521,9 @@ pub async fn run(
                 table_cache: args.table_cache,
                 bootstrap_key: args.bootstrap_key.map(switchyard_edge::config::Secret::new),
                 insecure_no_auth: args.insecure_no_auth,
+                tls_ca: args.tls.tls_ca,
+                tls_cert: args.tls.tls_cert,
+                tls_key: args.tls.tls_key,
                 ..Default::default()
             };
             cfg.validate()?;
@@ -512,6 +548,9 @@ pub async fn run(
             verb(&a, Verb::Members(cmd.unwrap_or(MembersCmd::List))).await
         }
         Command::Reload(a) => verb(&a, Verb::Reload).await,
+        Command::Certs {
+            cmd: crate::certs::CertsCmd::Init(args),
+        } => crate::certs::init(&args, &mut std::io::stdout().lock()),
         Command::Doctor(args) => {
             if crate::doctor::run(args).await? {
                 Ok(())

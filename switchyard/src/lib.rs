@@ -4,8 +4,10 @@
 //! - [`demo`]: the built-in `demo` model.
 //! - [`cli`]: argument parsing and the role subcommands.
 //! - [`admin`]: the admin verbs over the control plane's admin API.
+//! - [`certs`]: `certs init`, a CA and per-node certificates for mutual TLS.
 
 pub mod admin;
+pub mod certs;
 pub mod cli;
 pub mod demo;
 pub mod doctor;

@@ -74,7 +74,7 @@ impl fmt::Display for Command {
 }
 
 /// Raft timing and log-compaction settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RaftSettings {
     /// Leader heartbeat interval (ms).
     pub heartbeat_ms: u64,
@@ -88,6 +88,8 @@ pub struct RaftSettings {
     pub keep_logs: u64,
     /// Source address for connections to peers (`None`: chosen by the OS).
     pub peer_bind_ip: Option<IpAddr>,
+    /// Mutual TLS to peers (`None`: plaintext).
+    pub peer_tls: Option<switchyard_proto::tls::TlsFiles>,
 }
 
 impl Default for RaftSettings {
@@ -99,6 +101,7 @@ impl Default for RaftSettings {
             snapshot_every: 5_000,
             keep_logs: 1_000,
             peer_bind_ip: None,
+            peer_tls: None,
         }
     }
 }
@@ -240,7 +243,7 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| Error::Raft(e.to_string()))?;
-        let network = Network::new(settings.peer_bind_ip);
+        let network = Network::new(settings.peer_bind_ip).with_tls(settings.peer_tls.clone());
         let raft = Raft::new(
             node_id,
             Arc::new(config),

@@ -20,6 +20,7 @@ use openraft::raft::{
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2, Snapshot};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use switchyard_proto::tls::{self, TlsError, TlsFiles};
 use switchyard_proto::v1::RaftPayload;
 use switchyard_proto::v1::raft_service_client::RaftServiceClient;
 use switchyard_proto::v1::raft_service_server::RaftService;
@@ -34,27 +35,35 @@ use crate::error::Error;
 #[derive(Clone, Default)]
 pub struct Network {
     bind_ip: Option<IpAddr>,
+    tls: Option<TlsFiles>,
 }
 
 impl Network {
     /// Peers are dialled from `bind_ip` when given.
     pub fn new(bind_ip: Option<IpAddr>) -> Self {
-        Self { bind_ip }
+        Self { bind_ip, tls: None }
     }
 
-    fn endpoint(&self, addr: &str) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
-        Ok(
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-                .connect_timeout(Duration::from_secs(1))
-                .local_address(self.bind_ip),
-        )
+    /// Peers are dialled over mutual TLS with these files (plaintext with `None`).
+    pub fn with_tls(mut self, tls: Option<TlsFiles>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    fn endpoint(&self, addr: &str) -> Result<tonic::transport::Endpoint, TlsError> {
+        Ok(tls::endpoint(addr, self.tls.as_ref())?
+            .connect_timeout(Duration::from_secs(1))
+            .local_address(self.bind_ip))
     }
 
     /// Hands `request` to the leader at `addr` and returns its answer.
     pub async fn forward(&self, addr: &str, request: &Forwarded) -> Result<ForwardReply, Error> {
         let json = serde_json::to_vec(request)
             .map_err(|e| Error::Raft(format!("cannot encode a forwarded request: {e}")))?;
-        let mut client = RaftServiceClient::new(self.endpoint(addr)?.connect_lazy());
+        let endpoint = self
+            .endpoint(addr)
+            .map_err(|e| Error::Raft(format!("cannot dial the leader at {addr}: {e}")))?;
+        let mut client = RaftServiceClient::new(endpoint.connect_lazy());
         let mut req = Request::new(RaftPayload { json });
         req.set_timeout(Duration::from_secs(15));
         let reply = client.forward(req).await.map_err(|status| {

@@ -3,10 +3,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use switchyard_proto::tls::{self, TlsFiles};
 use switchyard_proto::v1::lease_request::Kind;
 use switchyard_proto::v1::lease_service_client::LeaseServiceClient;
 use switchyard_proto::v1::{LeaseReply, LeaseRequest, SlotLease, WindowLease};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::budget::Grant;
 
@@ -40,6 +41,7 @@ impl LeaseError {
 pub struct LeaseClient {
     configured: String,
     edge_name: String,
+    tls: Option<TlsFiles>,
     /// The voter last known to be leader, and a channel to it.
     target: Mutex<Option<(String, LeaseServiceClient<Channel>)>>,
 }
@@ -47,9 +49,15 @@ pub struct LeaseClient {
 impl LeaseClient {
     /// A client that starts at `control_plane` (a gRPC URL).
     pub fn new(control_plane: String, edge_name: String) -> Self {
+        Self::with_tls(control_plane, edge_name, None)
+    }
+
+    /// As [`LeaseClient::new`], over mutual TLS with `tls` when given.
+    pub fn with_tls(control_plane: String, edge_name: String, tls: Option<TlsFiles>) -> Self {
         Self {
             configured: control_plane,
             edge_name,
+            tls,
             target: Mutex::new(None),
         }
     }
@@ -103,7 +111,7 @@ impl LeaseClient {
                         .map(str::to_string);
                     match leader {
                         Some(leader) if status.code() == tonic::Code::FailedPrecondition => {
-                            self.point_at(&format!("http://{leader}"))?;
+                            self.point_at(&leader)?;
                         }
                         _ => {
                             self.forget(&addr);
@@ -143,7 +151,7 @@ impl LeaseClient {
     }
 
     fn point_at(&self, addr: &str) -> Result<(), LeaseError> {
-        let endpoint = Endpoint::from_shared(addr.to_string())
+        let endpoint = tls::endpoint(addr, self.tls.as_ref())
             .map_err(|_| LeaseError::Address(addr.to_string()))?
             .connect_timeout(CALL_TIMEOUT);
         let client = LeaseServiceClient::new(endpoint.connect_lazy());

@@ -115,9 +115,18 @@ impl Limiter {
     /// A limiter leasing from the control plane at `control_plane` as `edge_name`. Needs no
     /// runtime until first used.
     pub fn new(control_plane: String, edge_name: String) -> Self {
+        Self::with_tls(control_plane, edge_name, None)
+    }
+
+    /// As [`Limiter::new`], leasing over mutual TLS with `tls` when given.
+    pub fn with_tls(
+        control_plane: String,
+        edge_name: String,
+        tls: Option<switchyard_proto::tls::TlsFiles>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                client: LeaseClient::new(control_plane, edge_name),
+                client: LeaseClient::with_tls(control_plane, edge_name, tls),
                 budgets: Mutex::new(HashMap::new()),
                 refilling: Mutex::new(HashSet::new()),
                 slots: Mutex::new(HashMap::new()),
