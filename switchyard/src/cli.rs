@@ -111,6 +111,10 @@ pub struct UpArgs {
     /// Do not probe this host for model servers.
     #[arg(long)]
     pub no_agent: bool,
+    /// A client key the edge accepts besides the cluster's keys; with it set, `/v1` requires a
+    /// key even before any is created.
+    #[arg(long, env = "SWITCHYARD_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<String>,
     #[command(flatten)]
     pub probe: ProbeArgs,
 }
@@ -467,6 +471,7 @@ pub async fn run(
             let extras = UpExtras {
                 config_file: args.config,
                 admin: Some(admin),
+                bootstrap_key: args.bootstrap_key,
             };
             let up = Up::start_with(cfg, edge, grpc, extras).await?;
             tracing::info!(

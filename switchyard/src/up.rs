@@ -54,6 +54,8 @@ pub struct UpExtras {
     pub config_file: Option<PathBuf>,
     /// Where the admin API serves, when it should.
     pub admin: Option<TcpListener>,
+    /// A client key the edge accepts besides the cluster's keys (first use, scripts).
+    pub bootstrap_key: Option<String>,
 }
 
 /// A running `up`: every role, and the addresses they serve.
@@ -81,6 +83,7 @@ impl Up {
         grpc: TcpListener,
         extras: UpExtras,
     ) -> anyhow::Result<Self> {
+        let bootstrap_key = extras.bootstrap_key;
         let cp_config = switchyard_control_plane::Config {
             data_dir: cfg.data_dir.clone(),
             config_file: extras.config_file,
@@ -164,6 +167,7 @@ impl Up {
             control_plane: grpc_url,
             edge_name: "up".into(),
             table_cache: Some(cfg.data_dir.join("edge-table.pb")),
+            bootstrap_key: bootstrap_key.map(switchyard_edge::config::Secret::new),
             ..Default::default()
         };
         tasks.push(tokio::spawn({

@@ -226,3 +226,53 @@ async fn demo_model_answers_plain_and_streaming() -> anyhow::Result<()> {
     up.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_key_makes_up_require_a_key() -> anyhow::Result<()> {
+    use switchyard::up::{Up, UpConfig, UpExtras};
+    switchyard_tests::harness::init();
+    let data = tempfile::tempdir()?;
+    let cfg = UpConfig {
+        data_dir: data.path().to_path_buf(),
+        demo: true,
+        agent: false,
+        ..Default::default()
+    };
+    let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let key = "sy_test_bootstrap0123456789abcdef";
+    let extras = UpExtras {
+        bootstrap_key: Some(key.into()),
+        ..Default::default()
+    };
+    let up = Up::start_with(cfg, edge, grpc, extras).await?;
+    let edge = up.edge_addr();
+    let client = reqwest::Client::new();
+    let request = json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]});
+    let status = wait_for(Duration::from_secs(10), "the demo model behind the key", || {
+        let client = client.clone();
+        let request = request.clone();
+        async move {
+            let r = client
+                .post(format!("http://{edge}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&request)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(r.status())
+        }
+    })
+    .await?;
+    assert_eq!(status, 200);
+    let refused = client
+        .post(format!("http://{edge}/v1/chat/completions"))
+        .json(&request)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await?;
+    assert_eq!(body["error"]["type"], "authentication_error");
+    up.stop().await?;
+    Ok(())
+}
