@@ -14,6 +14,10 @@
 //! vs off, at 16 connections: what admission adds.
 
 mod limits;
+/// The same allocator as the `switchyard` binary, so the edge measured here is the one shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod load;
 mod servers;
 
