@@ -404,7 +404,7 @@ async fn key_tokens_are_charged_real_usage_not_the_estimate() -> anyhow::Result<
         tpm: 1_000,
         ..Default::default()
     };
-    let cheap_key = key(&admin, tpm.clone()).await?;
+    let cheap_key = key(&admin, tpm).await?;
     let costly_key = key(&admin, tpm).await?;
     let edge = edge(
         cluster.voter(1).grpc().unwrap(),

@@ -49,6 +49,10 @@ pub struct Budget {
     last_grant: u64,
     /// Edges sharing the window at the last grant; sizes the share used without a leader.
     edges: u32,
+    /// Since when this edge has been spending in the current window: the window's start, or
+    /// the first request when the budget is new (so a mid-window start does not read as a
+    /// low rate).
+    active_since_ms: u64,
 }
 
 impl Budget {
@@ -63,6 +67,7 @@ impl Budget {
             cluster_remaining: limit,
             last_grant: 0,
             edges: 1,
+            active_since_ms: 0,
         }
     }
 
@@ -80,6 +85,11 @@ impl Budget {
         let start = now_ms - now_ms % self.window_ms;
         if start != self.window_start_ms {
             // Slices belong to their window: what is left of the old one is gone.
+            self.active_since_ms = if self.window_start_ms == 0 {
+                now_ms
+            } else {
+                start
+            };
             self.window_start_ms = start;
             self.available = 0;
             self.spent = 0;
@@ -160,7 +170,8 @@ impl Budget {
     /// How much to ask for: what this edge spends in `horizon_ms` at its current rate, at
     /// least `min`, plus what a settlement left it owing (real usage above the estimate).
     pub fn ask(&self, now_ms: u64, horizon_ms: u64, min: u64) -> u64 {
-        let elapsed = now_ms.saturating_sub(self.window_start_ms).max(1);
+        let since = self.window_start_ms.max(self.active_since_ms);
+        let elapsed = now_ms.saturating_sub(since).max(1);
         let rate_per_ms = self.spent as f64 / elapsed as f64;
         let want = (rate_per_ms * horizon_ms as f64).ceil() as u64;
         let debt = u64::try_from(-self.available.min(0)).unwrap_or(0);
@@ -286,5 +297,26 @@ mod tests {
         let want = b.ask(10_000, 2_000, 1);
         assert!((19..=21).contains(&want), "{want}");
         assert_eq!(b.headers(10_000), (100_000, 99_900, 50_000));
+    }
+
+    #[test]
+    fn a_budget_new_mid_window_measures_its_rate_from_its_first_request() {
+        let mut b = Budget::new(100_000, 60_000);
+        assert_eq!(b.take(1, 630_000), Take::NeedLease);
+        b.add(grant(1_000, 99_000, 600_000), 630_000);
+        for t in 0..100 {
+            assert_eq!(b.take(1, 630_000 + t * 100), Take::Admitted);
+        }
+        // 100 in the 10 s since it started (not in the 40 s since the window did).
+        let want = b.ask(640_000, 2_000, 1);
+        assert!((19..=21).contains(&want), "{want}");
+        // The next window counts from its start.
+        assert_eq!(b.take(1, 660_000), Take::NeedLease);
+        b.add(grant(1_000, 99_000, 660_000), 660_000);
+        for t in 0..50 {
+            assert_eq!(b.take(1, 660_000 + t * 200), Take::Admitted);
+        }
+        let want = b.ask(670_000, 2_000, 1);
+        assert!((10..=11).contains(&want), "{want}");
     }
 }

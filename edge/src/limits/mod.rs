@@ -173,7 +173,7 @@ impl Limiter {
                 }
                 Take::Exhausted { retry_at_ms } => return Err(limited(limit, retry_at_ms, now)),
                 Take::NeedLease => {
-                    if !self.refill(limit, cost).await {
+                    let Some(taken) = self.refill(limit, cost, Some(cost)).await else {
                         // No leader: spend this edge's share of the window.
                         let take = self.budget(limit, |b| b.take_unleased(cost, now));
                         return match take {
@@ -183,6 +183,9 @@ impl Limiter {
                             }
                             Take::NeedLease => Err(limited(limit, now + 1_000, now)),
                         };
+                    };
+                    if taken {
+                        return Ok(self.quota(limit, now_ms()));
                     }
                 }
             }
@@ -303,8 +306,11 @@ impl Limiter {
         }
     }
 
-    /// Asks the leader for more of `limit`; false when no leader answered.
-    async fn refill(&self, limit: &WindowLimit, at_least: u64) -> bool {
+    /// Asks the leader for more of `limit`; `None` when no leader answered. With `take`, that
+    /// many units are taken from the slice as the grant is added, under one lock, so requests
+    /// running at the same time cannot spend a grant before the request that asked for it;
+    /// the answer says whether they were.
+    async fn refill(&self, limit: &WindowLimit, at_least: u64, take: Option<u64>) -> Option<bool> {
         let now = now_ms();
         let horizon = u64::try_from(REFILL_HORIZON.as_millis()).unwrap_or(u64::MAX);
         let want = self.budget(limit, |b| b.ask(now, horizon, at_least));
@@ -314,13 +320,14 @@ impl Limiter {
             .window(&limit.key, want, limit.limit, limit.window_ms())
             .await
         {
-            Ok(grant) => {
-                self.budget(limit, |b| b.add(grant, now_ms()));
-                true
-            }
+            Ok(grant) => Some(self.budget(limit, |b| {
+                let now = now_ms();
+                b.add(grant, now);
+                take.is_some_and(|cost| b.take(cost, now) == Take::Admitted)
+            })),
             Err(e) => {
                 tracing::warn!(limit = %limit.key, error = %e, "cannot lease capacity; spending this edge's share");
-                false
+                None
             }
         }
     }
@@ -331,7 +338,7 @@ impl Limiter {
         }
         let limiter = self.clone();
         tokio::spawn(async move {
-            limiter.refill(&limit, 1).await;
+            limiter.refill(&limit, 1, None).await;
             lock(&limiter.inner.refilling).remove(&limit.key);
         });
     }

@@ -240,7 +240,8 @@ mod tests {
 
     #[test]
     fn announced_limits_are_read() {
-        let cases: Vec<(HeaderMap, (Option<u64>, Option<u64>))> = vec![
+        type Announced = (Option<u64>, Option<u64>);
+        let cases: Vec<(HeaderMap, Announced)> = vec![
             (
                 headers(&[
                     ("x-ratelimit-limit-requests", "30"),
