@@ -50,6 +50,17 @@ pub struct Config {
     /// Serve without client keys even on a non-loopback address (while the table holds no keys
     /// and no bootstrap key is set). Default false: such an edge refuses to start.
     pub insecure_no_auth: bool,
+    /// Time a client has to send a request's headers, from the connection's start or the first
+    /// byte of a later request, in milliseconds; slower connections are closed. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// Time a keep-alive connection may sit idle between requests, and the longest a response
+    /// write may wait on a client that reads nothing, in milliseconds. Default 90000.
+    pub idle_timeout_ms: u64,
+    /// Time a client has to send a request's whole body after its headers, in milliseconds;
+    /// slower bodies get 408 and the connection is closed. Default 60000.
+    pub body_read_timeout_ms: u64,
+    /// Most client connections served at once; more wait in the listen backlog. Default 10000.
+    pub max_connections: usize,
     /// CA certificate (PEM) for mutual TLS to the control plane; set all three `tls_*` or
     /// none. `http://` control-plane URLs are then dialled as `https://`. Default none.
     pub tls_ca: Option<PathBuf>,
@@ -105,6 +116,10 @@ impl Default for Config {
             max_response_bytes: 64 * 1024 * 1024,
             bootstrap_key: None,
             insecure_no_auth: false,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 90_000,
+            body_read_timeout_ms: 60_000,
+            max_connections: 10_000,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
@@ -177,6 +192,10 @@ impl Config {
             ("request_timeout_ms", self.request_timeout_ms),
             ("stream_idle_timeout_ms", self.stream_idle_timeout_ms),
             ("max_response_bytes", self.max_response_bytes as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("max_connections", self.max_connections as u64),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0".to_owned()));
@@ -265,6 +284,21 @@ impl Config {
     /// [`Config::first_byte_timeout_ms`] as a duration.
     pub fn first_byte_timeout(&self) -> Duration {
         Duration::from_millis(self.first_byte_timeout_ms)
+    }
+
+    /// [`Config::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// [`Config::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// [`Config::body_read_timeout_ms`] as a duration.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 }
 
@@ -365,6 +399,34 @@ mod tests {
                 "max_response_bytes",
                 Config {
                     max_response_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "header_read_timeout_ms",
+                Config {
+                    header_read_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "idle_timeout_ms",
+                Config {
+                    idle_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "body_read_timeout_ms",
+                Config {
+                    body_read_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_connections",
+                Config {
+                    max_connections: 0,
                     ..Config::default()
                 },
             ),

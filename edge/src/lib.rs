@@ -8,6 +8,7 @@
 //! - [`upstream`]: the request body rewrite and the upstream HTTP client.
 //! - [`routes`]: one file per HTTP endpoint, assembled by [`app`].
 //! - [`metrics`]: Prometheus metrics; [`report`]: cooldown reports to the control plane.
+//! - [`server`]: the HTTP server loop with its connection cap and header, idle and body timeouts.
 //! - [`error`]: [`Error`] for running, [`ApiError`] for clients.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod report;
 pub mod routes;
 pub mod routing;
+pub mod server;
 pub mod state;
 pub mod upstream;
 pub mod watch;
@@ -32,10 +34,12 @@ use tracing::{info, warn};
 pub use config::Config;
 pub use error::{ApiError, Error};
 pub use routes::app;
+pub use server::{ServeOptions, serve};
 pub use state::EdgeState;
 
 /// Runs an edge on `listener` until `shutdown` completes: validates `cfg`, loads the cached
-/// table, follows the control plane in the background and serves `/v1` with graceful shutdown.
+/// table, follows the control plane in the background and serves `/v1` with graceful shutdown
+/// (in-flight responses, streams included, finish first) and the configured connection timeouts.
 pub async fn run(
     cfg: Config,
     listener: TcpListener,
@@ -59,17 +63,16 @@ pub async fn run(
         control_plane = %state.config().control_plane,
         "edge serving"
     );
-    let served = axum::serve(nodelay(listener), app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve);
+    let options = ServeOptions::from(state.config());
+    let served = serve(listener, app(state), options, shutdown).await;
     watcher.abort();
     info!("edge stopped");
     served
 }
 
 /// Wraps `listener` so every accepted connection has `TCP_NODELAY`: streamed events are small
-/// writes, and with Nagle each would wait for the previous one's ACK.
+/// writes, and with Nagle each would wait for the previous one's ACK. For `axum::serve` users
+/// (benchmarks); [`serve`] sets it itself.
 pub fn nodelay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
     fn set(stream: &mut TcpStream) {
         if let Err(e) = stream.set_nodelay(true) {

@@ -407,6 +407,18 @@ pub struct EdgeArgs {
     /// to start while no key is configured).
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Milliseconds a client has to send a request's headers; slower connections are closed.
+    #[arg(long, env = "SWITCHYARD_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds a keep-alive connection may idle, or a response wait on a client reading nothing.
+    #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT_MS", default_value_t = 90_000)]
+    pub idle_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's body after its headers (then 408).
+    #[arg(long, env = "SWITCHYARD_BODY_READ_TIMEOUT_MS", default_value_t = 60_000)]
+    pub body_read_timeout_ms: u64,
+    /// Most client connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Write the bound address as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -526,6 +538,10 @@ pub async fn run(
                 table_cache: args.table_cache,
                 bootstrap_key: args.bootstrap_key.map(switchyard_edge::config::Secret::new),
                 insecure_no_auth: args.insecure_no_auth,
+                header_read_timeout_ms: args.header_read_timeout_ms,
+                idle_timeout_ms: args.idle_timeout_ms,
+                body_read_timeout_ms: args.body_read_timeout_ms,
+                max_connections: args.max_connections,
                 tls_ca: args.tls.tls_ca,
                 tls_cert: args.tls.tls_cert,
                 tls_key: args.tls.tls_key,

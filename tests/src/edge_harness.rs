@@ -159,8 +159,10 @@ impl TestEdge {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let router = app(state.clone());
+        let options = switchyard_edge::ServeOptions::from(state.config());
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(switchyard_edge::nodelay(listener), router).await {
+            let stopped = std::future::pending();
+            if let Err(e) = switchyard_edge::serve(listener, router, options, stopped).await {
                 tracing::warn!(error = %e, "test edge stopped");
             }
         });

@@ -71,27 +71,49 @@ impl Route {
 /// Serves one `/v1` POST: the upstream's answer, or an OpenAI-shaped error.
 pub async fn forward(state: &EdgeState, route: Route, request: Request) -> Response {
     let started = Instant::now();
-    state.metrics().in_flight().inc();
+    let _in_flight = InFlightRequest::start(state);
     let (parts, body) = request.into_parts();
     let limit = state.config().max_body_bytes;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if is_length_limit(&e) {
-            ApiError::BodyTooLarge { limit }
-        } else {
-            ApiError::BodyUnreadable
-        }
-    });
+    // A body announced larger than the limit is refused at once, not read until it overflows.
+    let body = if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        Err(ApiError::BodyTooLarge { limit })
+    } else {
+        axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if is_length_limit(&e) {
+                ApiError::BodyTooLarge { limit }
+            } else {
+                ApiError::BodyUnreadable
+            }
+        })
+    };
     let response = match serve(state, route, &parts.headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
-    state.metrics().in_flight().dec();
     state.metrics().request(
         route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// Counts a request in the in-flight gauge until dropped: a client that goes away before the
+/// answer drops this future midway, and must not stay counted forever.
+struct InFlightRequest(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlightRequest {
+    fn start(state: &EdgeState) -> Self {
+        let gauge = state.metrics().in_flight().clone();
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Whether reading the body failed because it passed the size limit.
@@ -448,7 +470,11 @@ impl Plan<'_> {
             return self.failed(candidate, UpstreamError::Connect);
         };
         if let Some(op) = self.goes_native(candidate) {
-            let t = native::Try { by: try_by, allowed, sent_us };
+            let t = native::Try {
+                by: try_by,
+                allowed,
+                sent_us,
+            };
             return self.native(candidate, op, t, in_flight).await;
         }
         let body = self
@@ -561,7 +587,11 @@ impl Plan<'_> {
         if status == StatusCode::NOT_FOUND
             && let Some(op) = self.ollama_op(candidate)
         {
-            let t = native::Try { by: try_by, allowed, sent_us };
+            let t = native::Try {
+                by: try_by,
+                allowed,
+                sent_us,
+            };
             return self
                 .after_v1_404(candidate, op, response_body, t, in_flight)
                 .await;

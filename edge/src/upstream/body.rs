@@ -33,7 +33,17 @@ impl<'a> RequestBody<'a> {
             serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson {
                 reason: e.to_string(),
             })?;
-        let Fields(fields) = serde_json::from_str(raw.get()).map_err(|_| ApiError::NotAnObject)?;
+        // Valid for the first pass yet failing here: not an object, or a key that cannot be
+        // decoded (a lone surrogate escape), which is not JSON the edge can route.
+        let Fields(fields) = serde_json::from_str(raw.get()).map_err(|e| {
+            if raw.get().starts_with('{') {
+                ApiError::InvalidJson {
+                    reason: e.to_string(),
+                }
+            } else {
+                ApiError::NotAnObject
+            }
+        })?;
         let mut body = Self {
             fields,
             stream: false,

@@ -1,0 +1,689 @@
+//! The edge's HTTP server: accepts connections (capped), serves HTTP/1.1 and HTTP/2 with
+//! hyper, and closes connections that dawdle: headers slower than the header timeout, idle
+//! keep-alive connections, request bodies slower than the body timeout, and clients that read
+//! nothing of a response for the idle timeout. A request in progress whose client keeps reading
+//! (a long stream) is never cut. Shutdown stops accepting and lets in-flight responses finish.
+//!
+//! hyper's own `header_read_timeout` is not used: it also runs while a keep-alive connection
+//! waits for its next request (so idle and header time could not differ), and hyper-util's
+//! protocol detection reads with no timer at all. The [`verdict`] below decides instead, from
+//! what the connection did and when.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::{IntoResponse as _, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Version};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt as _;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// How the server treats its connections; [`ServeOptions::from`] a [`Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Time to send a request's headers, from the connection's start or a later request's first byte.
+    pub header_read_timeout: Duration,
+    /// Time a connection may idle between requests, or stall a response write.
+    pub idle_timeout: Duration,
+    /// Time to send a request's body after its headers.
+    pub body_read_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl From<&Config> for ServeOptions {
+    fn from(cfg: &Config) -> Self {
+        Self {
+            header_read_timeout: cfg.header_read_timeout(),
+            idle_timeout: cfg.idle_timeout(),
+            body_read_timeout: cfg.body_read_timeout(),
+            max_connections: cfg.max_connections,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for in-flight
+/// responses (streams included) to finish. Every accepted connection has `TCP_NODELAY`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    // Each connection holds a receiver; `closed()` on the sender resolves when all are gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    warn!(error = %e, "cannot accept a client connection; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+        let builder = builder.clone();
+        let router = router.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let reason = connection(stream, &builder, router, options, stop).await;
+            debug!(peer = %peer, reason = reason.as_str(), "client connection closed");
+            drop(slot);
+        });
+    }
+    drop(listener);
+    drop(stop_rx);
+    let _receivers_remain = stop_tx.send(true);
+    stop_tx.closed().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The client or hyper ended it (including errors).
+    Ended,
+    /// The request headers took longer than the header timeout.
+    HeaderTimeout,
+    /// No request for the idle timeout.
+    IdleTimeout,
+    /// A response write waited on the client for the idle timeout.
+    WriteStalled,
+}
+
+impl Closed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ended => "ended",
+            Self::HeaderTimeout => "header timeout",
+            Self::IdleTimeout => "idle timeout",
+            Self::WriteStalled => "write stalled",
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    builder: &auto::Builder<TokioExecutor>,
+    router: Router,
+    options: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Closed {
+    let clock = Arc::new(ConnClock::new());
+    let io = TokioIo::new(WatchedIo {
+        inner: Some(stream),
+        clock: clock.clone(),
+    });
+    let service_clock = clock.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let router = router.clone();
+        let guard = service_clock.start_request(request.version() == Version::HTTP_2);
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| {
+            Body::new(TimedBody::new(
+                body,
+                options.body_read_timeout,
+                timed_out.clone(),
+                service_clock.clone(),
+            ))
+        });
+        async move {
+            let response = match router.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            let response = if timed_out.load(Ordering::Acquire) {
+                body_timeout_response(options.body_read_timeout)
+            } else {
+                response
+            };
+            Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                inner: body,
+                _guard: guard,
+            }))
+        }
+    });
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let watchdog = clock.watch(options);
+    let mut watchdog = std::pin::pin!(watchdog);
+    let mut draining = *stop.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    debug!(error = %e, "client connection failed");
+                }
+                return Closed::Ended;
+            }
+            reason = &mut watchdog => return reason,
+            changed = stop.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// The OpenAI-shaped 408 for a body that did not arrive in time; the connection is closed.
+fn body_timeout_response(limit: Duration) -> Response {
+    let message = format!(
+        "the request body did not arrive within {} ms",
+        limit.as_millis()
+    );
+    let body = crate::error::error_json(
+        &message,
+        "invalid_request_error",
+        None,
+        Some("request_timeout"),
+    );
+    let mut response = (StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// What a connection has done, as the watchdog sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// Requests whose response has not been sent completely.
+    pub busy: usize,
+    /// When the headers now being read started (ms), while no request is in progress.
+    pub head_since: Option<u64>,
+    /// When the connection last became idle (ms).
+    pub idle_since: u64,
+    /// Since when a response write has waited on the client (ms).
+    pub write_blocked_since: Option<u64>,
+}
+
+/// What the watchdog does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Close the connection.
+    Close(Closed),
+    /// Look again at this time (ms), or sooner when woken.
+    CheckAt(u64),
+}
+
+/// Decides, at `now` (ms), whether a connection has overstayed; pure.
+pub fn verdict(a: &Activity, now: u64, options: &ServeOptions) -> Verdict {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let (idle, header) = (ms(options.idle_timeout), ms(options.header_read_timeout));
+    let due = |since: u64, limit: u64, why: Closed| {
+        let at = since.saturating_add(limit);
+        if now >= at {
+            Verdict::Close(why)
+        } else {
+            Verdict::CheckAt(at)
+        }
+    };
+    if a.busy > 0 {
+        // A write stall is not announced (that would cost a wake-up per blocked write), so a
+        // busy connection is looked at every half idle timeout: a stall closes it within 1.5x.
+        return match a.write_blocked_since {
+            Some(since) => match due(since, idle, Closed::WriteStalled) {
+                Verdict::CheckAt(at) => Verdict::CheckAt(at.min(now.saturating_add(idle / 2))),
+                close => close,
+            },
+            None => Verdict::CheckAt(now.saturating_add((idle / 2).max(1))),
+        };
+    }
+    match a.head_since {
+        Some(since) => due(since, header, Closed::HeaderTimeout),
+        None => due(a.idle_since, idle, Closed::IdleTimeout),
+    }
+}
+
+/// One connection's activity, updated by its IO and its requests, read by its watchdog.
+struct ConnClock {
+    start: Instant,
+    busy: AtomicUsize,
+    /// 0: not reading a head; otherwise its start in ms + 1.
+    head_since: AtomicU64,
+    idle_since: AtomicU64,
+    /// 0: no write waiting; otherwise since when in ms + 1.
+    write_blocked_since: AtomicU64,
+    /// The client spoke HTTP/2: its frames between requests (pings, settings) are not heads.
+    h2: AtomicBool,
+    /// A request body was left unread (refused as too large, or timed out): the socket is
+    /// drained a little before it closes, so the client can read the error instead of a reset.
+    unread_body: AtomicBool,
+    wake: Notify,
+}
+
+impl ConnClock {
+    /// A new connection is reading its first request's headers.
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            busy: AtomicUsize::new(0),
+            head_since: AtomicU64::new(1),
+            idle_since: AtomicU64::new(0),
+            write_blocked_since: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
+            unread_body: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn activity(&self) -> Activity {
+        let stamp = |v: u64| v.checked_sub(1);
+        Activity {
+            busy: self.busy.load(Ordering::Acquire),
+            head_since: stamp(self.head_since.load(Ordering::Acquire)),
+            idle_since: self.idle_since.load(Ordering::Acquire),
+            write_blocked_since: stamp(self.write_blocked_since.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Bytes arrived: on an idle HTTP/1 connection they start the next request's head.
+    fn on_read(&self) {
+        if self.busy.load(Ordering::Acquire) == 0
+            && !self.h2.load(Ordering::Relaxed)
+            && self.head_since.load(Ordering::Acquire) == 0
+        {
+            self.head_since
+                .store(self.now_ms().saturating_add(1), Ordering::Release);
+            // The deadline moved closer: wake the watchdog sleeping toward the idle one.
+            self.wake.notify_one();
+        }
+    }
+
+    fn on_write(&self, blocked: bool) {
+        let current = self.write_blocked_since.load(Ordering::Relaxed);
+        if blocked && current == 0 {
+            self.write_blocked_since
+                .store(self.now_ms().saturating_add(1), Ordering::Relaxed);
+        } else if !blocked && current != 0 {
+            self.write_blocked_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A request's headers arrived; the returned guard ends it when dropped.
+    fn start_request(self: &Arc<Self>, h2: bool) -> BusyGuard {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Release);
+        BusyGuard(self.clone())
+    }
+
+    /// Resolves when the connection has overstayed, with the reason.
+    async fn watch(&self, options: ServeOptions) -> Closed {
+        loop {
+            let at = match verdict(&self.activity(), self.now_ms(), &options) {
+                Verdict::Close(reason) => return reason,
+                Verdict::CheckAt(at) => at,
+            };
+            let wake_at = self.start + Duration::from_millis(at.saturating_sub(self.now_ms()));
+            let wake_at = wake_at.max(Instant::now());
+            tokio::select! {
+                () = tokio::time::sleep_until(wake_at) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// Ends a request (its response fully sent or dropped) when dropped.
+struct BusyGuard(Arc<ConnClock>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let clock = &self.0;
+        clock.idle_since.store(clock.now_ms(), Ordering::Release);
+        clock.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Longest a closing connection is drained after a request body was left unread.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes drained then.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// A client socket that tells its [`ConnClock`] about reads and stalled writes. `inner` is
+/// taken only when it is dropped.
+struct WatchedIo {
+    inner: Option<TcpStream>,
+    clock: Arc<ConnClock>,
+}
+
+impl WatchedIo {
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        self.inner
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+}
+
+impl Drop for WatchedIo {
+    /// Closing a socket whose receive buffer holds unread bytes sends a reset, which can
+    /// destroy the error answer (a 413) before the client reads it; so such a socket sends
+    /// its FIN and reads what is left for a moment first (a bounded lingering close).
+    fn drop(&mut self) {
+        if !self.clock.unread_body.load(Ordering::Acquire) || self.clock.h2.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let (Some(stream), Ok(runtime)) =
+            (self.inner.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(linger(stream));
+    }
+}
+
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let drain = async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = vec![0u8; 64 * 1024];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _drained_or_timed_out = tokio::time::timeout(LINGER, drain).await;
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = self.stream()?.poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.stream()?.poll_write(cx, buf);
+        self.clock.on_write(result.is_pending());
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.stream()?.poll_write_vectored(cx, bufs);
+        self.clock.on_write(result.is_pending());
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(TcpStream::is_write_vectored)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_shutdown(cx)
+    }
+}
+
+/// A request body that fails with `TimedOut` when it is not complete by its deadline, and
+/// says so through `timed_out` so the answer can be a 408.
+struct TimedBody {
+    inner: Incoming,
+    limit: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+    timed_out: Arc<AtomicBool>,
+    clock: Arc<ConnClock>,
+    finished: bool,
+}
+
+impl TimedBody {
+    fn new(
+        inner: Incoming,
+        limit: Duration,
+        timed_out: Arc<AtomicBool>,
+        clock: Arc<ConnClock>,
+    ) -> Self {
+        Self {
+            inner,
+            limit,
+            deadline: None,
+            timed_out,
+            clock,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        if !self.finished && !hyper::body::Body::is_end_stream(&self.inner) {
+            self.clock.unread_body.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.finished |= frame.is_none();
+            return Poll::Ready(frame.map(|f| f.map_err(axum::BoxError::from)));
+        }
+        // The clock starts when the body is first waited on, i.e. right after the headers.
+        let limit = this.limit;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(deadline.as_mut().poll(cx));
+        this.timed_out.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(Box::new(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request body did not arrive in time",
+        )))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is dropped.
+struct TrackedBody {
+    inner: Body,
+    _guard: BusyGuard,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: ServeOptions = ServeOptions {
+        header_read_timeout: Duration::from_millis(10_000),
+        idle_timeout: Duration::from_millis(90_000),
+        body_read_timeout: Duration::from_millis(60_000),
+        max_connections: 10,
+    };
+
+    fn activity(busy: usize, head: Option<u64>, idle: u64, blocked: Option<u64>) -> Activity {
+        Activity {
+            busy,
+            head_since: head,
+            idle_since: idle,
+            write_blocked_since: blocked,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        use Closed::*;
+        use Verdict::*;
+        // (activity, now) → verdict
+        let cases = [
+            // a new connection reads its first head from 0
+            (activity(0, Some(0), 0, None), 9_999, CheckAt(10_000)),
+            (activity(0, Some(0), 0, None), 10_000, Close(HeaderTimeout)),
+            // idle keep-alive: 90 s, not 10
+            (activity(0, None, 1_000, None), 50_000, CheckAt(91_000)),
+            (activity(0, None, 1_000, None), 91_000, Close(IdleTimeout)),
+            // a later head started at 95 s
+            (
+                activity(0, Some(95_000), 1_000, None),
+                96_000,
+                CheckAt(105_000),
+            ),
+            // busy: never closed while writes flow, however long
+            (activity(1, None, 0, None), 1_000_000, CheckAt(1_045_000)),
+            // busy with a stalled write: closed once it waited the idle timeout
+            (activity(1, None, 0, Some(100)), 50_000, CheckAt(90_100)),
+            (activity(2, None, 0, Some(100)), 90_100, Close(WriteStalled)),
+            // a stale head stamp while busy does not count
+            (activity(1, Some(0), 0, None), 20_000, CheckAt(65_000)),
+        ];
+        for (a, now, want) in cases {
+            assert_eq!(verdict(&a, now, &OPTIONS), want, "{a:?} at {now}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_follows_a_connection() {
+        let clock = Arc::new(ConnClock::new());
+        assert_eq!(clock.activity().head_since, Some(0));
+        let guard = clock.start_request(false);
+        assert_eq!(clock.activity().busy, 1);
+        assert_eq!(clock.activity().head_since, None);
+        // reads while busy (a body, a pipelined request) start no head
+        clock.on_read();
+        assert_eq!(clock.activity().head_since, None);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        drop(guard);
+        let a = clock.activity();
+        assert_eq!((a.busy, a.idle_since), (0, 500));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        clock.on_read();
+        assert_eq!(clock.activity().head_since, Some(1_000));
+        // HTTP/2: frames between requests are not heads
+        drop(clock.start_request(true));
+        clock.on_read();
+        assert_eq!(clock.activity().head_since, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watchdog_closes_a_silent_connection_at_the_header_timeout() {
+        let clock = ConnClock::new();
+        let started = Instant::now();
+        let reason = clock.watch(OPTIONS).await;
+        assert_eq!(reason, Closed::HeaderTimeout);
+        assert_eq!(started.elapsed(), OPTIONS.header_read_timeout);
+    }
+}
