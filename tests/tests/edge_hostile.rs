@@ -974,3 +974,84 @@ async fn connections_past_the_cap_wait_their_turn() {
     drop(fifth);
     edge.assert_healthy("the connection cap").await;
 }
+
+/// SIGTERM stops accepting at once but lets an in-flight stream finish; then the process exits
+/// cleanly.
+#[tokio::test]
+async fn shutdown_drains_in_flight_streams() {
+    let up = Upstream::start().await;
+    let mut edge = EdgeProcess::start(&up, &[]).await;
+    let resp = client()
+        .post(edge.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(chat_body("gated", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("first"));
+    let term = Command::new("kill")
+        .args(["-TERM", &edge.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // New connections are refused once the listener is closed.
+    wait_for(
+        Duration::from_secs(5),
+        "the edge to stop accepting",
+        || async { TcpStream::connect(edge.addr).await.is_err().then_some(()) },
+    )
+    .await
+    .unwrap();
+    edge.assert_alive();
+    up.gate.send_replace(true);
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(
+        rest.ends_with(b"data: [DONE]\n\n"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = edge.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(status.success(), "the edge exited with {status}");
+}
+
+/// HTTP/2 with prior knowledge is served by the same listener, under the same timeouts.
+#[tokio::test]
+async fn http2_is_served_too() {
+    let up = Upstream::start().await;
+    let mut edge = EdgeProcess::start(&up, &[]).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(CALL)
+        .build()
+        .unwrap();
+    for stream in [false, true] {
+        let resp = h2
+            .post(edge.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(chat_body("ok", stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("Hello"), "{text}");
+    }
+    edge.assert_healthy("HTTP/2").await;
+}
