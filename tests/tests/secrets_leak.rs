@@ -39,6 +39,10 @@ const READ_TOKEN: &str = "read-LEAKCHECK-0123456789abcdef";
 const WRONG_ADMIN_TOKEN: &str = "admin-LEAKCHECK-wrong-0123456789";
 /// 32 bytes, base64url.
 const CLUSTER_KEY: &str = "TEVBS0NIRUNLTEVBS0NIRUNLTEVBS0NIRUNLTEVBS0M";
+/// An upstream key declared in the control plane's environment (`LLM_PROXY_ENDPOINT_*`).
+const ENV_UPSTREAM_KEY: &str = "sk-envupstream-LEAKCHECK-0123456789ab";
+/// An upstream key given to `switchyard endpoints add --api-key`.
+const CLI_UPSTREAM_KEY: &str = "sk-cliupstream-LEAKCHECK-0123456789ab";
 /// A secret pasted into the wrong place of a config file.
 const MISPLACED_SECRET: &str = "sk-misplaced-LEAKCHECK-0123456789abcd";
 
@@ -54,8 +58,8 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `bin args` at `RUST_LOG=trace`, its stdout and stderr going to `log`.
-fn spawn(bin: &Path, args: &[&str], log: PathBuf) -> anyhow::Result<Proc> {
+/// Starts `bin args` at `RUST_LOG=trace` with `env` set, its stdout and stderr going to `log`.
+fn spawn(bin: &Path, args: &[&str], log: PathBuf, env: &[(&str, String)]) -> anyhow::Result<Proc> {
     let out = std::fs::File::create(&log)?;
     let err = out.try_clone()?;
     let child = Command::new(bin)
@@ -66,6 +70,7 @@ fn spawn(bin: &Path, args: &[&str], log: PathBuf) -> anyhow::Result<Proc> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .spawn()
         .with_context(|| format!("starting switchyard {args:?}"))?;
     Ok(Proc { child })
@@ -290,6 +295,14 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
             "--no-mdns",
         ],
         dir.path().join("control-plane.log"),
+        &[
+            (
+                "LLM_PROXY_ENDPOINT_ENVEP_URL",
+                format!("http://{fake_addr}/ok/v1"),
+            ),
+            ("LLM_PROXY_ENDPOINT_ENVEP_KEY", ENV_UPSTREAM_KEY.to_owned()),
+            ("LLM_PROXY_ENDPOINT_ENVEP_MODELS", "envep-model".to_owned()),
+        ],
     )?;
     let grpc = read_addr(&cp_addrs, "grpc").await?;
     let admin = read_addr(&cp_addrs, "admin").await?;
@@ -311,6 +324,7 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
             &edge_addrs.display().to_string(),
         ],
         dir.path().join("edge.log"),
+        &[],
     )?;
     let edge_addr = read_addr(&edge_addrs, "http").await?;
     let agent_args = |token: &'static str, name: &'static str| {
@@ -333,10 +347,10 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
     };
     let args: Vec<String> = agent_args(JOIN_TOKEN, "honest");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = spawn(&bin, &args, dir.path().join("agent.log"))?;
+    let agent = spawn(&bin, &args, dir.path().join("agent.log"), &[])?;
     let args: Vec<String> = agent_args(ROGUE_JOIN_TOKEN, "rogue-proc");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let rogue = spawn(&bin, &args, dir.path().join("rogue-agent.log"))?;
+    let rogue = spawn(&bin, &args, dir.path().join("rogue-agent.log"), &[])?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -390,6 +404,7 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
     // Upstream refusals and echoes.
     for model in [
         "stale-model",
+        "envep-model",
         "echo400-model",
         "echo401-model",
         "echo500-model",
@@ -555,8 +570,22 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
         .await?;
     seen.response("control-plane /metrics", r).await;
 
-    // The CLI.
+    // The CLI: an endpoint added with a key, then the listings.
     let server = ["--server", admin_url.as_str()];
+    let mut add = vec![
+        "endpoints",
+        "add",
+        "cli-ep",
+        "http://127.0.0.1:9/v1",
+        "--models",
+        "cli-model",
+        "--api-key",
+        CLI_UPSTREAM_KEY,
+        "--token",
+        ADMIN_TOKEN,
+    ];
+    add.extend(server);
+    seen.add("switchyard endpoints add", cli(&bin, &add)?);
     for (what, args) in [
         ("status", vec!["status"]),
         ("status --json", vec!["status", "--json"]),
@@ -572,6 +601,12 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
         all.extend(["--token", READ_TOKEN]);
         seen.add(format!("switchyard {what}"), cli(&bin, &all)?);
     }
+    assert!(
+        seen.0
+            .iter()
+            .any(|(what, text)| what == "switchyard endpoints" && text.contains("cli-ep")),
+        "the endpoint added with a key is not listed"
+    );
     let mut wrong = vec!["status", "--token", WRONG_ADMIN_TOKEN];
     wrong.extend(server);
     seen.add("switchyard status with a wrong token", cli(&bin, &wrong)?);
@@ -603,6 +638,8 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
         ("unknown client key", UNKNOWN_KEY.to_owned()),
         ("bootstrap key", BOOTSTRAP_KEY.to_owned()),
         ("upstream key", UPSTREAM_KEY.to_owned()),
+        ("environment upstream key", ENV_UPSTREAM_KEY.to_owned()),
+        ("CLI upstream key", CLI_UPSTREAM_KEY.to_owned()),
         ("stale upstream key", WRONG_UPSTREAM_KEY.to_owned()),
         ("join token", JOIN_TOKEN.to_owned()),
         ("rogue join token", ROGUE_JOIN_TOKEN.to_owned()),
