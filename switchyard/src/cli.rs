@@ -408,13 +408,21 @@ pub struct EdgeArgs {
     #[arg(long)]
     pub insecure_no_auth: bool,
     /// Milliseconds a client has to send a request's headers; slower connections are closed.
-    #[arg(long, env = "SWITCHYARD_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub header_read_timeout_ms: u64,
     /// Milliseconds a keep-alive connection may idle, or a response wait on a client reading nothing.
     #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT_MS", default_value_t = 90_000)]
     pub idle_timeout_ms: u64,
     /// Milliseconds a client has to send a request's body after its headers (then 408).
-    #[arg(long, env = "SWITCHYARD_BODY_READ_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_BODY_READ_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub body_read_timeout_ms: u64,
     /// Most client connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
