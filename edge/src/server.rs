@@ -276,7 +276,8 @@ pub fn verdict(a: &Activity, now: u64, options: &ServeOptions) -> Verdict {
     };
     if a.busy > 0 {
         // A write stall is not announced (that would cost a wake-up per blocked write), so a
-        // busy connection is looked at every half idle timeout: a stall closes it within 1.5x.
+        // busy connection is looked at every half idle timeout: a stall is always seen before
+        // it is due, and closed once no write went through for the idle timeout.
         return match a.write_blocked_since {
             Some(since) => match due(since, idle, Closed::WriteStalled) {
                 Verdict::CheckAt(at) => Verdict::CheckAt(at.min(now.saturating_add(idle / 2))),

@@ -578,7 +578,7 @@ async fn slow_reader_backpressures_the_upstream() {
     );
 
     // Stop reading for good: once no write has gone through for the idle timeout (the edge's
-    // writes may already have waited a while), the stream is cut within 1.5 idle timeouts.
+    // writes may already have waited a while), the stream is cut.
     let stalled = Instant::now();
     wait_for(
         Duration::from_secs(12),
