@@ -35,7 +35,8 @@ use crate::error::Error;
 #[derive(Clone, Default)]
 pub struct Network {
     bind_ip: Option<IpAddr>,
-    tls: Option<TlsFiles>,
+    // Behind an Arc: every peer client clones the network, and `RaftNode` stays small.
+    tls: Option<Arc<TlsFiles>>,
 }
 
 impl Network {
@@ -46,12 +47,12 @@ impl Network {
 
     /// Peers are dialled over mutual TLS with these files (plaintext with `None`).
     pub fn with_tls(mut self, tls: Option<TlsFiles>) -> Self {
-        self.tls = tls;
+        self.tls = tls.map(Arc::new);
         self
     }
 
     fn endpoint(&self, addr: &str) -> Result<tonic::transport::Endpoint, TlsError> {
-        Ok(tls::endpoint(addr, self.tls.as_ref())?
+        Ok(tls::endpoint(addr, self.tls.as_deref())?
             .connect_timeout(Duration::from_secs(1))
             .local_address(self.bind_ip))
     }
