@@ -53,6 +53,9 @@ pub struct Budget {
     /// the first request when the budget is new (so a mid-window start does not read as a
     /// low rate).
     active_since_ms: u64,
+    /// The previous window's spending (units, and ms it was active), so the first asks of a
+    /// new window are sized by the rate this edge had, not by the few requests seen so far.
+    previous: (u64, u64),
 }
 
 impl Budget {
@@ -68,6 +71,7 @@ impl Budget {
             last_grant: 0,
             edges: 1,
             active_since_ms: 0,
+            previous: (0, 0),
         }
     }
 
@@ -85,6 +89,13 @@ impl Budget {
         let start = now_ms - now_ms % self.window_ms;
         if start != self.window_start_ms {
             // Slices belong to their window: what is left of the old one is gone.
+            let old_end = self.window_start_ms + self.window_ms;
+            self.previous = if old_end == start {
+                let since = self.window_start_ms.max(self.active_since_ms);
+                (self.spent, old_end.saturating_sub(since))
+            } else {
+                (0, 0)
+            };
             self.active_since_ms = if self.window_start_ms == 0 {
                 now_ms
             } else {
@@ -172,7 +183,11 @@ impl Budget {
     pub fn ask(&self, now_ms: u64, horizon_ms: u64, min: u64) -> u64 {
         let since = self.window_start_ms.max(self.active_since_ms);
         let elapsed = now_ms.saturating_sub(since).max(1);
-        let rate_per_ms = self.spent as f64 / elapsed as f64;
+        let mut rate_per_ms = self.spent as f64 / elapsed as f64;
+        let (prev_spent, prev_ms) = self.previous;
+        if elapsed < horizon_ms && prev_ms > 0 {
+            rate_per_ms = rate_per_ms.max(prev_spent as f64 / prev_ms as f64);
+        }
         let want = (rate_per_ms * horizon_ms as f64).ceil() as u64;
         let debt = u64::try_from(-self.available.min(0)).unwrap_or(0);
         want.max(min).max(1).saturating_add(debt)
@@ -318,5 +333,9 @@ mod tests {
         }
         let want = b.ask(670_000, 2_000, 1);
         assert!((10..=11).contains(&want), "{want}");
+        // Early in the next window, the last window's rate sizes the ask (50 in 60 s here).
+        assert_eq!(b.take(1, 720_000), Take::NeedLease);
+        let want = b.ask(720_010, 2_000, 1);
+        assert!((2..=3).contains(&want), "{want}");
     }
 }

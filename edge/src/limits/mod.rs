@@ -162,14 +162,18 @@ impl Limiter {
     pub async fn admit(&self, limit: &WindowLimit, cost: u64) -> Result<Quota, Limited> {
         for _ in 0..3 {
             let now = now_ms();
-            let take = self.budget(limit, |b| b.take(cost, now));
+            // One lock for the common case: take, decide on a refill, read the headers.
+            let (take, refill, quota) = self.budget(limit, |b| {
+                let take = b.take(cost, now);
+                let refill = take == Take::Admitted && b.wants_refill();
+                (take, refill, quota_of(b, now))
+            });
             match take {
                 Take::Admitted => {
-                    let refill = self.budget(limit, |b| b.wants_refill());
                     if refill {
                         self.refill_in_background(limit.clone());
                     }
-                    return Ok(self.quota(limit, now));
+                    return Ok(quota);
                 }
                 Take::Exhausted { retry_at_ms } => return Err(limited(limit, retry_at_ms, now)),
                 Take::NeedLease => {
@@ -205,12 +209,7 @@ impl Limiter {
 
     /// The current quota of `limit` without spending.
     pub fn quota(&self, limit: &WindowLimit, now: u64) -> Quota {
-        let (limit_units, remaining, reset_ms) = self.budget(limit, |b| b.headers(now));
-        Quota {
-            limit: limit_units,
-            remaining,
-            reset: Duration::from_millis(reset_ms),
-        }
+        self.budget(limit, |b| quota_of(b, now))
     }
 
     /// Holds one of `cap` concurrency slots of `key` until the guard drops.
@@ -345,12 +344,16 @@ impl Limiter {
 
     fn budget<T>(&self, limit: &WindowLimit, f: impl FnOnce(&mut Budget) -> T) -> T {
         let mut budgets = lock(&self.inner.budgets);
+        // Look up before inserting, so the hot path does not allocate the key.
+        if let Some(budget) = budgets.get_mut(&limit.key) {
+            if budget.limit() != limit.limit {
+                budget.set_limit(limit.limit);
+            }
+            return f(budget);
+        }
         let budget = budgets
             .entry(limit.key.clone())
             .or_insert_with(|| Budget::new(limit.limit, limit.window_ms()));
-        if budget.limit() != limit.limit {
-            budget.set_limit(limit.limit);
-        }
         f(budget)
     }
 
@@ -381,6 +384,15 @@ impl std::fmt::Debug for SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.limiter.release_slot(&self.key, self.local);
+    }
+}
+
+fn quota_of(b: &Budget, now: u64) -> Quota {
+    let (limit, remaining, reset_ms) = b.headers(now);
+    Quota {
+        limit,
+        remaining,
+        reset: Duration::from_millis(reset_ms),
     }
 }
 
