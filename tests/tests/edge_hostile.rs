@@ -1055,3 +1055,54 @@ async fn http2_is_served_too() {
     }
     edge.assert_healthy("HTTP/2").await;
 }
+
+/// Heads that are huge, have too many fields or are not HTTP are refused by the server itself
+/// (431 or 400, then closed), never held or crashing.
+#[tokio::test]
+async fn malformed_heads_are_refused() {
+    let up = Upstream::start().await;
+    let mut edge = EdgeProcess::start(&up, &[]).await;
+    let huge = format!(
+        "GET /health/liveliness HTTP/1.1\r\nhost: e\r\nx-big: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    let many = format!(
+        "GET /health/liveliness HTTP/1.1\r\nhost: e\r\n{}\r\n",
+        (0..500)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let garbage = "\u{1}\u{2}NOT HTTP AT ALL\r\n\r\n".to_owned();
+    let bad_length =
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: e\r\ncontent-length: -5\r\n\r\n".to_owned();
+    let both = "POST /v1/chat/completions HTTP/1.1\r\nhost: e\r\ncontent-length: 5\r\n\
+                transfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        .to_owned();
+    // (case, bytes, acceptable statuses)
+    let cases: [(&str, String, &[u16]); 5] = [
+        ("1 MiB header", huge, &[431]),
+        ("500 header fields", many, &[431]),
+        ("not HTTP", garbage, &[400]),
+        ("negative content-length", bad_length, &[400]),
+        ("content-length and chunked", both, &[400]),
+    ];
+    for (case, bytes, statuses) in cases {
+        let mut conn = TcpStream::connect(edge.addr).await.unwrap();
+        // The edge may answer and close before it has read everything; a reset is fine then.
+        let _written = conn.write_all(bytes.as_bytes()).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(CALL, conn.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{case}: the connection was held open");
+        let text = String::from_utf8_lossy(&answer);
+        let status: Option<u16> = text.get(9..12).and_then(|s| s.parse().ok());
+        assert!(
+            status.is_none_or(|s| statuses.contains(&s)),
+            "{case}: answered {text}"
+        );
+        eprintln!(
+            "{case}: {}",
+            status.map_or("closed without an answer".to_owned(), |s| s.to_string())
+        );
+        edge.assert_healthy(case).await;
+    }
+}
