@@ -172,8 +172,9 @@ struct EdgeProcess {
 impl EdgeProcess {
     /// Starts an edge following a fake control plane that serves `up`'s table, with `flags`.
     async fn start(up: &Upstream, flags: &[&str]) -> Self {
+        let table = up.table();
         switchyard_tests::harness::init();
-        let control_plane = FakeControlPlane::start(up.table(), true).await.unwrap();
+        let control_plane = FakeControlPlane::start(table, true).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let addr_file = dir.path().join("addr.json");
         let log = dir.path().join("edge.log");
@@ -230,6 +231,14 @@ impl EdgeProcess {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A chat-completions POST of `body`.
+    fn post(&self, body: String) -> reqwest::RequestBuilder {
+        client()
+            .post(self.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
     /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -266,9 +275,8 @@ impl EdgeProcess {
     /// An ordinary chat request must still succeed.
     async fn assert_healthy(&mut self, after: &str) {
         self.assert_alive();
-        let resp = client()
-            .post(self.url("/v1/chat/completions"))
-            .json(&json!({"model": "ok", "messages": [{"role": "user", "content": "hi"}]}))
+        let resp = self
+            .post(chat_body("ok", false))
             .send()
             .await
             .unwrap_or_else(|e| panic!("after {after}: a normal request failed: {e}"));
@@ -1105,4 +1113,87 @@ async fn malformed_heads_are_refused() {
         );
         edge.assert_healthy(case).await;
     }
+}
+
+/// A key limited to 2 concurrent requests: 20 streams aborted mid-way and 10 requests
+/// abandoned before their head all give their slot back, so two streams at once still fit.
+/// (An in-process edge: key limits need no control plane there.)
+#[tokio::test]
+async fn aborted_requests_release_the_keys_concurrency_slot() {
+    const KEY: &str = "sy_live_hostileclientsconcurrency";
+    let up = Upstream::start().await;
+    let mut table = up.table();
+    table.keys.push(switchyard_proto::v1::ClientKey {
+        id: "limited".into(),
+        sha256: switchyard_tests::edge_harness::key_hash(KEY),
+        name: "limited".into(),
+        limits: Some(switchyard_proto::v1::Limits {
+            max_concurrent: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let edge = switchyard_tests::edge_harness::TestEdge::start(
+        switchyard_edge::Config::default(),
+        Some(table),
+    )
+    .await
+    .unwrap();
+    let post = |model: &str, stream: bool| {
+        client()
+            .post(edge.v1("chat/completions"))
+            .header("content-type", "application/json")
+            .bearer_auth(KEY)
+            .body(chat_body(model, stream))
+    };
+    for round in 0..20 {
+        let resp = post("endless", true).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "round {round}");
+        let mut body = resp.bytes_stream();
+        assert!(body.next().await.unwrap().is_ok());
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "aborted streams to be cancelled",
+        || async { (up.open.load(Ordering::SeqCst) == 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    for _ in 0..10 {
+        let pending = tokio::spawn(post("slow-head", false).send());
+        wait_for(
+            Duration::from_secs(5),
+            "the request to reach the upstream",
+            || async { (up.open.load(Ordering::SeqCst) >= 1).then_some(()) },
+        )
+        .await
+        .unwrap();
+        pending.abort();
+        wait_for(
+            Duration::from_secs(5),
+            "the upstream request to be cancelled",
+            || async { (up.open.load(Ordering::SeqCst) == 0).then_some(()) },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        edge.state.metrics().in_flight().get(),
+        0,
+        "in-flight gauge leaked"
+    );
+    // Two at once fit (a leaked slot would make one of them 429).
+    let a = post("gated", true).send().await.unwrap();
+    let b = post("gated", true).send().await.unwrap();
+    assert_eq!(a.status(), 200);
+    assert_eq!(b.status(), 200);
+    // A third does not: the limit is really enforced.
+    let c = post("ok", false).send().await.unwrap();
+    assert_eq!(c.status(), 429);
+    up.gate.send_replace(true);
+    for resp in [a, b] {
+        assert!(resp.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+    let after = post("ok", false).send().await.unwrap();
+    assert_eq!(after.status(), 200);
 }
