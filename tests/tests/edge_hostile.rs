@@ -111,6 +111,16 @@ async fn chat(State(up): State<Upstream>, body: Bytes) -> Response {
                 yield Bytes::from_static(b"data: [DONE]\n\n");
             })
         }
+        // Three events 1.5 s apart: longer silences than the tests' idle timeouts.
+        "slow-stream" => sse(async_stream::stream! {
+            for i in 0..3 {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
+                }
+                yield Bytes::from(event(&format!("part {i}")));
+            }
+            yield Bytes::from_static(b"data: [DONE]\n\n");
+        }),
         // No head for a long time: only a cancellation ends it early.
         "slow-head" => {
             let _open = Open::new(&up);
@@ -150,7 +160,7 @@ impl Upstream {
 
     fn table(&self) -> switchyard_proto::v1::RoutingTable {
         let mut table = Table::new(1).endpoint("up", &format!("http://{}/v1", self.addr));
-        for model in ["ok", "endless", "gated", "slow-head"] {
+        for model in ["ok", "endless", "gated", "slow-head", "slow-stream"] {
             table = table.model(model, &[("up", model)]);
         }
         table.build()
@@ -1196,4 +1206,39 @@ async fn aborted_requests_release_the_keys_concurrency_slot() {
     }
     let after = post("ok", false).send().await.unwrap();
     assert_eq!(after.status(), 200);
+}
+
+/// A stream whose upstream is silent for longer than the header and idle timeouts between
+/// events is not cut: a connection with a request in progress is never idle.
+#[tokio::test]
+async fn slow_upstream_streams_outlive_the_connection_timeouts() {
+    let up = Upstream::start().await;
+    let mut edge = EdgeProcess::start(
+        &up,
+        &[
+            "--header-read-timeout-ms",
+            "500",
+            "--idle-timeout-ms",
+            "1000",
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let resp = edge
+        .post(chat_body("slow-stream", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    for part in ["part 0", "part 1", "part 2"] {
+        assert!(text.contains(part), "{part} missing: {text}");
+    }
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    eprintln!(
+        "a stream with 1.5 s silences lasted {:?} under a 1 s idle timeout",
+        started.elapsed()
+    );
+    edge.assert_healthy("a slow upstream stream").await;
 }
