@@ -11,6 +11,11 @@ use crate::load::{Sample, Server, closed_loop};
 
 /// Runs the comparison and prints the report.
 pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::env::var_os("SWITCHYARD_BIN").is_some(),
+        "set SWITCHYARD_BIN to the switchyard binary that runs the control plane \
+         (e.g. SWITCHYARD_BIN=target/release/switchyard)"
+    );
     let cluster = Cluster::start(1, false).await?;
     cluster.wait_leader(Duration::from_secs(20)).await?;
     let grpc = cluster
