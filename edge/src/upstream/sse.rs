@@ -83,15 +83,22 @@ impl Splitter {
     }
 }
 
-/// End (exclusive) of the first event boundary (`\n\n` or `\r\n\r\n`) at or after `from`.
+/// End (exclusive) of the first event boundary at or after `from`: a line ending (`\n`,
+/// `\r\n` or a bare `\r`, as SSE allows) followed by an empty line. A `\n\r` at the very end
+/// waits for the next byte (`\n\r\n` is one boundary, `\n\r` then anything else another), so
+/// the result never depends on where chunks were cut.
 fn boundary(buf: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
-    while let Some(i) = memchr::memchr(b'\n', buf.get(at..)?) {
-        let nl = at + i;
-        match buf.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => at = nl + 1,
+    while let Some(i) = memchr::memchr2(b'\n', b'\r', buf.get(at..)?) {
+        let end = at + i;
+        match (buf[end], buf.get(end + 1), buf.get(end + 2)) {
+            (b'\n', Some(b'\n'), _) => return Some(end + 2),
+            (b'\n', Some(b'\r'), Some(b'\n')) => return Some(end + 3),
+            (b'\n', Some(b'\r'), Some(_)) => return Some(end + 2),
+            (b'\n', Some(b'\r'), None) => return None,
+            // A bare CR ending a line, then a CR ending an empty one.
+            (b'\r', Some(b'\r'), _) => return Some(end + 2),
+            _ => at = end + 1,
         }
     }
     None
@@ -138,8 +145,7 @@ pub fn classify(event: &[u8]) -> EventKind {
 /// or multi-line data.
 fn data_of(event: &[u8]) -> Option<&[u8]> {
     let mut data = None;
-    for line in event.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for line in event.split(|&b| b == b'\n' || b == b'\r') {
         if line.is_empty() {
             continue;
         }
@@ -196,6 +202,25 @@ mod tests {
         let refs: Vec<&str> = bytes.iter().map(String::as_str).collect();
         assert_eq!(split(&refs).0, want);
         assert_eq!(split(&["data: partial"]), (vec![], 13));
+    }
+
+    #[test]
+    fn bare_cr_line_endings_split_too() {
+        // SSE allows CR alone; such a stream must not be held until its end.
+        let stream = "data: a\r\rdata: b\n\r: c\r\n\r\ndata: [DONE]\r\r";
+        let want = vec![
+            "data: a\r\r",
+            "data: b\n\r",
+            ": c\r\n\r\n",
+            "data: [DONE]\r\r",
+        ];
+        for cut in 0..stream.len() {
+            let (events, pending) = split(&[&stream[..cut], &stream[cut..]]);
+            assert_eq!(events, want, "cut at {cut}");
+            assert_eq!(pending, 0);
+        }
+        assert_eq!(classify(b"data: [DONE]\r\r"), EventKind::Done);
+        assert_eq!(classify(b"event: x\rdata: [DONE]\r\r"), EventKind::Done);
     }
 
     #[test]
