@@ -249,20 +249,24 @@ async fn bootstrap_key_makes_up_require_a_key() -> anyhow::Result<()> {
     let edge = up.edge_addr();
     let client = reqwest::Client::new();
     let request = json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]});
-    let status = wait_for(Duration::from_secs(10), "the demo model behind the key", || {
-        let client = client.clone();
-        let request = request.clone();
-        async move {
-            let r = client
-                .post(format!("http://{edge}/v1/chat/completions"))
-                .bearer_auth(key)
-                .json(&request)
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(r.status())
-        }
-    })
+    let status = wait_for(
+        Duration::from_secs(10),
+        "the demo model behind the key",
+        || {
+            let client = client.clone();
+            let request = request.clone();
+            async move {
+                let r = client
+                    .post(format!("http://{edge}/v1/chat/completions"))
+                    .bearer_auth(key)
+                    .json(&request)
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status() == 200).then_some(r.status())
+            }
+        },
+    )
     .await?;
     assert_eq!(status, 200);
     let refused = client
