@@ -31,6 +31,8 @@ const REFILL_HORIZON: Duration = Duration::from_secs(2);
 const SLOT_TTL: Duration = Duration::from_secs(3);
 /// How often held slots are renewed (and slots no longer needed given back).
 const SLOT_RENEW: Duration = Duration::from_millis(250);
+/// After a lease call failed, requests spend the edge's share without calling for this long.
+const RETRY_LEADER_MS: u64 = 250;
 
 /// One windowed limit as the routing table states it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +99,9 @@ struct Inner {
     client: LeaseClient,
     budgets: Mutex<HashMap<String, Budget>>,
     refilling: Mutex<HashSet<String>>,
+    /// Per limit: one lease call at a time. Holds when the last call failed (ms since the
+    /// epoch), 0 when it was answered.
+    gates: Mutex<HashMap<String, Gate>>,
     slots: Mutex<HashMap<String, Slots>>,
     /// Slots admitted locally while no control plane answered, per key.
     local_slots: Mutex<HashMap<String, u32>>,
@@ -129,6 +134,7 @@ impl Limiter {
                 client: LeaseClient::with_tls(control_plane, edge_name, tls),
                 budgets: Mutex::new(HashMap::new()),
                 refilling: Mutex::new(HashSet::new()),
+                gates: Mutex::new(HashMap::new()),
                 slots: Mutex::new(HashMap::new()),
                 local_slots: Mutex::new(HashMap::new()),
                 slot_calls: tokio::sync::Mutex::new(()),
@@ -177,7 +183,28 @@ impl Limiter {
                 }
                 Take::Exhausted { retry_at_ms } => return Err(limited(limit, retry_at_ms, now)),
                 Take::NeedLease => {
-                    let Some(taken) = self.refill(limit, cost, Some(cost)).await else {
+                    // One lease call at a time per limit: requests that find the slice empty
+                    // together wait for one grant (sized for two seconds of traffic) instead of
+                    // each asking the leader.
+                    let gate = self.gate(&limit.key);
+                    let mut failed_at = gate.lock().await;
+                    let now = now_ms();
+                    match self.budget(limit, |b| b.take(cost, now)) {
+                        Take::Admitted => return Ok(self.quota(limit, now)),
+                        Take::Exhausted { retry_at_ms } => {
+                            return Err(limited(limit, retry_at_ms, now));
+                        }
+                        Take::NeedLease => {}
+                    }
+                    let answered = if recently(*failed_at, now) {
+                        None
+                    } else {
+                        let answered = self.refill(limit, cost, Some(cost)).await;
+                        *failed_at = if answered.is_some() { 0 } else { now_ms() };
+                        answered
+                    };
+                    drop(failed_at);
+                    let Some(taken) = answered else {
                         // No leader: spend this edge's share of the window.
                         let take = self.budget(limit, |b| b.take_unleased(cost, now));
                         return match take {
@@ -337,9 +364,25 @@ impl Limiter {
         }
         let limiter = self.clone();
         tokio::spawn(async move {
-            limiter.refill(&limit, 1, None).await;
+            let gate = limiter.gate(&limit.key);
+            let mut failed_at = gate.lock().await;
+            // A request ahead in line may have refilled already, or the leader just failed.
+            let due = limiter.budget(&limit, |b| b.wants_refill());
+            if due && !recently(*failed_at, now_ms()) {
+                let answered = limiter.refill(&limit, 1, None).await;
+                *failed_at = if answered.is_some() { 0 } else { now_ms() };
+            }
+            drop(failed_at);
             lock(&limiter.inner.refilling).remove(&limit.key);
         });
+    }
+
+    fn gate(&self, key: &str) -> Gate {
+        let mut gates = lock(&self.inner.gates);
+        if let Some(gate) = gates.get(key) {
+            return Arc::clone(gate);
+        }
+        Arc::clone(gates.entry(key.to_string()).or_default())
     }
 
     fn budget<T>(&self, limit: &WindowLimit, f: impl FnOnce(&mut Budget) -> T) -> T {
@@ -385,6 +428,14 @@ impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.limiter.release_slot(&self.key, self.local);
     }
+}
+
+/// One limit's lease-call gate: the time its last call failed, 0 when it was answered.
+type Gate = Arc<tokio::sync::Mutex<u64>>;
+
+/// Whether a call that failed at `failed_at` is recent enough to not call again at `now`.
+fn recently(failed_at: u64, now: u64) -> bool {
+    failed_at != 0 && now.saturating_sub(failed_at) < RETRY_LEADER_MS
 }
 
 fn quota_of(b: &Budget, now: u64) -> Quota {
