@@ -94,32 +94,32 @@ impl Admission {
     /// Sets OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the key's
     /// limits, replacing whatever the upstream said about its own.
     pub fn headers(&self, headers: &mut HeaderMap) {
-        for (quota, unit) in [(self.requests, "requests"), (self.tokens, "tokens")] {
+        for (quota, [limit, remaining, reset]) in [
+            (self.requests, REQUEST_HEADERS),
+            (self.tokens, TOKEN_HEADERS),
+        ] {
             let Some(quota) = quota else { continue };
-            set(
-                headers,
-                &format!("x-ratelimit-limit-{unit}"),
-                quota.limit.to_string(),
-            );
-            set(
-                headers,
-                &format!("x-ratelimit-remaining-{unit}"),
-                quota.remaining.to_string(),
-            );
-            set(
-                headers,
-                &format!("x-ratelimit-reset-{unit}"),
-                go_duration(quota.reset),
-            );
+            headers.insert(limit, HeaderValue::from(quota.limit));
+            headers.insert(remaining, HeaderValue::from(quota.remaining));
+            if let Ok(value) = HeaderValue::try_from(go_duration(quota.reset)) {
+                headers.insert(reset, value);
+            }
         }
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &str, value: String) {
-    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-        headers.insert(name, value);
-    }
-}
+/// `x-ratelimit-{limit,remaining,reset}-requests`.
+const REQUEST_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+/// `x-ratelimit-{limit,remaining,reset}-tokens`.
+const TOKEN_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
 
 /// A duration as OpenAI writes resets: `1s`, `6m0s`, `120ms`.
 pub fn go_duration(d: Duration) -> String {
@@ -142,6 +142,34 @@ pub fn go_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_name_the_keys_limits() {
+        let quota = |limit, remaining, ms| Quota {
+            limit,
+            remaining,
+            reset: Duration::from_millis(ms),
+        };
+        let admission = Admission {
+            requests: Some(quota(600, 599, 86_400)),
+            tokens: Some(quota(10_000, 9_000, 500)),
+            ..Admission::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", HeaderValue::from_static("30"));
+        admission.headers(&mut headers);
+        let got = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap();
+        assert_eq!(
+            got("x-ratelimit-limit-requests"),
+            "600",
+            "the key's, not the upstream's"
+        );
+        assert_eq!(got("x-ratelimit-remaining-requests"), "599");
+        assert_eq!(got("x-ratelimit-reset-requests"), "1m26.4s");
+        assert_eq!(got("x-ratelimit-limit-tokens"), "10000");
+        assert_eq!(got("x-ratelimit-remaining-tokens"), "9000");
+        assert_eq!(got("x-ratelimit-reset-tokens"), "500ms");
+    }
 
     #[test]
     fn resets_read_like_openais() {
