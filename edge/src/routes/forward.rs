@@ -597,15 +597,7 @@ impl Plan<'_> {
                 .await;
         }
         // Not a success: the head tells most of it, the (small) body the rest.
-        let failure = match status.as_u16() {
-            429 => Some(UpstreamError::RateLimited {
-                wait: ratelimit::retry_after(&upstream_headers, SystemTime::now()),
-            }),
-            401 | 403 => Some(UpstreamError::Credential { status }),
-            404 | 408 | 500..=599 => Some(UpstreamError::Status { status }),
-            _ => None,
-        };
-        if let Some(e) = failure {
+        if let Some(e) = failure_of(status, &upstream_headers) {
             return self.failed(candidate, e);
         }
         let stream: ByteStream = relay::byte_stream(response_body);
@@ -616,8 +608,26 @@ impl Plan<'_> {
             Err(e) => return self.failed(candidate, body_failure(e, allowed)),
         };
         drop(in_flight);
-        let context = is_context_error(&whole);
-        state.metrics().attempt(
+        let context = self.refused(candidate, status, &whole);
+        // Some upstreams echo the request headers in their errors: our key is never relayed.
+        let whole = match redact::redact(&whole, sent_secret(candidate)) {
+            std::borrow::Cow::Borrowed(_) => whole,
+            std::borrow::Cow::Owned(masked) => Bytes::from(masked),
+        };
+        let answer = self.answer(status, &upstream_headers, Body::from(whole), candidate);
+        if context {
+            Attempt::ContextExceeded(answer)
+        } else {
+            Attempt::Answer(answer)
+        }
+    }
+
+    /// Counts and logs an upstream's refusal of the request (a 4xx the client gets back as the
+    /// upstream said it); says whether it was "context too long".
+    fn refused(&self, candidate: &Candidate, status: StatusCode, whole: &[u8]) -> bool {
+        let endpoint = &candidate.deployment.endpoint;
+        let context = is_context_error(whole);
+        self.state.metrics().attempt(
             &endpoint.id,
             if context {
                 AttemptOutcome::ContextExceeded
@@ -632,17 +642,7 @@ impl Plan<'_> {
             context,
             "upstream refused the request"
         );
-        // Some upstreams echo the request headers in their errors: our key is never relayed.
-        let whole = match redact::redact(&whole, sent_secret(candidate)) {
-            std::borrow::Cow::Borrowed(_) => whole,
-            std::borrow::Cow::Owned(masked) => Bytes::from(masked),
-        };
-        let answer = self.answer(status, &upstream_headers, Body::from(whole), candidate);
-        if context {
-            Attempt::ContextExceeded(answer)
-        } else {
-            Attempt::Answer(answer)
-        }
+        context
     }
 
     fn succeeded(&self, candidate: &Candidate, sent_us: u64) {
@@ -835,6 +835,19 @@ fn total_tokens(u: crate::upstream::sse::Usage) -> u64 {
 }
 
 /// The secret of the credential this attempt sent upstream (empty without one).
+/// What a non-2xx upstream answer means for the attempt: a failure to fail over from, or
+/// `None` for a request error the client gets back as the upstream said it.
+fn failure_of(status: StatusCode, headers: &HeaderMap) -> Option<UpstreamError> {
+    match status.as_u16() {
+        429 => Some(UpstreamError::RateLimited {
+            wait: ratelimit::retry_after(headers, SystemTime::now()),
+        }),
+        401 | 403 => Some(UpstreamError::Credential { status }),
+        404 | 408 | 500..=599 => Some(UpstreamError::Status { status }),
+        _ => None,
+    }
+}
+
 fn sent_secret(candidate: &Candidate) -> &[u8] {
     candidate
         .deployment

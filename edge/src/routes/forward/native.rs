@@ -10,13 +10,11 @@ use axum::response::IntoResponse as _;
 use http::HeaderValue;
 use http::header::CONTENT_TYPE;
 use hyper::body::Incoming;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{
-    Attempt, MAX_ERROR_BODY, Plan, body_failure, is_context_error, sent_secret, total_tokens,
-};
+use super::{Attempt, MAX_ERROR_BODY, Plan, body_failure, failure_of, sent_secret, total_tokens};
 use crate::error::ApiError;
 use crate::limits;
 use crate::metrics::AttemptOutcome;
@@ -241,15 +239,7 @@ impl Plan<'_> {
         }
 
         // Not a success: classified exactly as on the OpenAI path.
-        let failure = match status.as_u16() {
-            429 => Some(UpstreamError::RateLimited {
-                wait: ratelimit::retry_after(&headers, SystemTime::now()),
-            }),
-            401 | 403 => Some(UpstreamError::Credential { status }),
-            404 | 408 | 500..=599 => Some(UpstreamError::Status { status }),
-            _ => None,
-        };
-        if let Some(e) = failure {
+        if let Some(e) = failure_of(status, &headers) {
             return self.failed(candidate, e);
         }
         let whole = match relay::read_all(stream, t.by, idle, MAX_ERROR_BODY).await {
@@ -257,22 +247,7 @@ impl Plan<'_> {
             Err(e) => return self.failed(candidate, body_failure(e, t.allowed)),
         };
         drop(in_flight);
-        let context = is_context_error(&whole);
-        state.metrics().attempt(
-            &endpoint.id,
-            if context {
-                AttemptOutcome::ContextExceeded
-            } else {
-                AttemptOutcome::ClientError
-            },
-        );
-        debug!(
-            model = %self.model,
-            endpoint = %endpoint.id,
-            status = status.as_u16(),
-            context,
-            "Ollama native API refused the request"
-        );
+        let context = self.refused(candidate, status, &whole);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // Some upstreams echo the request headers in their errors: our key is never relayed.
         let whole = redact::redact(&whole, sent_secret(candidate));
