@@ -16,8 +16,10 @@ use crate::state::EdgeState;
 
 /// First reconnect delay after the watch fails.
 const BACKOFF_START: Duration = Duration::from_millis(100);
-/// Longest reconnect delay: a control plane that comes back is noticed within this.
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Longest wait between two rounds over the voters: a control plane that comes back (after an
+/// outage, or an election during which every voter refuses to serve) is noticed within this.
+/// Kept well under the revocation bound: a round that fails costs each voter one refused call.
+const BACKOFF_CAP: Duration = Duration::from_millis(500);
 /// How often the watch connection is pinged, and how long a ping may go unanswered: a voter
 /// that is paused or cut off without closing its connection is left within their sum.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
