@@ -442,9 +442,29 @@ pub fn tailnet_status(peers: &[(&str, &[&str], bool)]) -> Value {
 
 /// Writes an executable shell script at `dir/name` and returns its path.
 pub fn write_script(dir: &Path, name: &str, body: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n"))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    // A child process writes the file: had this multi-threaded process held it open for
+    // writing, a concurrent fork (another test spawning its script) could inherit that
+    // descriptor, and running the script would then fail with "Text file busy".
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg("cat > \"$0\" && chmod 755 \"$0\"")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    writer
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin for the script writer"))?
+        .write_all(format!("#!/bin/sh\n{body}\n").as_bytes())?;
+    let status = writer.wait()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "writing {} failed: {status}",
+            path.display()
+        )));
+    }
     Ok(path)
 }
