@@ -465,6 +465,9 @@ pub async fn run(seed: u64, cfg: RunConfig) -> anyhow::Result<Report> {
 
     // Two edges, following voters 1 and 2 first and the other voters after them.
     let (stop, stopped) = watch::channel(false);
+    // The edges stop only after the checks: stopping them with the workload would fail the
+    // requests in flight at that moment.
+    let (stop_edges, edges_stopped) = watch::channel(false);
     let mut edges: Vec<SocketAddr> = Vec::new();
     let mut edge_tasks = Vec::new();
     for (i, voter) in [1u64, 2].into_iter().enumerate() {
@@ -482,7 +485,7 @@ pub async fn run(seed: u64, cfg: RunConfig) -> anyhow::Result<Report> {
             edge_name: format!("nemesis-{i}"),
             ..Default::default()
         };
-        let mut until = stopped.clone();
+        let mut until = edges_stopped.clone();
         edge_tasks.push(tokio::spawn(switchyard_edge::run(
             cfg,
             listener,
@@ -872,7 +875,7 @@ pub async fn run(seed: u64, cfg: RunConfig) -> anyhow::Result<Report> {
     }
     report.violations = violations;
 
-    stop.send_replace(true);
+    stop_edges.send_replace(true);
     for task in edge_tasks {
         let _done = task.await;
     }
