@@ -203,10 +203,9 @@ pub async fn edge(upstream: SocketAddr, limits: Option<String>) -> anyhow::Resul
         ..Default::default()
     };
     anyhow::ensure!(state.install_table(&table), "bench table not installed");
-    axum::serve(
-        switchyard_edge::nodelay(listener),
-        switchyard_edge::app(state),
-    )
-    .await?;
+    // The server loop `switchyard edge` runs, with its timeouts and connection cap.
+    let options = switchyard_edge::ServeOptions::from(state.config());
+    let app = switchyard_edge::app(state);
+    switchyard_edge::serve(listener, app, options, std::future::pending()).await?;
     Ok(())
 }

@@ -27,8 +27,7 @@ pub mod watch;
 
 use std::future::Future;
 
-use axum::serve::{ListenerExt as _, TapIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 pub use config::Config;
@@ -68,16 +67,4 @@ pub async fn run(
     watcher.abort();
     info!("edge stopped");
     served
-}
-
-/// Wraps `listener` so every accepted connection has `TCP_NODELAY`: streamed events are small
-/// writes, and with Nagle each would wait for the previous one's ACK. For `axum::serve` users
-/// (benchmarks); [`serve`] sets it itself.
-pub fn nodelay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    fn set(stream: &mut TcpStream) {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
-        }
-    }
-    listener.tap_io(set as fn(&mut TcpStream))
 }

@@ -1,8 +1,8 @@
 //! The edge's Prometheus metrics. Labels come only from enums and from ids in the routing
 //! table (endpoint ids, public model names), never from what a client sent.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -113,6 +113,39 @@ pub struct Metrics {
     streams: Family<StreamLabels, Counter>,
     in_flight: Gauge,
     table_version: Gauge<u64, AtomicU64>,
+    /// The series of each route's 200s, looked up once (most requests end there).
+    ok_requests: [OnceLock<(Counter, Histogram)>; 3],
+}
+
+/// One deployment's per-request series, looked up once: a request then counts without
+/// hashing labels or taking the families' locks. Token counts are cached for one public
+/// model name (the group's own); a request naming the group by an alias counts through
+/// [`Metrics::tokens`].
+#[derive(Debug, Clone)]
+pub struct DeploymentSeries {
+    ok: Counter,
+    first_byte: Histogram,
+    model: Arc<str>,
+    prompt: Counter,
+    completion: Counter,
+}
+
+impl DeploymentSeries {
+    /// Counts a successful attempt and its time to first byte.
+    pub fn succeeded(&self, first_byte_seconds: f64) {
+        self.ok.inc();
+        self.first_byte.observe(first_byte_seconds);
+    }
+
+    /// Adds metered tokens when `model` is the cached name; says whether it was.
+    pub fn tokens(&self, model: &str, prompt: u64, completion: u64) -> bool {
+        if *self.model != *model {
+            return false;
+        }
+        self.prompt.inc_by(prompt);
+        self.completion.inc_by(completion);
+        true
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -192,6 +225,7 @@ impl Default for Metrics {
             streams,
             in_flight,
             table_version,
+            ok_requests: Default::default(),
         }
     }
 }
@@ -200,8 +234,47 @@ impl Metrics {
     /// Counts a finished request head and its latency.
     pub fn request(&self, route: Route, status: u16, seconds: f64) {
         let labels = RequestLabels { route, status };
+        if status == 200 {
+            let index = match route {
+                Route::Chat => 0,
+                Route::Completions => 1,
+                Route::Embeddings => 2,
+            };
+            let (count, duration) = self.ok_requests[index].get_or_init(|| {
+                (
+                    self.requests.get_or_create_owned(&labels),
+                    self.duration.get_or_create_owned(&labels),
+                )
+            });
+            count.inc();
+            duration.observe(seconds);
+            return;
+        }
         self.requests.get_or_create(&labels).inc();
         self.duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The per-request series of a deployment on `endpoint`, with tokens for `model`.
+    pub fn deployment_series(&self, endpoint: &Arc<str>, model: &Arc<str>) -> DeploymentSeries {
+        let token = |kind| {
+            self.tokens.get_or_create_owned(&TokenLabels {
+                endpoint: endpoint.clone(),
+                model: model.clone(),
+                kind,
+            })
+        };
+        DeploymentSeries {
+            ok: self.attempts.get_or_create_owned(&AttemptLabels {
+                endpoint: endpoint.clone(),
+                outcome: AttemptOutcome::Ok,
+            }),
+            first_byte: self.first_byte.get_or_create_owned(&EndpointLabels {
+                endpoint: endpoint.clone(),
+            }),
+            model: model.clone(),
+            prompt: token(TokenKind::Prompt),
+            completion: token(TokenKind::Completion),
+        }
     }
 
     /// Counts one upstream attempt.

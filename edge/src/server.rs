@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
@@ -28,13 +27,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
-use tower::ServiceExt as _;
+use tower::Service as _;
 use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::routes::App;
 
 /// How the server treats its connections; [`ServeOptions::from`] a [`Config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +60,11 @@ impl From<&Config> for ServeOptions {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then waits for in-flight
+/// Serves `app` on `listener` until `shutdown` completes, then waits for in-flight
 /// responses (streams included) to finish. Every accepted connection has `TCP_NODELAY`.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: App,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -105,10 +105,10 @@ pub async fn serve(
             debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
         let builder = builder.clone();
-        let router = router.clone();
+        let app = app.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let reason = connection(stream, &builder, router, options, stop).await;
+            let reason = connection(stream, &builder, app, options, stop).await;
             debug!(peer = %peer, reason = reason.as_str(), "client connection closed");
             drop(slot);
         });
@@ -156,7 +156,7 @@ impl Closed {
 async fn connection(
     stream: TcpStream,
     builder: &auto::Builder<TokioExecutor>,
-    router: Router,
+    app: App,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) -> Closed {
@@ -167,7 +167,7 @@ async fn connection(
     });
     let service_clock = clock.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let router = router.clone();
+        let mut app = app.clone();
         let guard = service_clock.start_request(request.version() == Version::HTTP_2);
         let timed_out = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
@@ -179,7 +179,7 @@ async fn connection(
             ))
         });
         async move {
-            let response = match router.oneshot(request).await {
+            let response = match app.call(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
@@ -204,6 +204,8 @@ async fn connection(
     }
     loop {
         tokio::select! {
+            // In order: the connection is polled at every wake-up, the rest rarely matter.
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     debug!(error = %e, "client connection failed");
@@ -288,7 +290,13 @@ pub fn verdict(a: &Activity, now: u64, options: &ServeOptions) -> Verdict {
     }
     match a.head_since {
         Some(since) => due(since, header, Closed::HeaderTimeout),
-        None => due(a.idle_since, idle, Closed::IdleTimeout),
+        // A head that starts now is not announced (that would cost a wake-up per request), so
+        // an idle connection is looked at at least every header timeout: a head is seen within
+        // that time of its start, and closed exactly when due.
+        None => match due(a.idle_since, idle, Closed::IdleTimeout) {
+            Verdict::CheckAt(at) => Verdict::CheckAt(at.min(now.saturating_add(header.max(1)))),
+            close => close,
+        },
     }
 }
 
@@ -306,7 +314,6 @@ struct ConnClock {
     /// A request body was left unread (refused as too large, or timed out): the socket is
     /// drained a little before it closes, so the client can read the error instead of a reset.
     unread_body: AtomicBool,
-    wake: Notify,
 }
 
 impl ConnClock {
@@ -320,7 +327,6 @@ impl ConnClock {
             write_blocked_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             unread_body: AtomicBool::new(false),
-            wake: Notify::new(),
         }
     }
 
@@ -346,8 +352,6 @@ impl ConnClock {
         {
             self.head_since
                 .store(self.now_ms().saturating_add(1), Ordering::Release);
-            // The deadline moved closer: wake the watchdog sleeping toward the idle one.
-            self.wake.notify_one();
         }
     }
 
@@ -371,19 +375,22 @@ impl ConnClock {
         BusyGuard(self.clone())
     }
 
-    /// Resolves when the connection has overstayed, with the reason.
+    /// Resolves when the connection has overstayed, with the reason. Nothing wakes it but
+    /// its one timer, which is reset only when the next look is due at another time: a busy
+    /// keep-alive connection costs no timer work per request.
     async fn watch(&self, options: ServeOptions) -> Closed {
+        let timer = tokio::time::sleep_until(self.start);
+        let mut timer = std::pin::pin!(timer);
         loop {
             let at = match verdict(&self.activity(), self.now_ms(), &options) {
                 Verdict::Close(reason) => return reason,
                 Verdict::CheckAt(at) => at,
             };
-            let wake_at = self.start + Duration::from_millis(at.saturating_sub(self.now_ms()));
-            let wake_at = wake_at.max(Instant::now());
-            tokio::select! {
-                () = tokio::time::sleep_until(wake_at) => {}
-                () = self.wake.notified() => {}
+            let wake_at = self.start + Duration::from_millis(at);
+            if timer.deadline() != wake_at {
+                timer.as_mut().reset(wake_at);
             }
+            timer.as_mut().await;
         }
     }
 }
@@ -634,8 +641,9 @@ mod tests {
             // a new connection reads its first head from 0
             (activity(0, Some(0), 0, None), 9_999, CheckAt(10_000)),
             (activity(0, Some(0), 0, None), 10_000, Close(HeaderTimeout)),
-            // idle keep-alive: 90 s, not 10
-            (activity(0, None, 1_000, None), 50_000, CheckAt(91_000)),
+            // idle keep-alive: 90 s, not 10, looked at every 10 s for a head starting
+            (activity(0, None, 1_000, None), 50_000, CheckAt(60_000)),
+            (activity(0, None, 1_000, None), 85_000, CheckAt(91_000)),
             (activity(0, None, 1_000, None), 91_000, Close(IdleTimeout)),
             // a later head started at 95 s
             (

@@ -468,7 +468,14 @@ async fn table_cooldowns_from_the_control_plane_are_honoured() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, switchyard_edge::app(state)).await });
+    let options = switchyard_edge::ServeOptions::from(state.config());
+    let app = switchyard_edge::app(state);
+    tokio::spawn(switchyard_edge::serve(
+        listener,
+        app,
+        options,
+        std::future::pending(),
+    ));
     for _ in 0..5 {
         let resp = client()
             .post(format!("{url}/v1/chat/completions"))

@@ -22,9 +22,9 @@ use crate::auth::{self, KeyStore, Principal};
 use crate::error::ApiError;
 use crate::limits;
 use crate::limits::upstream::{Settlement, TokenCharge};
-use crate::metrics::{AttemptOutcome, Route};
+use crate::metrics::{AttemptOutcome, DeploymentSeries, Route};
 use crate::routing::target::{mono_us, now_ms};
-use crate::routing::{Ask, Candidate, ModelGroup, RoutingTable, pick};
+use crate::routing::{Ask, Candidate, Deployment, ModelGroup, RoutingTable, pick};
 use crate::state::EdgeState;
 use crate::upstream::RequestBody;
 use crate::upstream::client::UpstreamError;
@@ -475,7 +475,8 @@ impl Plan<'_> {
                 allowed,
                 sent_us,
             };
-            return self.native(candidate, op, t, in_flight).await;
+            // Boxed: the native path's state would otherwise make every request's future larger.
+            return Box::pin(self.native(candidate, op, t, in_flight)).await;
         }
         let body = self
             .request
@@ -548,12 +549,7 @@ impl Plan<'_> {
                     Some(usage) => {
                         self.settlement().settle(usage.map(total_tokens));
                         if let Some(u) = usage {
-                            state.metrics().tokens(
-                                &endpoint.id,
-                                &self.model,
-                                u.prompt_tokens,
-                                u.completion_tokens,
-                            );
+                            self.tokens(d, u);
                         }
                     }
                     None => {
@@ -592,9 +588,7 @@ impl Plan<'_> {
                 allowed,
                 sent_us,
             };
-            return self
-                .after_v1_404(candidate, op, response_body, t, in_flight)
-                .await;
+            return Box::pin(self.after_v1_404(candidate, op, response_body, t, in_flight)).await;
         }
         // Not a success: the head tells most of it, the (small) body the rest.
         if let Some(e) = failure_of(status, &upstream_headers) {
@@ -653,9 +647,31 @@ impl Plan<'_> {
         if let Some(c) = d.target.creds.get(candidate.slot) {
             c.record_success();
         }
-        let metrics = self.state.metrics();
-        metrics.attempt(&d.endpoint.id, AttemptOutcome::Ok);
-        metrics.first_byte(&d.endpoint.id, took as f64 / 1e6);
+        self.series(d).succeeded(took as f64 / 1e6);
+    }
+
+    /// The deployment's metric series, looked up at its first answer.
+    fn series<'d>(&self, d: &'d Deployment) -> &'d DeploymentSeries {
+        d.series.get_or_init(|| {
+            self.state
+                .metrics()
+                .deployment_series(&d.endpoint.id, &self.model)
+        })
+    }
+
+    /// Counts the tokens an answer used.
+    fn tokens(&self, d: &Deployment, u: crate::upstream::sse::Usage) {
+        if !self
+            .series(d)
+            .tokens(&self.model, u.prompt_tokens, u.completion_tokens)
+        {
+            self.state.metrics().tokens(
+                &d.endpoint.id,
+                &self.model,
+                u.prompt_tokens,
+                u.completion_tokens,
+            );
+        }
     }
 
     /// Books a failed attempt: cooldowns, failure counts, metrics; always `Attempt::Failed`.
@@ -812,19 +828,28 @@ impl Plan<'_> {
         }
         let d = &candidate.deployment;
         // Ids that are not valid header values (rare; not visible ASCII) are left out, not mangled.
-        if let Ok(v) = HeaderValue::from_str(&d.endpoint.id) {
-            headers.insert(ENDPOINT_HEADER, v);
+        if let Some(v) = &d.endpoint.id_header {
+            headers.insert(ENDPOINT_HEADER, v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&d.upstream_model) {
-            headers.insert(MODEL_HEADER, v);
+        if let Some(v) = &d.model_header {
+            headers.insert(MODEL_HEADER, v.clone());
         }
-        let credential = candidate.credential_id();
-        if !credential.is_empty()
-            && let Ok(v) = HeaderValue::from_str(credential)
+        if let Some(v) = d
+            .endpoint
+            .credentials
+            .get(candidate.slot)
+            .and_then(|c| c.id_header.as_ref())
+            .filter(|v| !v.is_empty())
         {
-            headers.insert(CREDENTIAL_HEADER, v);
+            headers.insert(CREDENTIAL_HEADER, v.clone());
         }
-        headers.insert(ATTEMPTS_HEADER, HeaderValue::from(self.attempts));
+        headers.insert(
+            ATTEMPTS_HEADER,
+            match self.attempts {
+                1 => HeaderValue::from_static("1"),
+                n => HeaderValue::from(n),
+            },
+        );
         response
     }
 }

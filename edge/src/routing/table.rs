@@ -3,7 +3,7 @@
 //! the previous version.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::target::{CredState, Target};
 use crate::auth::KeyStore;
+use crate::metrics::DeploymentSeries;
 
 /// Default extra attempts after the first, per model group.
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
@@ -115,6 +116,8 @@ pub struct Credential {
     pub id: Arc<str>,
     /// `Bearer <secret>`, marked sensitive.
     pub authorization: HeaderValue,
+    /// `id` as a response header value (`None` if it is not one).
+    pub id_header: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -130,6 +133,8 @@ impl std::fmt::Debug for Credential {
 pub struct Endpoint {
     /// Endpoint id.
     pub id: Arc<str>,
+    /// `id` as a response header value (`None` if it is not one: not visible ASCII).
+    pub id_header: Option<HeaderValue>,
     /// Server kind.
     pub kind: EndpointKind,
     /// OpenAI-compatible base URL without a trailing slash.
@@ -137,6 +142,9 @@ pub struct Endpoint {
     /// `{base_url}/chat/completions`, `/completions` and `/embeddings`, parsed once; `None`
     /// when the base URL is not a valid URI.
     pub uris: Option<[http::Uri; 3]>,
+    /// The `host` header for those URIs (what the HTTP client would otherwise format on every
+    /// request): the host, and the port unless it is the scheme's default.
+    pub host_header: Option<HeaderValue>,
     /// False while its node is down or its probes fail.
     pub healthy: bool,
     /// Credentials in order; empty for servers without auth.
@@ -180,6 +188,8 @@ pub struct Deployment {
     pub endpoint: Arc<Endpoint>,
     /// Model id sent upstream in place of the public name.
     pub upstream_model: Arc<str>,
+    /// `upstream_model` as a response header value (`None` if it is not one).
+    pub model_header: Option<HeaderValue>,
     /// Relative weight (0 counts as 1).
     pub weight: u32,
     /// Context window in tokens; 0 = unknown.
@@ -190,6 +200,8 @@ pub struct Deployment {
     pub table_until: Box<[i64]>,
     /// Limits declared in config for each credential of this deployment.
     pub limits: UpstreamLimits,
+    /// Its metric series, looked up at its first answer.
+    pub series: OnceLock<DeploymentSeries>,
 }
 
 /// An upstream deployment's limits per credential; 0 means none.
@@ -301,11 +313,15 @@ impl RoutingTable {
                 .filter(|p| p.wide.creds.len() == credentials.len().max(1))
                 .map_or_else(|| Target::new(credentials.len()), |p| p.wide.clone());
             let facts = e.facts.clone().unwrap_or_default();
+            let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'));
+            let host_header = uris.as_ref().and_then(|u| host_header(&u[0]));
             let endpoint = Endpoint {
                 id: Arc::from(e.id.as_str()),
+                id_header: HeaderValue::from_str(&e.id).ok(),
                 kind: EndpointKind::parse(&e.kind),
                 base_url: Arc::from(e.base_url.trim_end_matches('/')),
-                uris: operation_uris(&e.id, e.base_url.trim_end_matches('/')),
+                uris,
+                host_header,
                 healthy: e.healthy,
                 table_wide_until: table_until(&e.id, "", &credentials),
                 credentials,
@@ -351,6 +367,7 @@ impl RoutingTable {
                         &endpoint.credentials,
                     ),
                     endpoint: endpoint.clone(),
+                    model_header: HeaderValue::from_str(&key.1).ok(),
                     upstream_model: key.1,
                     weight: d.weight,
                     context_length: d.context_length,
@@ -362,6 +379,7 @@ impl RoutingTable {
                             rpd: l.rpd,
                         }
                     }),
+                    series: OnceLock::new(),
                 }));
             }
             let group = ModelGroup {
@@ -425,12 +443,14 @@ impl RoutingTable {
             .unwrap_or_else(|| Target::new(endpoint.credentials.len()));
         let deployment = Deployment {
             endpoint: endpoint.clone(),
+            model_header: HeaderValue::from_str(&key.1).ok(),
             upstream_model: key.1,
             weight: 1,
             context_length: 0,
             table_until: vec![0; endpoint.slots()].into(),
             target,
             limits: UpstreamLimits::default(),
+            series: OnceLock::new(),
         };
         Some(Arc::new(ModelGroup {
             name: Arc::from(name),
@@ -487,6 +507,19 @@ fn operation_uris(id: &str, base: &str) -> Option<[http::Uri; 3]> {
     }
 }
 
+/// The `host` header a request to `uri` carries.
+fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match uri.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 /// Resolves an endpoint's credentials: values as given, `env` names from this process's
 /// environment. Unusable ones are skipped with a warning naming only the id and variable.
 fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
@@ -520,6 +553,7 @@ fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
             Some(Credential {
                 id: Arc::from(c.id.as_str()),
                 authorization,
+                id_header: HeaderValue::from_str(&c.id).ok(),
             })
         })
         .collect()
@@ -638,6 +672,23 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn host_headers_name_the_port_unless_default() {
+        for (url, want) in [
+            ("http://127.0.0.1:8080/v1", Some("127.0.0.1:8080")),
+            ("https://api.groq.com/openai/v1", Some("api.groq.com")),
+            ("http://h:80/v1", Some("h")),
+            ("https://h:443/v1", Some("h")),
+            ("https://h:8443", Some("h:8443")),
+            ("http://h:443", Some("h:443")),
+            ("http://[::1]:11434/v1", Some("[::1]:11434")),
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            let got = host_header(&uri);
+            assert_eq!(got.as_ref().map(|v| v.to_str().unwrap()), want, "{url}");
         }
     }
 

@@ -28,20 +28,19 @@ pub struct RequestBody<'a> {
 impl<'a> RequestBody<'a> {
     /// Parses `bytes` as a JSON object; not JSON or not an object is the client's error.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ApiError> {
-        // Validate the whole document first so "not JSON" and "not an object" read differently.
-        let raw: &'a RawValue =
-            serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson {
-                reason: e.to_string(),
-            })?;
-        // Valid for the first pass yet failing here: not an object, or a key that cannot be
-        // decoded (a lone surrogate escape), which is not JSON the edge can route.
-        let Fields(fields) = serde_json::from_str(raw.get()).map_err(|e| {
-            if raw.get().starts_with('{') {
-                ApiError::InvalidJson {
+        // One pass on the happy path; a failure is told apart as "not JSON" or "not an
+        // object" by a second look, on the error path only.
+        let Fields(fields) = serde_json::from_slice(bytes).map_err(|e| {
+            match serde_json::from_slice::<&RawValue>(bytes) {
+                Err(invalid) => ApiError::InvalidJson {
+                    reason: invalid.to_string(),
+                },
+                // Valid JSON yet failing as fields: not an object, or a key that cannot be
+                // decoded (a lone surrogate escape), which is not JSON the edge can route.
+                Ok(raw) if raw.get().starts_with('{') => ApiError::InvalidJson {
                     reason: e.to_string(),
-                }
-            } else {
-                ApiError::NotAnObject
+                },
+                Ok(_) => ApiError::NotAnObject,
             }
         })?;
         let mut body = Self {

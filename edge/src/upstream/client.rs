@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -136,6 +136,9 @@ impl UpstreamClient {
         );
         if let Some(accept) = client_headers.get(ACCEPT) {
             headers.insert(ACCEPT, accept.clone());
+        }
+        if let Some(host) = &endpoint.host_header {
+            headers.insert(HOST, host.clone());
         }
         if let Some(credential) = endpoint.credentials.get(candidate.slot) {
             headers.insert(AUTHORIZATION, credential.authorization.clone());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt as _};
+use futures::{FutureExt as _, Stream, StreamExt as _};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::sse::{self, EventKind, Splitter, Usage};
@@ -49,10 +49,12 @@ pub async fn read_all(
     let mut out = BytesMut::new();
     let mut first = true;
     loop {
-        let next = if first {
-            timeout_at(first_by, body.next()).await
-        } else {
-            timeout(idle, body.next()).await
+        // A chunk already buffered (the common case: the head and a small body arrive
+        // together, and the end follows at once) is taken without arming a timer.
+        let next = match body.next().now_or_never() {
+            Some(next) => Ok(next),
+            None if first => timeout_at(first_by, body.next()).await,
+            None => timeout(idle, body.next()).await,
         };
         first = false;
         match next {
@@ -79,7 +81,11 @@ pub async fn read_all(
 
 /// Waits for an SSE stream's first chunk until `by`.
 pub async fn first_chunk(body: &mut ByteStream, by: Instant) -> Result<Bytes, BodyError> {
-    match timeout_at(by, body.next()).await {
+    let next = match body.next().now_or_never() {
+        Some(next) => Ok(next),
+        None => timeout_at(by, body.next()).await,
+    };
+    match next {
         Err(_) => Err(BodyError::Timeout),
         Ok(None) => Err(BodyError::Broken),
         Ok(Some(Err(_))) => Err(BodyError::Broken),
@@ -207,7 +213,11 @@ impl SseRelay {
                 self.finished = Some(StreamEnd::Complete);
                 return None;
             }
-            match timeout(self.idle, self.upstream.next()).await {
+            let next = match self.upstream.next().now_or_never() {
+                Some(next) => Ok(next),
+                None => timeout(self.idle, self.upstream.next()).await,
+            };
+            match next {
                 Ok(Some(Ok(chunk))) => {
                     if self.seen_bytes + chunk.len() > self.max_bytes {
                         return Some(self.fail(

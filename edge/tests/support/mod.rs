@@ -202,11 +202,17 @@ pub async fn closed_port_url() -> String {
     format!("http://{addr}/v1")
 }
 
-/// Serves `app(state)` on an ephemeral port; returns its base URL (`http://127.0.0.1:N`).
+/// Serves `app(state)` with the edge's own server loop on an ephemeral port; returns its base
+/// URL (`http://127.0.0.1:N`).
 pub async fn serve_app(state: EdgeState) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    let options = switchyard_edge::ServeOptions::from(state.config());
+    tokio::spawn(async move {
+        switchyard_edge::serve(listener, app(state), options, std::future::pending())
+            .await
+            .unwrap()
+    });
     format!("http://{addr}")
 }
 

@@ -215,12 +215,7 @@ impl Plan<'_> {
                 };
                 let u = answer.usage;
                 self.settlement().settle(Some(total_tokens(u)));
-                state.metrics().tokens(
-                    &endpoint.id,
-                    &self.model,
-                    u.prompt_tokens,
-                    u.completion_tokens,
-                );
+                self.tokens(d, u);
                 self.succeeded(candidate, t.sent_us);
                 drop(in_flight);
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
