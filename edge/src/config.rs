@@ -61,6 +61,9 @@ pub struct Config {
     pub body_read_timeout_ms: u64,
     /// Most client connections served at once; more wait in the listen backlog. Default 10000.
     pub max_connections: usize,
+    /// Threads serving client connections, each with its own event loop and upstream
+    /// connection pool; 0 means one per CPU. Default 0.
+    pub workers: usize,
     /// CA certificate (PEM) for mutual TLS to the control plane; set all three `tls_*` or
     /// none. `http://` control-plane URLs are then dialled as `https://`. Default none.
     pub tls_ca: Option<PathBuf>,
@@ -120,6 +123,7 @@ impl Default for Config {
             idle_timeout_ms: 90_000,
             body_read_timeout_ms: 60_000,
             max_connections: 10_000,
+            workers: 0,
             tls_ca: None,
             tls_cert: None,
             tls_key: None,

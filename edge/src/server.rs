@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tower::Service as _;
 use tracing::{debug, warn};
@@ -47,6 +48,8 @@ pub struct ServeOptions {
     pub body_read_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Threads serving connections, each with its own event loop; 0 means one per CPU.
+    pub workers: usize,
 }
 
 impl From<&Config> for ServeOptions {
@@ -56,29 +59,31 @@ impl From<&Config> for ServeOptions {
             idle_timeout: cfg.idle_timeout(),
             body_read_timeout: cfg.body_read_timeout(),
             max_connections: cfg.max_connections,
+            workers: cfg.workers,
         }
     }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for in-flight
 /// responses (streams included) to finish. Every accepted connection has `TCP_NODELAY`.
+///
+/// The caller's runtime only accepts. Each connection is handed to one of `workers` threads,
+/// each running its own single-threaded event loop (and, through [`worker_index`], its own
+/// upstream connection pool), as Envoy's and nginx's workers do: a request is then served on
+/// one thread from client read to client write. On tokio's shared work-stealing pool, reading
+/// a request body wakes the connection's own task, which hands it to the other idle worker on
+/// every request; at one connection that ping-pong cost as much CPU as the request itself.
 pub async fn serve(
     listener: TcpListener,
     app: App,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     // Each connection holds a receiver; `closed()` on the sender resolves when all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = start_workers(options, &app, &stop_rx)?;
+    let mut next = 0;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -104,20 +109,142 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
-        let builder = builder.clone();
-        let app = app.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let reason = connection(stream, &builder, app, options, stop).await;
-            debug!(peer = %peer, reason = reason.as_str(), "client connection closed");
-            drop(slot);
-        });
+        // Off this runtime's reactor, onto the worker's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(error = %e, "cannot hand a client connection to a worker");
+                continue;
+            }
+        };
+        next = (next + 1) % workers.len();
+        if workers[next]
+            .connections
+            .send((stream, peer, slot))
+            .is_err()
+        {
+            warn!(
+                worker = next,
+                "an edge worker has stopped; closing the connection"
+            );
+        }
     }
     drop(listener);
     drop(stop_rx);
+    // Workers stop taking connections and let theirs finish.
+    let threads: Vec<_> = workers.into_iter().map(|w| w.thread).collect();
     let _receivers_remain = stop_tx.send(true);
     stop_tx.closed().await;
+    let joined = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            if thread.join().is_err() {
+                warn!("an edge worker panicked");
+            }
+        }
+    });
+    if joined.await.is_err() {
+        warn!("could not wait for the edge workers");
+    }
     Ok(())
+}
+
+/// A connection handed to a worker, with its place under the connection cap.
+type Handoff = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
+
+/// A worker thread and the way to hand it connections.
+struct Worker {
+    connections: mpsc::UnboundedSender<Handoff>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+thread_local! {
+    static WORKER_INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the edge worker running on this thread; `None` elsewhere.
+pub fn worker_index() -> Option<usize> {
+    WORKER_INDEX.with(std::cell::Cell::get)
+}
+
+/// Threads serving connections; 0 means one per CPU.
+pub fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn start_workers(
+    options: ServeOptions,
+    app: &App,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<Worker>, Error> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    (0..worker_count(options.workers))
+        .map(|index| {
+            let (connections, inbox) = mpsc::unbounded_channel();
+            let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("edge-worker-{index}"))
+                .spawn(move || worker(index, inbox, &builder, &app, options, stop))
+                .map_err(Error::Serve)?;
+            Ok(Worker {
+                connections,
+                thread,
+            })
+        })
+        .collect()
+}
+
+/// One worker: a single-threaded runtime serving the connections it is handed until the
+/// acceptor stops, then until they have all finished.
+fn worker(
+    index: usize,
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    app: &App,
+    options: ServeOptions,
+    stop: watch::Receiver<bool>,
+) {
+    WORKER_INDEX.with(|w| w.set(Some(index)));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            warn!(worker = index, error = %e, "cannot start an edge worker");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut running = tokio::task::JoinSet::new();
+        while let Some((stream, peer, slot)) = inbox.recv().await {
+            while running.try_join_next().is_some() {}
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    debug!(error = %e, "cannot serve a client connection");
+                    continue;
+                }
+            };
+            let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
+            running.spawn(async move {
+                let reason = connection(stream, &builder, app, options, stop).await;
+                debug!(peer = %peer, reason = reason.as_str(), "client connection closed");
+                drop(slot);
+            });
+        }
+        drop(stop);
+        while running.join_next().await.is_some() {}
+    });
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -621,6 +748,7 @@ mod tests {
         idle_timeout: Duration::from_millis(90_000),
         body_read_timeout: Duration::from_millis(60_000),
         max_connections: 10,
+        workers: 1,
     };
 
     fn activity(busy: usize, head: Option<u64>, idle: u64, blocked: Option<u64>) -> Activity {

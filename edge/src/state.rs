@@ -40,7 +40,7 @@ impl EdgeState {
     /// Builds the state with no table, then installs the table from `cfg.table_cache` when that
     /// file exists and decodes (a bad cache is logged and skipped: the control plane will resend).
     pub fn new(cfg: Config) -> Result<Self, Error> {
-        let upstream = UpstreamClient::new(cfg.connect_timeout())?;
+        let upstream = UpstreamClient::new(cfg.connect_timeout(), cfg.workers)?;
         let tls = cfg.tls_files()?;
         let state = Self {
             inner: Arc::new(Inner {

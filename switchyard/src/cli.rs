@@ -427,6 +427,10 @@ pub struct EdgeArgs {
     /// Most client connections served at once; more wait in the listen backlog.
     #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Threads serving client connections, each with its own event loop and upstream
+    /// connection pool; 0 = one per CPU.
+    #[arg(long, env = "SWITCHYARD_EDGE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
     /// Write the bound address as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -550,6 +554,7 @@ pub async fn run(
                 idle_timeout_ms: args.idle_timeout_ms,
                 body_read_timeout_ms: args.body_read_timeout_ms,
                 max_connections: args.max_connections,
+                workers: args.workers,
                 tls_ca: args.tls.tls_ca,
                 tls_cert: args.tls.tls_cert,
                 tls_key: args.tls.tls_key,

@@ -1,5 +1,6 @@
 //! The HTTP client for upstream model servers and the failures an attempt can end in.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,18 +77,24 @@ impl UpstreamError {
 /// The upstream connector: plain TCP for `http://`, rustls (native roots) for `https://`.
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// A pooled client over that connector.
+type Pool = Client<Connector, Full<Bytes>>;
+
 /// One pooled HTTP client shared by every request to every upstream. It is hyper's own pooled
 /// client with nothing layered on top (no redirects, no retries, no URL re-parsing): the edge
-/// decides retries itself.
+/// decides retries itself. Each edge worker thread has a pool of its own (built at its first
+/// request), so a request never waits on a connection task running on another thread; callers
+/// off the workers share one more.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    http: Client<Connector, Full<Bytes>>,
+    connector: Connector,
+    pools: Arc<[OnceLock<Pool>]>,
 }
 
 impl UpstreamClient {
     /// Builds the client; `connect_timeout` bounds opening a connection. Requests carry no
     /// total timeout (streams run long): callers bound the wait for the first byte.
-    pub fn new(connect_timeout: Duration) -> Result<Self, Error> {
+    pub fn new(connect_timeout: Duration, workers: usize) -> Result<Self, Error> {
         install_crypto_provider();
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
@@ -105,11 +112,25 @@ impl UpstreamClient {
                         .with_no_client_auth(),
                 )
             });
-        let https = tls.https_or_http().enable_http1().wrap_connector(tcp);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
-        Ok(Self { http })
+        let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
+        let pools = (0..=crate::server::worker_count(workers))
+            .map(|_| OnceLock::new())
+            .collect();
+        Ok(Self { connector, pools })
+    }
+
+    /// This thread's pool: its worker's, or the shared one.
+    fn pool(&self) -> &Pool {
+        let n = self.pools.len();
+        let slot = match crate::server::worker_index() {
+            Some(worker) if n > 1 => 1 + worker % (n - 1),
+            _ => 0,
+        };
+        self.pools[slot].get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(self.connector.clone())
+        })
     }
 
     /// POSTs `body` to the candidate's `uri` with its credential, forwarding only the client's
@@ -143,7 +164,7 @@ impl UpstreamClient {
         if let Some(credential) = endpoint.credentials.get(candidate.slot) {
             headers.insert(AUTHORIZATION, credential.authorization.clone());
         }
-        self.http.request(request).await.map_err(|e| {
+        self.pool().request(request).await.map_err(|e| {
             if e.is_connect() {
                 UpstreamError::Connect
             } else {
