@@ -287,15 +287,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Records an upstream's time to first byte.
-    pub fn first_byte(&self, endpoint: &Arc<str>, seconds: f64) {
-        self.first_byte
-            .get_or_create(&EndpointLabels {
-                endpoint: endpoint.clone(),
-            })
-            .observe(seconds);
-    }
-
     /// Adds metered tokens.
     pub fn tokens(&self, endpoint: &Arc<str>, model: &Arc<str>, prompt: u64, completion: u64) {
         for (kind, n) in [
@@ -367,6 +358,34 @@ mod tests {
             "switchyard_edge_tokens_total{endpoint=\"groq\",model=\"llama3\",kind=\"Completion\"} 12",
             "switchyard_edge_cooldowns_total{endpoint=\"groq\",reason=\"rate_limited\"} 1",
             "switchyard_edge_table_version 7",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn cached_series_count_into_the_same_families() {
+        let m = Metrics::default();
+        let e: Arc<str> = Arc::from("vllm");
+        let series = m.deployment_series(&e, &Arc::from("llama3"));
+        series.succeeded(0.002);
+        series.succeeded(0.003);
+        assert!(series.tokens("llama3", 5, 7));
+        // Another public name (an alias) is not cached: the caller counts it by label.
+        assert!(!series.tokens("fast", 1, 1));
+        m.tokens(&e, &Arc::from("fast"), 1, 1);
+        m.request(Route::Chat, 200, 0.004);
+        m.request(Route::Chat, 200, 0.005);
+        m.request(Route::Chat, 429, 0.001);
+        let text = m.render();
+        for needle in [
+            "switchyard_edge_upstream_attempts_total{endpoint=\"vllm\",outcome=\"Ok\"} 2",
+            "switchyard_edge_upstream_first_byte_seconds_count{endpoint=\"vllm\"} 2",
+            "switchyard_edge_tokens_total{endpoint=\"vllm\",model=\"llama3\",kind=\"Prompt\"} 5",
+            "switchyard_edge_tokens_total{endpoint=\"vllm\",model=\"fast\",kind=\"Prompt\"} 1",
+            "switchyard_edge_requests_total{route=\"Chat\",status=\"200\"} 2",
+            "switchyard_edge_requests_total{route=\"Chat\",status=\"429\"} 1",
+            "switchyard_edge_request_duration_seconds_count{route=\"Chat\",status=\"200\"} 2",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
