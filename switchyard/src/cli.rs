@@ -260,7 +260,7 @@ pub struct ControlPlaneArgs {
 
 /// Mutual TLS on the gRPC links between edges, agents and voters (`switchyard certs init`
 /// makes the files). All three or none.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct TlsArgs {
     /// CA certificate (PEM) that signed every node's certificate; turns mutual TLS on.
     #[arg(long, env = "SWITCHYARD_TLS_CA", requires_all = ["tls_cert", "tls_key"])]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use futures::StreamExt;
+use switchyard_proto::tls::TlsFiles;
 use switchyard_proto::v1::agent_message::Body as AgentBody;
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
 use switchyard_proto::v1::control_message::Body as ControlBody;
@@ -16,7 +17,7 @@ use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
 use switchyard_proto::v1::{
     AgentMessage, ControlMessage, Hello, RoutingTable, WatchRoutingTableRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -56,6 +57,9 @@ pub struct DoctorArgs {
     /// Milliseconds each check may take.
     #[arg(long, default_value_t = 5_000)]
     pub timeout_ms: u64,
+    /// The control plane's mutual TLS, when the cluster runs it: any node's files will do.
+    #[command(flatten)]
+    pub tls: crate::cli::TlsArgs,
 }
 
 /// How one check went.
@@ -240,18 +244,36 @@ async fn control_plane(
     timeout: Duration,
     report: &mut Report,
 ) -> Option<Channel> {
-    let url = grpc_url(&args.control_plane);
-    let hint = "is `switchyard control-plane` running, listening on an address this machine can \
-                reach (not 127.0.0.1 on another host), and is --control-plane / \
-                SWITCHYARD_CONTROL_PLANE right?";
-    let endpoint = match Endpoint::from_shared(url.clone()) {
+    let tls = match TlsFiles::from_parts(
+        args.tls.tls_ca.clone(),
+        args.tls.tls_cert.clone(),
+        args.tls.tls_key.clone(),
+        "--tls-ca, --tls-cert and --tls-key",
+    ) {
+        Ok(tls) => tls,
+        Err(e) => {
+            report.push(names::CONTROL_PLANE, Status::Fail, e.to_string());
+            return None;
+        }
+    };
+    let url = switchyard_proto::tls::url_for(&grpc_url(&args.control_plane), tls.is_some());
+    let hint = if tls.is_some() {
+        "is `switchyard control-plane` running with --tls-* files from the same CA as these, on \
+         an address this machine can reach?"
+    } else {
+        "is `switchyard control-plane` running, listening on an address this machine can \
+         reach (not 127.0.0.1 on another host), and is --control-plane / \
+         SWITCHYARD_CONTROL_PLANE right? If the cluster runs mutual TLS, give doctor --tls-ca, \
+         --tls-cert and --tls-key too."
+    };
+    let endpoint = match switchyard_proto::tls::endpoint(&url, tls.as_ref()) {
         Ok(endpoint) => endpoint.connect_timeout(timeout).timeout(timeout),
         Err(e) => {
             report.push_hint(
                 names::CONTROL_PLANE,
                 Status::Fail,
-                format!("{url:?} is not a URL: {e}"),
-                "use http://HOST:7700",
+                format!("{url:?}: {}", chain(&e)),
+                "use http://HOST:7700, and readable PEM files for --tls-*",
             );
             return None;
         }
@@ -299,7 +321,12 @@ async fn control_plane(
                 names::CONTROL_PLANE,
                 Status::Fail,
                 format!("{url} answered: {}", status.message()),
-                "is this a Switchyard control plane? (the edge listens on another port)",
+                if tls.is_some() {
+                    "is this a Switchyard control plane? (the edge listens on another port)"
+                } else {
+                    "is this a Switchyard control plane? (the edge listens on another port) If \
+                     the cluster runs mutual TLS, give doctor --tls-ca, --tls-cert and --tls-key."
+                },
             );
             None
         }

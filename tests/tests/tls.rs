@@ -339,6 +339,43 @@ async fn mutual_tls_cluster_routes_and_refuses_rogue_agents() -> anyhow::Result<
         "{:?}",
         endpoints.iter().map(|e| &e.id).collect::<Vec<_>>()
     );
+
+    // `doctor` checks the cluster over mutual TLS with a node's files; without them it fails
+    // at the control plane and says to give them.
+    let doctor = |tls: bool| {
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.args([
+            "doctor",
+            "--join-token",
+            JOIN_TOKEN,
+            "--api-key",
+            CLIENT_KEY,
+        ])
+        .args(["--node-name", "doctor-check", "--timeout-ms", "5000"])
+        .arg("--control-plane")
+        .arg(format!("http://{grpc}"))
+        .arg("--edge")
+        .arg(format!("http://{edge}"));
+        if tls {
+            cmd.args(tls_flags(&certs, "agent"));
+        }
+        cmd.output()
+    };
+    let with_tls = doctor(true).await?;
+    let said = String::from_utf8_lossy(&with_tls.stdout).into_owned()
+        + &String::from_utf8_lossy(&with_tls.stderr);
+    assert!(
+        with_tls.status.success(),
+        "doctor over mTLS failed:\n{said}"
+    );
+    let without = doctor(false).await?;
+    let said = String::from_utf8_lossy(&without.stdout).into_owned()
+        + &String::from_utf8_lossy(&without.stderr);
+    assert!(
+        !without.status.success(),
+        "doctor without TLS passed:\n{said}"
+    );
+    assert!(said.contains("--tls-ca"), "{said}");
     Ok(())
 }
 
