@@ -22,7 +22,6 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{Value, json};
 use switchyard_control_plane::admin::views::{NewEndpoint, NewKey};
-use switchyard_control_plane::state::Limits;
 use switchyard_edge::limits::now_ms;
 use switchyard_tests::cluster::Cluster;
 use switchyard_tests::harness::{init, wait_for};
@@ -167,22 +166,16 @@ async fn cooldown_reaches_other_edges_fast_and_survives_a_control_plane_restart(
             .add_endpoint(&NewEndpoint {
                 id: id.into(),
                 url: format!("http://{}/v1", up.addr),
-                kind: None,
                 models: vec!["m".into()],
                 weight: 1,
-                api_key: None,
-                api_key_env: None,
-                api_keys: Vec::new(),
-                limits: Limits::default(),
+                ..Default::default()
             })
             .await?;
     }
     let secret = admin
         .create_key(&NewKey {
             name: "caller".into(),
-            allowed_models: Vec::new(),
-            expires_at_ms: 0,
-            limits: Limits::default(),
+            ..Default::default()
         })
         .await?
         .secret;
@@ -275,13 +268,9 @@ async fn cooldown_reaches_other_edges_fast_and_survives_a_control_plane_restart(
         .add_endpoint(&NewEndpoint {
             id: "z".into(),
             url: format!("http://{}/v1", y.addr),
-            kind: None,
             models: vec!["after-restart".into()],
             weight: 1,
-            api_key: None,
-            api_key_env: None,
-            api_keys: Vec::new(),
-            limits: Limits::default(),
+            ..Default::default()
         })
         .await?;
     serves(&b, &secret, "after-restart", Duration::from_secs(20)).await?;

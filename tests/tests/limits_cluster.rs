@@ -88,21 +88,16 @@ async fn setup(
         .add_endpoint(&NewEndpoint {
             id: "up".into(),
             url: format!("http://{}/v1", upstream.addr),
-            kind: None,
             models: vec!["m".into()],
             weight: 1,
-            api_key: None,
-            api_key_env: None,
-            api_keys: Vec::new(),
-            limits: Limits::default(),
+            ..Default::default()
         })
         .await?;
     let created = admin
         .create_key(&NewKey {
             name: "limited".into(),
-            allowed_models: Vec::new(),
-            expires_at_ms: 0,
             limits,
+            ..Default::default()
         })
         .await?;
     Ok((cluster, leader, created.secret, admin))

@@ -153,13 +153,10 @@ async fn add(
         .add_endpoint(&NewEndpoint {
             id: id.into(),
             url: fake.url(),
-            kind: None,
             models: models.iter().map(|m| (*m).to_owned()).collect(),
             weight: 1,
-            api_key: None,
-            api_key_env: None,
-            api_keys: Vec::new(),
             limits,
+            ..Default::default()
         })
         .await?;
     Ok(())
@@ -169,9 +166,8 @@ async fn key(admin: &AdminClient, limits: Limits) -> anyhow::Result<String> {
     let created = admin
         .create_key(&NewKey {
             name: "caller".into(),
-            allowed_models: Vec::new(),
-            expires_at_ms: 0,
             limits,
+            ..Default::default()
         })
         .await?;
     Ok(created.secret)
