@@ -993,6 +993,44 @@ async fn connections_past_the_cap_wait_their_turn() {
     edge.assert_healthy("the connection cap").await;
 }
 
+/// `--workers 3` runs three worker threads, and keep-alive connections handed to each are all
+/// served, request after request.
+#[tokio::test]
+async fn connections_are_served_by_every_worker() {
+    let up = Upstream::start().await;
+    let mut edge = EdgeProcess::start(&up, &["--workers", "3"]).await;
+    let pid = edge.child.id();
+    let mut workers: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("edge-worker-"))
+        .collect();
+    workers.sort();
+    assert_eq!(workers, ["edge-worker-0", "edge-worker-1", "edge-worker-2"]);
+    let request = raw_post(&chat_body("ok", false));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let mut conn = TcpStream::connect(edge.addr).await.unwrap();
+        let request = request.clone();
+        clients.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                conn.write_all(&request).await.unwrap();
+                assert_eq!(read_response(&mut conn).await.0, 200);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    eprintln!(
+        "6 connections x 20 requests over 3 workers in {:?}",
+        started.elapsed()
+    );
+    edge.assert_healthy("three workers").await;
+}
+
 /// SIGTERM stops accepting at once but lets an in-flight stream finish; then the process exits
 /// cleanly.
 #[tokio::test]
