@@ -6,7 +6,7 @@
 //! - [`watch`]: following the control plane's table; [`cache`]: persisting it.
 //! - [`routing`]: the compiled table and the pure [`routing::pick`].
 //! - [`upstream`]: the request body rewrite and the upstream HTTP client.
-//! - [`routes`]: one file per HTTP endpoint, assembled by [`app`].
+//! - [`routes`]: the HTTP endpoints, assembled by [`app`] (the `/v1` POSTs go to [`routes::forward`]).
 //! - [`metrics`]: Prometheus metrics; [`report`]: cooldown reports to the control plane.
 //! - [`server`]: the HTTP server loop with its connection cap and header, idle and body timeouts.
 //! - [`error`]: [`Error`] for running, [`ApiError`] for clients.

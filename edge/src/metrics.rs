@@ -22,6 +22,29 @@ pub enum Route {
     Embeddings,
 }
 
+impl Route {
+    /// Every operation, in [`Route::index`] order.
+    pub const ALL: [Self; 3] = [Self::Chat, Self::Completions, Self::Embeddings];
+
+    /// Its place in [`Route::ALL`] (and in per-operation arrays such as an endpoint's URIs).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Chat => 0,
+            Self::Completions => 1,
+            Self::Embeddings => 2,
+        }
+    }
+
+    /// The path clients POST it to.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/v1/chat/completions",
+            Self::Completions => "/v1/completions",
+            Self::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
 /// How one upstream attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum AttemptOutcome {
@@ -113,14 +136,15 @@ pub struct Metrics {
     streams: Family<StreamLabels, Counter>,
     in_flight: Gauge,
     table_version: Gauge<u64, AtomicU64>,
-    /// The series of each route's 200s, looked up once (most requests end there).
+    /// The series of each route's 200s by [`Route::index`], looked up once (most requests end
+    /// there).
     ok_requests: [OnceLock<(Counter, Histogram)>; 3],
 }
 
 /// One deployment's per-request series, looked up once: a request then counts without
 /// hashing labels or taking the families' locks. Token counts are cached for one public
-/// model name (the group's own); a request naming the group by an alias counts through
-/// [`Metrics::tokens`].
+/// model name, the first the deployment answered under; a request naming it otherwise (an
+/// alias, or the group when an alias came first) counts through [`Metrics::tokens`].
 #[derive(Debug, Clone)]
 pub struct DeploymentSeries {
     ok: Counter,
@@ -235,12 +259,7 @@ impl Metrics {
     pub fn request(&self, route: Route, status: u16, seconds: f64) {
         let labels = RequestLabels { route, status };
         if status == 200 {
-            let index = match route {
-                Route::Chat => 0,
-                Route::Completions => 1,
-                Route::Embeddings => 2,
-            };
-            let (count, duration) = self.ok_requests[index].get_or_init(|| {
+            let (count, duration) = self.ok_requests[route.index()].get_or_init(|| {
                 (
                     self.requests.get_or_create_owned(&labels),
                     self.duration.get_or_create_owned(&labels),

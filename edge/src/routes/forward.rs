@@ -49,15 +49,6 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 const CREDENTIAL_COOLDOWN: Duration = Duration::from_secs(60);
 
 impl Route {
-    /// Index of the operation in [`crate::routing::Endpoint::uris`].
-    fn uri_index(self) -> usize {
-        match self {
-            Self::Chat => 0,
-            Self::Completions => 1,
-            Self::Embeddings => 2,
-        }
-    }
-
     /// The parameter the operation cannot do without.
     fn required(self) -> &'static str {
         match self {
@@ -465,7 +456,7 @@ impl Plan<'_> {
         let Some(uri) = endpoint
             .uris
             .as_ref()
-            .map(|u| u[self.route.uri_index()].clone())
+            .map(|u| u[self.route.index()].clone())
         else {
             return self.failed(candidate, UpstreamError::Connect);
         };
@@ -475,8 +466,7 @@ impl Plan<'_> {
                 allowed,
                 sent_us,
             };
-            // Boxed: the native path's state would otherwise make every request's future larger.
-            return Box::pin(self.native(candidate, op, t, in_flight)).await;
+            return self.native(candidate, op, t, in_flight).await;
         }
         let body = self
             .request
@@ -588,7 +578,9 @@ impl Plan<'_> {
                 allowed,
                 sent_us,
             };
-            return Box::pin(self.after_v1_404(candidate, op, response_body, t, in_flight)).await;
+            return self
+                .after_v1_404(candidate, op, response_body, t, in_flight)
+                .await;
         }
         // Not a success: the head tells most of it, the (small) body the rest.
         if let Some(e) = failure_of(status, &upstream_headers) {

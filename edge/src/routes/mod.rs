@@ -1,8 +1,6 @@
-//! The HTTP surface: one file per endpoint, assembled here into the edge's router.
+//! The HTTP surface: the forwarding path for the `/v1` POSTs and one file per other endpoint,
+//! assembled here into the edge's service.
 
-pub mod chat_completions;
-pub mod completions;
-pub mod embeddings;
 pub mod forward;
 pub mod health;
 pub mod metrics;
@@ -16,7 +14,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,12 +52,8 @@ impl App {
         if request.method() != Method::POST {
             return None;
         }
-        match request.uri().path() {
-            "/v1/chat/completions" => Some(Route::Chat),
-            "/v1/completions" => Some(Route::Completions),
-            "/v1/embeddings" => Some(Route::Embeddings),
-            _ => None,
-        }
+        let path = request.uri().path();
+        Route::ALL.into_iter().find(|route| route.path() == path)
     }
 }
 
@@ -94,14 +88,18 @@ where
 }
 
 /// Everything but the forwarding path: model listing, metrics, health and the OpenAI errors
-/// for unknown routes and methods. The POST routes are here too, so that another method on
+/// for unknown routes and methods. The POST operations are here too, so that another method on
 /// their paths is answered 405, not 404.
-pub fn router(state: EdgeState) -> Router {
+fn router(state: EdgeState) -> Router {
     let max_body_bytes = state.config().max_body_bytes;
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions::handle))
-        .route("/v1/completions", post(completions::handle))
-        .route("/v1/embeddings", post(embeddings::handle))
+    let mut router = Router::new();
+    for route in Route::ALL {
+        let handle = move |State(state): State<EdgeState>, request: axum::extract::Request| async move {
+            forward::forward(&state, route, request).await
+        };
+        router = router.route(route.path(), post(handle));
+    }
+    router
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/metrics", get(metrics::render))

@@ -158,6 +158,8 @@ impl UpstreamClient {
         if let Some(accept) = client_headers.get(ACCEPT) {
             headers.insert(ACCEPT, accept.clone());
         }
+        // Every URI sent to an endpoint (its `/v1` operations, Ollama's native API) has the
+        // authority of its base URL, which the header was made from.
         if let Some(host) = &endpoint.host_header {
             headers.insert(HOST, host.clone());
         }

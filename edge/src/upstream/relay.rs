@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt as _, Stream, StreamExt as _};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::error::Elapsed;
+use tokio::time::{Instant, timeout_at};
 
 use super::sse::{self, EventKind, Splitter, Usage};
 use crate::metrics::StreamEnd;
@@ -49,13 +50,14 @@ pub async fn read_all(
     let mut out = BytesMut::new();
     let mut first = true;
     loop {
-        // A chunk already buffered (the common case: the head and a small body arrive
-        // together, and the end follows at once) is taken without arming a timer.
-        let next = match body.next().now_or_never() {
-            Some(next) => Ok(next),
-            None if first => timeout_at(first_by, body.next()).await,
-            None => timeout(idle, body.next()).await,
-        };
+        let next = next_by(&mut body, || {
+            if first {
+                first_by
+            } else {
+                Instant::now() + idle
+            }
+        })
+        .await;
         first = false;
         match next {
             Err(_) => return Err(BodyError::Timeout),
@@ -79,13 +81,22 @@ pub async fn read_all(
     }
 }
 
+/// The next item of `body`, or `Elapsed` when none came by the deadline `by` gives. An item
+/// already buffered (the common case: the head and a small body arrive together, and the end
+/// follows at once) is taken without reading the clock or arming a timer.
+async fn next_by(
+    body: &mut ByteStream,
+    by: impl FnOnce() -> Instant,
+) -> Result<Option<Result<Bytes, hyper::Error>>, Elapsed> {
+    if let Some(next) = body.next().now_or_never() {
+        return Ok(next);
+    }
+    timeout_at(by(), body.next()).await
+}
+
 /// Waits for an SSE stream's first chunk until `by`.
 pub async fn first_chunk(body: &mut ByteStream, by: Instant) -> Result<Bytes, BodyError> {
-    let next = match body.next().now_or_never() {
-        Some(next) => Ok(next),
-        None => timeout_at(by, body.next()).await,
-    };
-    match next {
+    match next_by(body, || by).await {
         Err(_) => Err(BodyError::Timeout),
         Ok(None) => Err(BodyError::Broken),
         Ok(Some(Err(_))) => Err(BodyError::Broken),
@@ -213,11 +224,8 @@ impl SseRelay {
                 self.finished = Some(StreamEnd::Complete);
                 return None;
             }
-            let next = match self.upstream.next().now_or_never() {
-                Some(next) => Ok(next),
-                None => timeout(self.idle, self.upstream.next()).await,
-            };
-            match next {
+            let idle = self.idle;
+            match next_by(&mut self.upstream, || Instant::now() + idle).await {
                 Ok(Some(Ok(chunk))) => {
                     if self.seen_bytes + chunk.len() > self.max_bytes {
                         return Some(self.fail(
