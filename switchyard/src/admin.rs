@@ -173,17 +173,7 @@ pub enum Verb {
 
 /// Runs `verb` against the admin API and writes the answer to `out`.
 pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::Result<()> {
-    let token = match &args.token {
-        Some(t) => t.clone(),
-        None => {
-            let path = args.token_dir.join("admin.token");
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("no --token given and {} cannot be read", path.display()))?
-                .trim()
-                .to_string()
-        }
-    };
-    let client = AdminClient::new(&args.server, &token)?;
+    let client = client(args)?;
     let json = args.json;
     match verb {
         Verb::Status => {
@@ -530,7 +520,23 @@ fn or_dash(s: &str) -> String {
     }
 }
 
-fn print_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+/// A client for the admin API `args` point at, with `--token` or the generated token file.
+pub fn client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => {
+            let path = args.token_dir.join("admin.token");
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("no --token given and {} cannot be read", path.display()))?
+                .trim()
+                .to_string()
+        }
+    };
+    Ok(AdminClient::new(&args.server, &token)?)
+}
+
+/// Writes `value` as pretty JSON and a newline.
+pub fn print_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
     Ok(())

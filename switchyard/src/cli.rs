@@ -75,6 +75,15 @@ pub enum Command {
     Reload(AdminArgs),
     /// Check, step by step, that control plane, agents and edge work together.
     Doctor(crate::doctor::DoctorArgs),
+    /// Show or refresh what declared endpoints list, serve and filter out.
+    Catalog {
+        #[command(subcommand)]
+        /// What to do.
+        cmd: Option<crate::cmd::catalog::CatalogCmd>,
+        #[command(flatten)]
+        /// Admin API access.
+        admin: AdminArgs,
+    },
     /// Make a CA and per-node certificates for mutual TLS between the roles.
     Certs {
         #[command(subcommand)]
@@ -162,6 +171,9 @@ pub struct ControlPlaneArgs {
         default_value = "127.0.0.1:7701"
     )]
     pub admin_listen: SocketAddr,
+    /// Seconds between listings of catalogued endpoints' models (0: only on demand).
+    #[arg(long, env = "SWITCHYARD_CATALOG_REFRESH_SECS", default_value_t = 300)]
+    pub catalog_refresh_secs: u64,
     /// config.yaml to load: Switchyard's format or LiteLLM's, as-is. Reloaded on SIGHUP.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -309,6 +321,7 @@ impl ControlPlaneArgs {
             config_file: self.config.clone(),
             env: None,
             mdns: !self.no_mdns,
+            catalog_refresh_secs: self.catalog_refresh_secs,
             backend: if self.etcd_endpoints.is_empty() {
                 switchyard_control_plane::etcd::BackendKind::Raft
             } else {
@@ -582,6 +595,10 @@ pub async fn run(
             verb(&a, Verb::Members(cmd.unwrap_or(MembersCmd::List))).await
         }
         Command::Reload(a) => verb(&a, Verb::Reload).await,
+        Command::Catalog { cmd, admin: a } => {
+            let cmd = cmd.unwrap_or(crate::cmd::catalog::CatalogCmd::List);
+            crate::cmd::catalog::run(&a, cmd, &mut std::io::stdout().lock()).await
+        }
         Command::Certs {
             cmd: crate::certs::CertsCmd::Init(args),
         } => crate::certs::init(&args, &mut std::io::stdout().lock()),

@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, RouterSettings, Source,
+    Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup,
+    RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +55,9 @@ struct EndpointDoc {
     api_keys: Vec<String>,
     #[serde(default)]
     limits: Limits,
+    /// What to serve of the endpoint's own listing (see docs/catalog.md).
+    #[serde(default)]
+    catalog: Option<CatalogFilter>,
 }
 
 fn openai() -> String {
@@ -151,6 +155,13 @@ pub fn parse(
         let credentials = sealer
             .credentials(&e.id, &secrets, &format!("{field}.api_key"))
             .map_err(|err| err.to_string())?;
+        if let Some(filter) = e.catalog {
+            d.catalog.push(CatalogSpec {
+                endpoint: e.id.clone(),
+                filter,
+                source: Source::Config,
+            });
+        }
         d.endpoints.push(EndpointSpec {
             id: e.id,
             kind: e.kind,
