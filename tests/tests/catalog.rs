@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard::admin::AdminArgs;
+use switchyard::cmd::admin::AdminArgs;
 use switchyard::cmd::catalog::{self, CatalogCmd};
-use switchyard::doctor::{self, DoctorArgs, Status, names};
+use switchyard::cmd::doctor::{self, DoctorArgs, Status, names};
 use switchyard::up::{Up, UpConfig, UpExtras};
 use switchyard_control_plane::admin::client::AdminClient;
 use switchyard_tests::catalog_fake::{CatalogFake, FakeModel};

@@ -3,10 +3,29 @@
 
 use std::io::Write;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use switchyard_control_plane::catalog::refresh::EndpointCatalog;
 
-use crate::admin::{self, AdminArgs};
+use super::admin::{self, AdminArgs};
+use super::{Run, Shutdown};
+
+/// `switchyard catalog`.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[command(subcommand)]
+    /// What to do (default `list`).
+    pub cmd: Option<CatalogCmd>,
+    #[command(flatten)]
+    /// Admin API access.
+    pub admin: AdminArgs,
+}
+
+impl Run for CatalogArgs {
+    async fn run(self, _: Shutdown) -> anyhow::Result<()> {
+        let cmd = self.cmd.unwrap_or(CatalogCmd::List);
+        run(&self.admin, cmd, &mut std::io::stdout().lock()).await
+    }
+}
 
 /// `switchyard catalog …`.
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -19,7 +38,7 @@ pub enum CatalogCmd {
 
 /// Runs `cmd` against the admin API, writing tables (or JSON with `--json`) to `out`.
 pub async fn run(args: &AdminArgs, cmd: CatalogCmd, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = admin::client(args)?;
+    let client = args.client()?;
     let endpoints = match cmd {
         CatalogCmd::List => client.catalog().await?,
         CatalogCmd::Refresh => {
