@@ -23,8 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
-use crate::catalog::Catalogue;
+use crate::catalog::probe::{AuditReport, AuditRequest};
 use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
+use crate::catalog::{Auditor, Catalogue};
 use crate::config::{Sealer, SecretRef};
 use crate::error::Error;
 use crate::liveness::Liveness;
@@ -74,6 +75,8 @@ pub struct AdminState {
     pub tokens: Arc<Tokens>,
     /// Lists declared endpoints' models on demand.
     pub catalogue: Catalogue,
+    /// Probes declared endpoints' models on demand.
+    pub auditor: Auditor,
 }
 
 /// The admin router: `/api/v1/…` behind token checks, `/metrics` and `/health` open.
@@ -94,6 +97,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/reload", post(reload))
         .route("/catalog", get(catalog))
         .route("/catalog/refresh", post(refresh_catalog))
+        .route("/catalog/audit", post(audit_catalog))
         .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -346,6 +350,15 @@ async fn catalog(State(s): State<AdminState>) -> Json<Vec<EndpointCatalog>> {
 /// `POST /api/v1/catalog/refresh`: lists every catalogued endpoint now.
 async fn refresh_catalog(State(s): State<AdminState>) -> Result<Json<RefreshReport>, Error> {
     s.catalogue.refresh().await.map(Json)
+}
+
+/// `POST /api/v1/catalog/audit`: probes every model × credential; see [`crate::catalog::probe`].
+async fn audit_catalog(
+    State(s): State<AdminState>,
+    body: Option<Json<AuditRequest>>,
+) -> Result<Json<AuditReport>, Error> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    s.auditor.audit(&request).await.map(Json)
 }
 
 /// `GET /api/v1/chains`: fallbacks and aliases naming a group that serves nothing.
