@@ -6,12 +6,14 @@
 //!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
 //! - tools: [`doctor`], [`certs`];
 //! - catalogs: [`catalog`];
+//! - pointing coding tools at an edge: [`bind`] (their config files), [`run`] (their variables);
 //! - flag groups more than one verb flattens in: [`flags`].
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub mod admin;
+pub mod bind;
 pub mod catalog;
 pub mod certs;
 pub mod control_plane;
@@ -25,6 +27,7 @@ pub mod members;
 pub mod models;
 pub mod node_agent;
 pub mod reload;
+pub mod run;
 pub mod status;
 pub mod up;
 
@@ -92,4 +95,9 @@ commands! {
     Certs(certs::CertsArgs),
     /// Show or refresh what declared endpoints list, serve and filter out.
     Catalog(catalog::CatalogArgs),
+    /// Write a coding tool's config (aider, continue, claude-code, codex, open-webui, opencode)
+    /// to use the edge, showing a diff and keeping a backup.
+    Bind(bind::BindArgs),
+    /// Start claude, codex or aider with the variables that point it at the edge.
+    Run(run::RunArgs),
 }
