@@ -125,7 +125,7 @@ async fn serve(
     headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
 ) -> Result<Response, ApiError> {
-    let table = state.table();
+    let table = state.table_or_wait().await;
     let now = now_ms();
     let no_keys = KeyStore::default();
     let keys = table.as_deref().map_or(&no_keys, |t| &t.keys);
@@ -181,7 +181,8 @@ async fn serve(
         ask: Ask {
             now_ms: now,
             tokens: request.token_estimate(),
-            needs_n: n > 1,
+            // Under drop_params a target that cannot take `n` is sent the request without it.
+            needs_n: n > 1 && !table.settings.drop_params,
             random: fastrand::u64(..),
         },
         attempts: 0,
@@ -288,8 +289,7 @@ impl Plan<'_> {
                     continue;
                 }
                 tried += 1;
-                let attempt = self.attempt(candidate).await;
-                self.refund_upstream();
+                let attempt = self.attempt_with_retries(candidate).await;
                 match attempt {
                     Attempt::Answer(response) => return Ok(response),
                     Attempt::ContextExceeded(response) => {
@@ -331,6 +331,30 @@ impl Plan<'_> {
             }
         }
         self.final_error(&primary)
+    }
+
+    /// Tries `candidate`, and again up to `same_deployment_retries` times after a
+    /// `retry_after` pause when it fails in a way a retry may fix (LiteLLM's `num_retries`),
+    /// before the caller moves on to the next candidate.
+    async fn attempt_with_retries(&mut self, candidate: &Candidate) -> Attempt {
+        let mut retries = self.table.settings.same_deployment_retries;
+        loop {
+            let attempt = self.attempt(candidate).await;
+            self.refund_upstream();
+            let retryable = matches!(&attempt, Attempt::Failed(e) if e.worth_retrying_in_place());
+            if !retryable || retries == 0 {
+                return attempt;
+            }
+            let wait = self.table.settings.retry_after;
+            if Instant::now() + wait >= self.deadline {
+                return attempt;
+            }
+            tokio::time::sleep(wait).await;
+            if !self.admit_upstream(candidate).await {
+                return attempt;
+            }
+            retries -= 1;
+        }
     }
 
     /// Takes `candidate`'s upstream limits (its token reservation is held in
@@ -468,9 +492,14 @@ impl Plan<'_> {
             };
             return self.native(candidate, op, t, in_flight).await;
         }
+        let dropped: &[String] = if self.table.settings.drop_params {
+            &endpoint.unsupported_params
+        } else {
+            &[]
+        };
         let body = self
             .request
-            .upstream_body(&d.upstream_model, self.add_usage);
+            .upstream_body_without(&d.upstream_model, self.add_usage, dropped);
         let send = state.upstream().send(candidate, uri, self.headers, body);
         let result = match tokio::time::timeout_at(try_by, send).await {
             Err(_) => Err(UpstreamError::Timeout { after: allowed }),
