@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
-use crate::config::{Sealer, SecretRef};
+use crate::config::{self, Sealer, SecretRef};
 use crate::error::Error;
 use crate::liveness::Liveness;
 use crate::raft::{Consensus, Forwarded, Member};
@@ -298,6 +298,7 @@ async fn add_endpoint(
         source: Source::Api,
         credentials,
         limits: body.limits,
+        upstream: Default::default(),
     };
     commit(
         &s.consensus,
@@ -386,7 +387,15 @@ async fn create_key(
     if body.name.trim().is_empty() {
         return Err(Error::BadRequest("name: must not be empty".into()));
     }
-    let secret = seal::new_client_secret()?;
+    let imported = body.secret.is_some();
+    let secret = match body.secret {
+        Some(secret) => {
+            config::check_imported_secret(&secret)
+                .map_err(|reason| Error::BadRequest(format!("secret: {reason}")))?;
+            secret
+        }
+        None => seal::new_client_secret()?,
+    };
     let key = ClientKey {
         id: format!("key_{}", seal::random_id(6)?),
         name: body.name,
@@ -401,7 +410,9 @@ async fn create_key(
     };
     let view = KeyView::from(&key);
     commit(&s.consensus, Command::PutKey { key }).await?;
-    tracing::info!(key_id = %view.id, name = %view.name, "client key created");
+    tracing::info!(key_id = %view.id, name = %view.name, imported, "client key created");
+    // The caller already holds an imported secret; it is not sent back.
+    let secret = if imported { String::new() } else { secret };
     Ok((StatusCode::CREATED, Json(CreatedKey { key: view, secret })))
 }
 

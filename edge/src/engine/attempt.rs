@@ -162,11 +162,18 @@ impl Plan<'_> {
         };
         let native = match wire {
             Outbound::OpenAi => {
+                let dropped: &[String] = if self.table.settings.drop_params {
+                    &endpoint.unsupported_params
+                } else {
+                    &[]
+                };
                 return Ok(Built {
                     uri,
-                    body: self
-                        .request
-                        .upstream_body(&d.upstream_model, self.add_usage),
+                    body: self.request.upstream_body_without(
+                        &d.upstream_model,
+                        self.add_usage,
+                        dropped,
+                    ),
                     base64: false,
                 });
             }

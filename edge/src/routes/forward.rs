@@ -108,7 +108,7 @@ async fn serve(
     headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
 ) -> Result<Response, ApiError> {
-    let table = state.table();
+    let table = state.table_or_wait().await;
     let now = now_ms();
     let no_keys = KeyStore::default();
     let keys = table.as_deref().map_or(&no_keys, |t| &t.keys);

@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -59,6 +59,17 @@ impl UpstreamError {
     /// Whether the failure concerns the whole endpoint (every model and credential on it).
     pub fn endpoint_wide(&self) -> bool {
         matches!(self, Self::Connect)
+    }
+
+    /// Whether trying the same deployment again, after a pause, may succeed: a server error
+    /// or timeout may pass. A dead endpoint, a rate limit (its cooldown decides), a refused
+    /// credential or a missing model will not.
+    pub fn worth_retrying_in_place(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Protocol { .. } => true,
+            Self::Status { status } => status.is_server_error() || status.as_u16() == 408,
+            Self::Connect | Self::RateLimited { .. } | Self::Credential { .. } => false,
+        }
     }
 
     /// The metric label.
@@ -163,8 +174,11 @@ impl UpstreamClient {
         if let Some(host) = &endpoint.host_header {
             headers.insert(HOST, host.clone());
         }
+        for (name, value) in &endpoint.request_headers {
+            headers.insert(name.clone(), value.clone());
+        }
         if let Some(credential) = endpoint.credentials.get(candidate.slot) {
-            headers.insert(AUTHORIZATION, credential.authorization.clone());
+            headers.insert(credential.header.clone(), credential.authorization.clone());
         }
         self.pool().request(request).await.map_err(|e| {
             if e.is_connect() {
