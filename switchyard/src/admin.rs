@@ -43,6 +43,25 @@ pub struct AdminArgs {
     pub json: bool,
 }
 
+impl AdminArgs {
+    /// A client for `--server` with `--token`, else the token in `<token-dir>/admin.token`.
+    pub fn client(&self) -> anyhow::Result<AdminClient> {
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = self.token_dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!("no --token given and {} cannot be read", path.display())
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(AdminClient::new(&self.server, &token)?)
+    }
+}
+
 /// `switchyard endpoints …`.
 #[derive(Debug, Subcommand)]
 pub enum EndpointsCmd {
@@ -173,17 +192,7 @@ pub enum Verb {
 
 /// Runs `verb` against the admin API and writes the answer to `out`.
 pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::Result<()> {
-    let token = match &args.token {
-        Some(t) => t.clone(),
-        None => {
-            let path = args.token_dir.join("admin.token");
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("no --token given and {} cannot be read", path.display()))?
-                .trim()
-                .to_string()
-        }
-    };
-    let client = AdminClient::new(&args.server, &token)?;
+    let client = args.client()?;
     let json = args.json;
     match verb {
         Verb::Status => {

@@ -75,6 +75,9 @@ pub enum Command {
     Reload(AdminArgs),
     /// Check, step by step, that control plane, agents and edge work together.
     Doctor(crate::doctor::DoctorArgs),
+    /// A live terminal view of the cluster: members, nodes, endpoints, models, keys, usage.
+    #[cfg(feature = "top")]
+    Top(crate::cmd::top::TopArgs),
     /// Make a CA and per-node certificates for mutual TLS between the roles.
     Certs {
         #[command(subcommand)]
@@ -582,6 +585,8 @@ pub async fn run(
             verb(&a, Verb::Members(cmd.unwrap_or(MembersCmd::List))).await
         }
         Command::Reload(a) => verb(&a, Verb::Reload).await,
+        #[cfg(feature = "top")]
+        Command::Top(args) => crate::cmd::top::run(args, shutdown).await,
         Command::Certs {
             cmd: crate::certs::CertsCmd::Init(args),
         } => crate::certs::init(&args, &mut std::io::stdout().lock()),
