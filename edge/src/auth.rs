@@ -160,7 +160,11 @@ fn presented(headers: &HeaderMap) -> Result<Option<&str>, ()> {
         }
         return Ok(Some(token.trim()));
     }
-    Ok(headers.get("api-key").and_then(|v| v.to_str().ok()))
+    // Azure's `api-key` and Anthropic's `x-api-key` carry the bare key.
+    Ok(headers
+        .get("api-key")
+        .or_else(|| headers.get("x-api-key"))
+        .and_then(|v| v.to_str().ok()))
 }
 
 /// Authenticates a request against `keys` and the optional bootstrap key hash at `now_ms`.

@@ -10,13 +10,13 @@ use tracing::{info, warn};
 use crate::auth::{self, KeyHash};
 use crate::cache;
 use crate::config::Config;
+use crate::dialect::ollama::Surfaces;
 use crate::error::Error;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
-use crate::upstream::ollama::Surfaces;
 
 /// Shared edge state; cloning is cheap and every clone sees the same table.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ struct Inner {
     table: ArcSwapOption<RoutingTable>,
     upstream: UpstreamClient,
     bootstrap: Option<KeyHash>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     reporter: OnceLock<Reporter>,
     limiter: Limiter,
     ollama: Surfaces,
@@ -47,7 +47,7 @@ impl EdgeState {
                 table: ArcSwapOption::empty(),
                 upstream,
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
-                metrics: Metrics::default(),
+                metrics: Arc::default(),
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
                 limiter: Limiter::with_tls(cfg.primary_control_plane(), cfg.edge_name.clone(), tls),
@@ -116,7 +116,7 @@ impl EdgeState {
     }
 
     /// The edge's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 

@@ -7,22 +7,26 @@
 //!
 //! Keys: `1`-`6` or ←/→ (also Tab, h/l) pick a view, `r` reads again now, `q`, Esc or Ctrl-C quit.
 
+#[cfg(feature = "top")]
 pub mod snapshot;
+#[cfg(feature = "top")]
 pub mod view;
 
-use std::future::Future;
-use std::io::IsTerminal;
-use std::time::Duration;
-
-use anyhow::{Context, bail};
 use clap::Args;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use switchyard_control_plane::service::agent::now_ms;
-use tokio::sync::mpsc;
 
-use crate::admin::AdminArgs;
-use snapshot::{Snapshot, fetch};
-use view::View;
+use super::admin::AdminArgs;
+use super::{Run, Shutdown};
+#[cfg(feature = "top")]
+use {
+    anyhow::{Context, bail},
+    ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers},
+    snapshot::{Snapshot, fetch},
+    std::io::IsTerminal,
+    std::time::Duration,
+    switchyard_control_plane::service::agent::now_ms,
+    tokio::sync::mpsc,
+    view::View,
+};
 
 /// `switchyard top`.
 #[derive(Debug, Args)]
@@ -35,7 +39,20 @@ pub struct TopArgs {
     pub admin: AdminArgs,
 }
 
+impl Run for TopArgs {
+    async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        #[cfg(feature = "top")]
+        return run(self, shutdown).await;
+        #[cfg(not(feature = "top"))]
+        {
+            drop((self, shutdown));
+            anyhow::bail!("this switchyard was built without `top` (cargo feature `top`)")
+        }
+    }
+}
+
 /// What a key asks for.
+#[cfg(feature = "top")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Show this view.
@@ -49,6 +66,7 @@ pub enum Action {
 }
 
 /// The action of `key` while `current` is shown.
+#[cfg(feature = "top")]
 pub fn on_key(current: View, key: KeyEvent) -> Action {
     let step = |by: isize| {
         let n = View::ALL.len() as isize;
@@ -67,7 +85,8 @@ pub fn on_key(current: View, key: KeyEvent) -> Action {
 }
 
 /// Runs the view until a quit key or `shutdown`.
-pub async fn run(args: TopArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+#[cfg(feature = "top")]
+async fn run(args: TopArgs, mut shutdown: Shutdown) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!("`switchyard top` needs a terminal; use `switchyard status --json` in scripts");
     }
@@ -82,7 +101,6 @@ pub async fn run(args: TopArgs, shutdown: impl Future<Output = ()>) -> anyhow::R
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let server = args.admin.server.clone();
     let drawn = async {
-        tokio::pin!(shutdown);
         let mut view = View::Cluster;
         let mut snapshot = Snapshot::default();
         let mut stale = true;
@@ -110,6 +128,7 @@ pub async fn run(args: TopArgs, shutdown: impl Future<Output = ()>) -> anyhow::R
 }
 
 /// Forwards key presses to `keys` until it closes or the terminal fails.
+#[cfg(feature = "top")]
 fn read_keys(keys: &mpsc::Sender<KeyEvent>) {
     loop {
         match event::poll(Duration::from_millis(200)) {
@@ -135,5 +154,5 @@ fn read_keys(keys: &mpsc::Sender<KeyEvent>) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "top"))]
 mod tests;

@@ -1,0 +1,131 @@
+//! `switchyard keys …`: create, list or revoke client keys.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use switchyard_control_plane::admin::views::NewKey;
+use switchyard_control_plane::state::Limits;
+
+use super::admin::{AdminArgs, limit, print_json, table};
+use super::{Run, Shutdown};
+
+/// `switchyard keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    /// What to do.
+    pub cmd: KeysCmd,
+    #[command(flatten)]
+    /// Admin API access.
+    pub admin: AdminArgs,
+}
+
+/// `switchyard keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create a client key; its secret is printed once.
+    Create {
+        /// Label.
+        name: String,
+        /// Model globs it may use (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Requests per minute (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        rpm: u64,
+        /// Tokens per minute (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        tpm: u64,
+        /// Requests per day (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        rpd: u64,
+        /// Requests in flight at once, across all edges (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        max_concurrent: u32,
+        /// Expiry as Unix milliseconds (0 = never).
+        #[arg(long, default_value_t = 0)]
+        expires_at_ms: i64,
+    },
+    /// List client keys (ids and last four characters only).
+    List,
+    /// Revoke a client key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+}
+
+impl Run for KeysArgs {
+    async fn run(self, _: Shutdown) -> anyhow::Result<()> {
+        let client = self.admin.client()?;
+        let json = self.admin.json;
+        let mut out = std::io::stdout().lock();
+        match self.cmd {
+            KeysCmd::Create {
+                name,
+                models,
+                rpm,
+                tpm,
+                rpd,
+                max_concurrent,
+                expires_at_ms,
+            } => {
+                let created = client
+                    .create_key(&NewKey {
+                        name,
+                        allowed_models: models,
+                        expires_at_ms,
+                        limits: Limits {
+                            rpm,
+                            tpm,
+                            rpd,
+                            max_concurrent,
+                        },
+                    })
+                    .await?;
+                if json {
+                    return print_json(&mut out, &created);
+                }
+                writeln!(out, "id      {}", created.key.id)?;
+                writeln!(out, "secret  {}", created.secret)?;
+                writeln!(out, "\nStore the secret now: it is not shown again.")?;
+                Ok(())
+            }
+            KeysCmd::List => {
+                let keys = client.keys().await?;
+                if json {
+                    return print_json(&mut out, &keys);
+                }
+                table(
+                    &mut out,
+                    &["ID", "NAME", "LAST4", "MODELS", "RPM", "STATUS", "SOURCE"],
+                    keys.iter()
+                        .map(|k| {
+                            vec![
+                                k.id.clone(),
+                                k.name.clone(),
+                                format!("…{}", k.last4),
+                                if k.allowed_models.is_empty() {
+                                    "*".into()
+                                } else {
+                                    k.allowed_models.join(",")
+                                },
+                                limit(k.limits.rpm),
+                                if k.revoked { "revoked" } else { "active" }.into(),
+                                k.source.as_str().into(),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+            KeysCmd::Revoke { id } => {
+                let k = client.revoke_key(&id).await?;
+                if json {
+                    return print_json(&mut out, &k);
+                }
+                writeln!(out, "revoked key {}", k.id)?;
+                Ok(())
+            }
+        }
+    }
+}
