@@ -4,6 +4,7 @@
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 //! - [`browser`]: headless chromium for the dashboard tests.
+//! - [`tmux`]: a detached tmux session for the `switchyard top` test.
 
 pub mod browser;
 pub mod cluster;
@@ -17,3 +18,4 @@ pub mod harness;
 pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;
+pub mod tmux;
