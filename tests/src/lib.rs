@@ -7,6 +7,7 @@
 //! - [`tmux`]: a detached tmux session for the `switchyard top` test.
 
 pub mod browser;
+pub mod catalog_fake;
 pub mod cluster;
 pub mod deploy;
 pub mod discovery_cluster;

@@ -74,6 +74,10 @@ impl fmt::Display for Command {
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
             Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
             Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
+            Command::PutListing { endpoint_id, .. } => write!(f, "put_listing({endpoint_id})"),
+            Command::PutDeadModels { endpoint_id, .. } => {
+                write!(f, "put_dead_models({endpoint_id})")
+            }
         }
     }
 }

@@ -234,6 +234,10 @@ pub struct Deployment {
     pub limits: UpstreamLimits,
     /// Its metric series, looked up at its first answer.
     pub series: OnceLock<DeploymentSeries>,
+    /// What the model accepts or does (`vision`, `embed`, `tools`, ...), for listings.
+    pub capabilities: Vec<String>,
+    /// Costs nothing per token (marked free, or a local server), for listings.
+    pub free: bool,
 }
 
 /// An upstream deployment's limits per credential; 0 means none.
@@ -417,6 +421,8 @@ impl RoutingTable {
                         }
                     }),
                     series: OnceLock::new(),
+                    capabilities: d.capabilities.clone(),
+                    free: d.free,
                 }));
             }
             let group = ModelGroup {
@@ -488,6 +494,8 @@ impl RoutingTable {
             target,
             limits: UpstreamLimits::default(),
             series: OnceLock::new(),
+            capabilities: Vec::new(),
+            free: false,
         };
         Some(Arc::new(ModelGroup {
             name: Arc::from(name),
@@ -723,6 +731,7 @@ mod tests {
                             rpm: 30,
                             ..Default::default()
                         }),
+                        ..Default::default()
                     },
                     v1::Deployment {
                         endpoint_id: "gone".into(),
