@@ -3,7 +3,10 @@
 //! - [`fake`]: model servers that behave like Ollama, vLLM and friends, on ephemeral ports.
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
+//! - [`browser`]: headless chromium for the dashboard tests.
+//! - [`tmux`]: a detached tmux session for the `switchyard top` test.
 
+pub mod browser;
 pub mod catalog_fake;
 pub mod cluster;
 pub mod deploy;
@@ -16,3 +19,4 @@ pub mod harness;
 pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;
+pub mod tmux;

@@ -234,6 +234,7 @@ async fn a_chain_naming_a_filtered_or_unknown_group_is_reported_everywhere() -> 
         quick: false,
         node_name: Some("doctor-catalog".into()),
         timeout_ms: 3_000,
+        config: None,
         tls: Default::default(),
     };
     let report = doctor::check(&args).await;

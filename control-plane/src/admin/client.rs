@@ -92,7 +92,8 @@ impl AdminClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    /// `GET {path}` (with its query), parsed as `T`: for routes without a method of their own.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.call::<(), T>(Method::GET, path, None).await
     }
 

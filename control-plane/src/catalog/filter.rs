@@ -158,6 +158,7 @@ mod tests {
                 source: Source::Config,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         });

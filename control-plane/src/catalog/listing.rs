@@ -244,6 +244,7 @@ mod tests {
             created_ms: 0,
             credentials: vec![],
             limits: Default::default(),
+            upstream: Default::default(),
             facts: None,
         };
         assert_eq!(listing_url(&e), "http://h:11434/api/tags");

@@ -142,6 +142,7 @@ mod tests {
                 source: Source::Config,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         });

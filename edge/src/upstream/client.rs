@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -61,6 +61,17 @@ impl UpstreamError {
         matches!(self, Self::Connect)
     }
 
+    /// Whether trying the same deployment again, after a pause, may succeed: a server error
+    /// or timeout may pass. A dead endpoint, a rate limit (its cooldown decides), a refused
+    /// credential or a missing model will not.
+    pub fn worth_retrying_in_place(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Protocol { .. } => true,
+            Self::Status { status } => status.is_server_error() || status.as_u16() == 408,
+            Self::Connect | Self::RateLimited { .. } | Self::Credential { .. } => false,
+        }
+    }
+
     /// The metric label.
     pub fn outcome(&self) -> AttemptOutcome {
         match self {
@@ -113,7 +124,7 @@ impl UpstreamClient {
                 )
             });
         let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
-        let pools = (0..=crate::server::worker_count(workers))
+        let pools = (0..=crate::worker::count(workers))
             .map(|_| OnceLock::new())
             .collect();
         Ok(Self { connector, pools })
@@ -122,7 +133,7 @@ impl UpstreamClient {
     /// This thread's pool: its worker's, or the shared one.
     fn pool(&self) -> &Pool {
         let n = self.pools.len();
-        let slot = match crate::server::worker_index() {
+        let slot = match crate::worker::index() {
             Some(worker) if n > 1 => 1 + worker % (n - 1),
             _ => 0,
         };
@@ -163,8 +174,11 @@ impl UpstreamClient {
         if let Some(host) = &endpoint.host_header {
             headers.insert(HOST, host.clone());
         }
+        for (name, value) in &endpoint.request_headers {
+            headers.insert(name.clone(), value.clone());
+        }
         if let Some(credential) = endpoint.credentials.get(candidate.slot) {
-            headers.insert(AUTHORIZATION, credential.authorization.clone());
+            headers.insert(credential.header.clone(), credential.authorization.clone());
         }
         self.pool().request(request).await.map_err(|e| {
             if e.is_connect() {

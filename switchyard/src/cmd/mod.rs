@@ -4,7 +4,7 @@
 //! - roles: [`up`], [`control_plane`], [`node_agent`], [`edge`];
 //! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
 //!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
-//! - tools: [`doctor`], [`certs`];
+//! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
 //! - catalogs: [`catalog`];
 //! - pointing coding tools at an edge: [`bind`] (their config files), [`run`] (their variables);
 //! - flag groups more than one verb flattens in: [`flags`].
@@ -29,6 +29,7 @@ pub mod node_agent;
 pub mod reload;
 pub mod run;
 pub mod status;
+pub mod top;
 pub mod up;
 
 /// Resolves when the process should stop (Ctrl-C, SIGTERM, or a test's signal).
@@ -93,6 +94,8 @@ commands! {
     Doctor(doctor::DoctorArgs),
     /// Make a CA and per-node certificates for mutual TLS between the roles.
     Certs(certs::CertsArgs),
+    /// A live terminal view of the cluster: members, nodes, endpoints, models, keys, usage.
+    Top(top::TopArgs),
     /// Show or refresh what declared endpoints list, serve and filter out.
     Catalog(catalog::CatalogArgs),
     /// Write a coding tool's config (aider, continue, claude-code, codex, open-webui, opencode)

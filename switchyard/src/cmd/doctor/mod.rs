@@ -57,6 +57,10 @@ pub struct DoctorArgs {
     /// Milliseconds each check may take.
     #[arg(long, default_value_t = 5_000)]
     pub timeout_ms: u64,
+    /// config.yaml to check (either format): its warnings (LiteLLM settings Switchyard does not
+    /// implement, unusable providers) are listed.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// The control plane's mutual TLS, when the cluster runs it: any node's files will do.
     #[command(flatten)]
     pub tls: super::flags::TlsArgs,
@@ -173,6 +177,8 @@ pub mod names {
     pub const EDGE_TABLE: &str = "edge has a routing table";
     /// `/v1/models` (and a chat with `--chat`).
     pub const TEST_REQUEST: &str = "test request succeeds";
+    /// `--config`: the file loads, and what it warns about.
+    pub const CONFIG: &str = "config file loads";
 }
 
 impl super::Run for DoctorArgs {
@@ -193,6 +199,9 @@ impl super::Run for DoctorArgs {
 pub async fn check(args: &DoctorArgs) -> Report {
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut report = Report::default();
+    if let Some(path) = &args.config {
+        config_file(path, &mut report);
+    }
     let channel = control_plane(args, timeout, &mut report).await;
 
     if args.quick {
@@ -243,6 +252,33 @@ pub async fn check(args: &DoctorArgs) -> Report {
         );
     }
     report
+}
+
+/// Loads the config file as a voter would and lists its warnings.
+fn config_file(path: &std::path::Path, report: &mut Report) {
+    let env = std::env::vars().collect();
+    match switchyard_control_plane::config::lint(path, &env) {
+        Ok(warnings) if warnings.is_empty() => {
+            report.push(names::CONFIG, Status::Pass, "no warnings");
+        }
+        Ok(warnings) => report.push_hint(
+            names::CONFIG,
+            Status::Warn,
+            format!(
+                "{}:\n    {}",
+                plural(warnings.len(), "warning"),
+                warnings.join("\n    ")
+            ),
+            "these settings are accepted but not acted on; docs/migrate-from-litellm.md says \
+             what Switchyard does with each LiteLLM key",
+        ),
+        Err(e) => report.push_hint(
+            names::CONFIG,
+            Status::Fail,
+            e.to_string(),
+            "fix the named field; the control plane refuses to start with this file",
+        ),
+    }
 }
 
 /// Connects and asks the gRPC health service; returns the channel when it serves.
