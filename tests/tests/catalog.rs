@@ -146,6 +146,17 @@ async fn the_served_set_follows_the_listing_within_one_refresh() -> anyhow::Resu
     assert_eq!(card["free"], true, "{card}");
     assert_eq!(card["status"], "healthy", "{card}");
     assert_eq!(card["owned_by"], "router", "{card}");
+    let anthropic: Value = client
+        .get(format!("http://{}/anthropic/v1/models", r.up.edge_addr()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let pixtral = &anthropic["data"][1];
+    assert_eq!(pixtral["id"], "pixtral:free", "{anthropic}");
+    assert_eq!(pixtral["context_length"], 32768, "{anthropic}");
+    assert_eq!(pixtral["capabilities"], serde_json::json!(["vision"]));
+    assert_eq!(pixtral["status"], "healthy");
 
     // `switchyard catalog` shows served and filtered models, in text and JSON.
     let args = AdminArgs {
