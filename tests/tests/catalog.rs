@@ -9,6 +9,7 @@ use serde_json::Value;
 use switchyard::cmd::admin::AdminArgs;
 use switchyard::cmd::catalog::{self, CatalogCmd};
 use switchyard::cmd::doctor::{self, DoctorArgs, Status, names};
+use switchyard::cmd::ping::{self, PingArgs};
 use switchyard::up::{Up, UpConfig, UpExtras};
 use switchyard_control_plane::admin::client::AdminClient;
 use switchyard_control_plane::catalog::probe::{AuditRequest, ProbeOutcome};
@@ -376,5 +377,69 @@ async fn an_audit_prunes_the_dead_and_its_failure_cache_stops_re_probes() -> any
     catalog::run(&AdminArgs { json: true, ..args }, audit, &mut out).await?;
     let json: Value = serde_json::from_slice(&out)?;
     assert_eq!(json["rows"][2]["outcome"], "not_found", "{json}");
+    r.up.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_lists_providers_and_probes_one_model_each_without_pruning() -> anyhow::Result<()> {
+    let fake = CatalogFake::start(vec![
+        FakeModel::new("a:free", true),
+        FakeModel::new("b:free", true),
+    ])
+    .await?;
+    fake.answer("a:free", 404);
+    let r = start_with(&fake, TWO_KEYS).await?;
+    r.admin.refresh_catalog().await?;
+    wait_models(&r, &["a:free", "b:free"]).await?;
+    let admin = AdminArgs {
+        server: r.admin_url.clone(),
+        token: None,
+        token_dir: r.data.path().join("data"),
+        json: false,
+    };
+    let mut out = Vec::new();
+    let args = PingArgs {
+        provider: None,
+        no_probe: false,
+        admin,
+    };
+    let rows = ping::ping(&args, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert_eq!(
+        text.lines().next(),
+        Some("ENDPOINT  KIND    SOURCE  ON  KEYS  PROBE      MODEL   MS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("router    openai  config  on  2     not_found  a:free"),
+        "{text}"
+    );
+    // One chat, with the first key only; nothing pruned by a ping.
+    assert_eq!(fake.chats_for("a:free") + fake.chats_for("b:free"), 1);
+    assert_eq!(
+        rows[0].probe.as_ref().map(|p| p.key.credential.as_str()),
+        Some("key")
+    );
+    wait_models(&r, &["a:free", "b:free"]).await?;
+
+    let mut out = Vec::new();
+    let quiet = PingArgs {
+        provider: Some("router".into()),
+        no_probe: true,
+        admin: AdminArgs {
+            json: true,
+            ..args.admin
+        },
+    };
+    ping::ping(&quiet, &mut out).await?;
+    let json: Value = serde_json::from_slice(&out)?;
+    assert_eq!(json[0]["endpoint"], "router");
+    assert!(json[0].get("probe").is_none(), "{json}");
+    let missing = PingArgs {
+        provider: Some("nope".into()),
+        ..quiet
+    };
+    let err = ping::ping(&missing, &mut Vec::new()).await.unwrap_err();
+    assert!(err.to_string().contains("no endpoint `nope`"), "{err}");
     r.up.stop().await
 }

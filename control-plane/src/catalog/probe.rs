@@ -173,6 +173,9 @@ pub struct AuditRequest {
     pub endpoint: Option<String>,
     /// Report only; change nothing. Default false.
     pub dry_run: bool,
+    /// A ping: only each endpoint's first model with its first credential, reported, never
+    /// pruned. Default false.
+    pub first_only: bool,
 }
 
 /// The dead models of each endpoint that `rows` prove, keeping the time of verdicts already in
@@ -259,11 +262,15 @@ impl Auditor {
             .collect();
         let work: Vec<(Endpoint, Vec<String>)> = endpoints
             .into_iter()
-            .map(|e| {
-                let models = servable(&state, &e)
+            .map(|mut e| {
+                let mut models: Vec<String> = servable(&state, &e)
                     .iter()
                     .map(|m| m.id.to_string())
                     .collect();
+                if request.first_only {
+                    models.truncate(1);
+                    e.credentials.truncate(1);
+                }
                 (e, models)
             })
             .collect();
@@ -315,7 +322,13 @@ impl Auditor {
                 });
             }
         }
-        if !request.dry_run {
+        // One credential's answer proves nothing about the others: a ping never prunes.
+        if request.first_only {
+            pruned.clear();
+            restored.clear();
+        }
+        let dry_run = request.dry_run || request.first_only;
+        if !dry_run {
             for command in commands {
                 self.consensus.write(command).await?;
             }
@@ -330,7 +343,7 @@ impl Auditor {
             rows,
             pruned,
             restored,
-            applied: !request.dry_run,
+            applied: !dry_run,
         })
     }
 

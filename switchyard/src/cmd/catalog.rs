@@ -55,7 +55,11 @@ pub async fn run(args: &AdminArgs, cmd: CatalogCmd, out: &mut impl Write) -> any
         CatalogCmd::List => client.catalog().await?,
         CatalogCmd::Audit { endpoint, dry_run } => {
             let report = client
-                .audit_catalog(&AuditRequest { endpoint, dry_run })
+                .audit_catalog(&AuditRequest {
+                    endpoint,
+                    dry_run,
+                    first_only: false,
+                })
                 .await?;
             if args.json {
                 return admin::print_json(out, &report);

@@ -5,7 +5,7 @@
 //! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
 //!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
 //! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
-//! - catalogs: [`catalog`];
+//! - catalogs and providers: [`catalog`], [`ping`];
 //! - pointing coding tools at an edge: [`bind`] (their config files), [`run`] (their variables);
 //! - flag groups more than one verb flattens in: [`flags`].
 
@@ -26,6 +26,7 @@ pub mod keys;
 pub mod members;
 pub mod models;
 pub mod node_agent;
+pub mod ping;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -103,4 +104,6 @@ commands! {
     Bind(bind::BindArgs),
     /// Start claude, codex or aider with the variables that point it at the edge.
     Run(run::RunArgs),
+    /// List providers (on/off) and send each a 1-token chat.
+    Ping(ping::PingArgs),
 }
