@@ -4,6 +4,7 @@
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 
+pub mod anthropic_fake;
 pub mod cluster;
 pub mod deploy;
 pub mod discovery_cluster;

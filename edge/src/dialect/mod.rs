@@ -11,6 +11,7 @@ pub mod canonical;
 mod inbound;
 pub mod ollama;
 pub mod openai;
+pub mod upstream;
 
 use std::convert::Infallible;
 
@@ -31,6 +32,8 @@ pub enum Outbound {
     OpenAi,
     /// Ollama's native `/api/*`.
     Ollama(NativeOp),
+    /// Anthropic Messages (`{base}/messages`).
+    Anthropic,
 }
 
 /// Writes canonical stream events in one dialect's wire format.
