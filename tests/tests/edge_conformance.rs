@@ -381,3 +381,35 @@ async fn openai_clients_reach_an_anthropic_upstream() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn ollama_client_works_against_the_edge() {
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
+    let openai = OpenAiFake::start().await.unwrap();
+    let claude = AnthropicFake::start().await.unwrap();
+    let table = Table::new(1)
+        .endpoint("fake", &openai.base_url())
+        .endpoint_with("claude", &claude.base_url(), anthropic_endpoint)
+        .model("gpt-test", &[("fake", "gpt-test-up")])
+        .model("claude-test", &[("claude", "claude-test-up")])
+        .model("embedder", &[("fake", "embed-up")])
+        .key("k-all", KEY, |_| {})
+        .build();
+    let edge = TestEdge::start(Config::default(), Some(table))
+        .await
+        .unwrap();
+    // The same client checks against an OpenAI-compatible and an Anthropic upstream.
+    for model in ["gpt-test", "claude-test"] {
+        run_script(
+            &python,
+            "ollama_client.py",
+            &[
+                ("SWITCHYARD_OLLAMA_URL", edge.url.clone()),
+                ("SWITCHYARD_KEY", KEY.into()),
+                ("SWITCHYARD_MODEL", model.into()),
+                ("SWITCHYARD_EMBED_MODEL", "embedder".into()),
+            ],
+        )
+        .await;
+    }
+}
