@@ -98,23 +98,28 @@ pub enum Strategy {
 pub enum EndpointKind {
     /// Any OpenAI-compatible server (vLLM, LM Studio, LiteLLM, cloud providers).
     OpenAi,
-    /// Ollama's OpenAI surface (ignores `n`).
+    /// Ollama's OpenAI surface (ignores `n`), or its native API when that surface is missing.
     Ollama,
+    /// Anthropic's Messages API (`{base}/messages`, `x-api-key`).
+    Anthropic,
+    /// Google's Gemini `generateContent` API (`x-goog-api-key`).
+    Gemini,
 }
 
 impl EndpointKind {
-    /// Maps the table's kind string.
+    /// Maps the table's kind string (unknown kinds are OpenAI-compatible).
     pub fn parse(kind: &str) -> Self {
-        if kind.eq_ignore_ascii_case("ollama") {
-            Self::Ollama
-        } else {
-            Self::OpenAi
+        match kind.to_ascii_lowercase().as_str() {
+            "ollama" => Self::Ollama,
+            "anthropic" => Self::Anthropic,
+            "gemini" => Self::Gemini,
+            _ => Self::OpenAi,
         }
     }
 
     /// Whether the server honours `n > 1`.
     pub fn supports_n(self) -> bool {
-        !matches!(self, Self::Ollama)
+        matches!(self, Self::OpenAi)
     }
 }
 
