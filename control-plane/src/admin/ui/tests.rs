@@ -42,17 +42,10 @@ fn numbers_and_times_format_for_people() {
 
 #[test]
 fn pages_follow_the_navigation_order() {
-    let all = [
-        Page::Cluster,
-        Page::Nodes,
-        Page::Endpoints,
-        Page::Models,
-        Page::Keys,
-        Page::Usage,
-    ];
-    assert_eq!(all.len(), PAGES.len());
-    for (page, (path, _)) in all.into_iter().zip(PAGES) {
+    assert_eq!(Page::ALL.len(), PAGES.len());
+    for (i, (page, (path, _))) in Page::ALL.into_iter().zip(PAGES).enumerate() {
         assert_eq!(page.path_and_title().0, *path);
+        assert_eq!(page.index(), i);
     }
 }
 
