@@ -6,7 +6,9 @@
 //! - [`browser`]: headless chromium for the dashboard tests.
 //! - [`tmux`]: a detached tmux session for the `switchyard top` test.
 
+pub mod anthropic_fake;
 pub mod browser;
+pub mod catalog_fake;
 pub mod cluster;
 pub mod deploy;
 pub mod discovery_cluster;

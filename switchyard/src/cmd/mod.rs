@@ -5,12 +5,14 @@
 //! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
 //!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
 //! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
+//! - catalogs: [`catalog`];
 //! - flag groups more than one verb flattens in: [`flags`].
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub mod admin;
+pub mod catalog;
 pub mod certs;
 pub mod control_plane;
 pub mod cooldowns;
@@ -91,4 +93,6 @@ commands! {
     Certs(certs::CertsArgs),
     /// A live terminal view of the cluster: members, nodes, endpoints, models, keys, usage.
     Top(top::TopArgs),
+    /// Show or refresh what declared endpoints list, serve and filter out.
+    Catalog(catalog::CatalogArgs),
 }

@@ -202,7 +202,7 @@ pub fn decode(body: &Value) -> Result<Request, String> {
     request.json = match object.get("response_format").map(|f| &f["type"]) {
         Some(Value::String(t)) if t == "json_object" => Some(Value::Null),
         Some(Value::String(t)) if t == "json_schema" => {
-            Some(object["response_format"]["json_schema"]["schema"].clone())
+            Some(body["response_format"]["json_schema"]["schema"].clone())
         }
         _ => None,
     };
