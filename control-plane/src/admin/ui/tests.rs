@@ -276,6 +276,9 @@ async fn get_page(uri: &str, cookie: Option<&str>) -> (StatusCode, axum::http::H
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
+    if uri.contains("via=https") {
+        request = request.header("x-forwarded-proto", "https");
+    }
     let response = super::router(api())
         .oneshot(request.body(Body::empty()).unwrap())
         .await
@@ -324,6 +327,21 @@ async fn a_token_in_the_query_becomes_a_cookie_and_leaves_the_address() {
     assert!(
         body.contains("H100") && body.contains("Answered by voter 2"),
         "{body}"
+    );
+
+    let (_, headers, _) = get_page("/ui/nodes?token=good", None).await;
+    assert!(
+        !headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+    let (_, headers, _) = get_page("/ui/nodes?token=good&via=https", None).await;
+    assert!(
+        headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure")
     );
 
     let (status, _, body) = get_page("/ui/usage?token=bad", None).await;
