@@ -56,7 +56,7 @@ impl Declarations {
         if self.file.is_some() {
             sources.push((Source::Config, loaded.config));
         }
-        if self.file.is_some() || !loaded.env.endpoints.is_empty() {
+        if self.file.is_some() || !loaded.env.endpoints.is_empty() || !loaded.env.keys.is_empty() {
             sources.push((Source::Env, loaded.env));
         }
         for (source, declared) in sources {

@@ -8,10 +8,12 @@
 //! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
 //! - [`sources`]: replacing everything one config source declares (config reload).
 
+mod health;
 mod policy;
 mod sources;
 #[cfg(test)]
 mod tests;
+mod upstream;
 
 use std::collections::BTreeMap;
 
@@ -19,8 +21,10 @@ use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use health::{CheckMode, Checked, HealthChecks};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
+pub use upstream::UpstreamStyle;
 
 /// Where an item was declared; decides precedence and is shown in every listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +110,12 @@ pub struct Credential {
     pub id: String,
     /// Where the secret is.
     pub secret: Secret,
+    /// A human label (`personal`, `work-paid`); empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// Upstream model ids (globs) this credential may serve; empty means every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 /// What a node agent learned about a server beyond its model list.
@@ -157,6 +167,9 @@ pub struct Endpoint {
     /// Upstream limits of the endpoint as a whole.
     #[serde(default)]
     pub limits: Limits,
+    /// Request shaping (provider preset, auth header, fixed headers, query).
+    #[serde(default, skip_serializing_if = "UpstreamStyle::is_default")]
+    pub upstream: UpstreamStyle,
     /// What the node agent reports, for discovered endpoints.
     #[serde(default)]
     pub facts: Option<Facts>,
@@ -183,6 +196,9 @@ pub struct EndpointSpec {
     /// Upstream limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Request shaping (provider preset, auth header, fixed headers, query).
+    #[serde(default, skip_serializing_if = "UpstreamStyle::is_default")]
+    pub upstream: Box<UpstreamStyle>,
 }
 
 /// A backend as a node agent reports it.
@@ -362,6 +378,18 @@ pub enum Command {
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// An active health check of an endpoint changed its result. The checker proposes only
+    /// transitions; a report that changes nothing is a no-op.
+    ReportHealth {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Whether the check passed.
+        healthy: bool,
+        /// Why it failed; empty when healthy.
+        error: String,
+        /// Proposal time, ms since the Unix epoch.
+        at_ms: u64,
+    },
     /// What a node agent found. With `full`, backends of this node missing from `upserted` are
     /// removed (a snapshot); otherwise only `removed` are.
     ReportBackends {
@@ -451,6 +479,9 @@ pub struct ClusterState {
     /// Capacity granted to edges from cluster-wide limits. Not part of the routing table.
     #[serde(default)]
     pub leases: LeaseBook,
+    /// Last committed active health check result per endpoint id.
+    #[serde(default)]
+    pub checked: BTreeMap<String, Checked>,
 }
 
 impl ClusterState {
@@ -596,6 +627,12 @@ impl ClusterState {
                 addresses,
                 at_ms,
             } => self.node_up(name, version, addresses, at_ms),
+            Command::ReportHealth {
+                endpoint_id,
+                healthy,
+                error,
+                at_ms,
+            } => self.report_health(endpoint_id, healthy, error, at_ms),
             Command::NodeDown { name, at_ms } => match self.nodes.get_mut(&name) {
                 Some(node) if node.status == NodeStatus::Up => {
                     node.status = NodeStatus::Down;
@@ -655,6 +692,7 @@ impl ClusterState {
             created_ms,
             credentials: spec.credentials,
             limits: spec.limits,
+            upstream: *spec.upstream,
             facts: None,
         };
         let changed = self.endpoints.insert(spec.id, endpoint.clone()) != Some(endpoint);
@@ -753,6 +791,7 @@ impl ClusterState {
                 created_ms,
                 credentials: Vec::new(),
                 limits: Limits::default(),
+                upstream: UpstreamStyle::default(),
                 facts: backend.facts,
             };
             self.endpoints.insert(id, endpoint);

@@ -131,6 +131,9 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
             allowed_fails: state.settings.allowed_fails,
             cooldown_ms: state.settings.cooldown_ms,
             routing_strategy: state.settings.routing_strategy.clone(),
+            retry_after_ms: state.settings.retry_after_ms,
+            same_deployment_retries: state.settings.same_deployment_retries,
+            drop_params: state.settings.drop_params,
         }),
         cluster_id: state.cluster_id.clone(),
     };
@@ -167,12 +170,16 @@ fn route_endpoint(
             Secret::Env { name } => Some(pb::Credential {
                 id: c.id.clone(),
                 env: name.clone(),
+                models: c.models.clone(),
+                label: c.label.clone(),
                 ..Default::default()
             }),
             Secret::Sealed { sealed } => match key.and_then(|k| k.open(sealed)) {
                 Some(value) => Some(pb::Credential {
                     id: c.id.clone(),
                     value,
+                    models: c.models.clone(),
+                    label: c.label.clone(),
                     ..Default::default()
                 }),
                 None => {
@@ -182,15 +189,29 @@ fn route_endpoint(
             },
         })
         .collect();
+    // Active checks take an endpoint out of the pool only with `routing` on (LiteLLM's
+    // `enable_health_check_routing`); otherwise their results are only reported.
+    let checks = &state.settings.health_checks;
+    let checked = state.checked.get(&e.id);
+    let check_healthy = !checks.routing || checked.is_none_or(|c| c.healthy);
     RouteEndpoint {
         id: e.id.clone(),
         kind: e.kind.clone(),
         base_url: e.base_url.clone(),
         source: e.source.as_str().to_string(),
         node: e.node.clone().unwrap_or_default(),
-        healthy: probe_healthy && !node_down,
+        healthy: probe_healthy && !node_down && check_healthy,
         credentials,
         facts: e.facts.as_ref().map(facts),
+        auth_header: e.upstream.auth_header.clone(),
+        headers: e.upstream.headers.clone().into_iter().collect(),
+        query: e.upstream.query.clone(),
+        provider: e.upstream.provider.clone(),
+        checked: checked.is_some(),
+        check_passed: checked.is_some_and(|c| c.healthy),
+        checked_at_ms: checked.map_or(0, |c| i64::try_from(c.since_ms).unwrap_or(i64::MAX)),
+        check_error: checked.map(|c| c.error.clone()).unwrap_or_default(),
+        unsupported_params: e.upstream.unsupported_params.clone(),
     }
 }
 
@@ -274,6 +295,7 @@ mod tests {
                 source: Source::Config,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 1_000,
         });
@@ -338,6 +360,7 @@ mod tests {
                 source: Source::Config,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         });
@@ -384,15 +407,20 @@ mod tests {
                         secret: Secret::Sealed {
                             sealed: key.seal("gsk_1").unwrap(),
                         },
+                        label: "personal".into(),
+                        models: vec!["llama*".into()],
                     },
                     Credential {
                         id: "key_2".into(),
                         secret: Secret::Env {
                             name: "GROQ_API_KEY_2".into(),
                         },
+                        label: String::new(),
+                        models: vec![],
                     },
                 ],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         });

@@ -104,9 +104,11 @@ pub enum ApiError {
     /// No key was presented.
     #[error("missing API key: send it as `Authorization: Bearer sy_live_...`")]
     AuthMissing,
-    /// The presented credential is not a Switchyard key.
+    /// The presented credential matches no key and is not in Switchyard's own format.
     #[error(
-        "malformed API key: Switchyard keys are sent as `Authorization: Bearer sy_live_...` (or sy_test_...)"
+        "incorrect API key provided: it matches no key of this cluster and is not a Switchyard key \
+         (sy_live_... or sy_test_...); a key from another gateway works once imported with \
+         `switchyard keys import NAME --secret ...`"
     )]
     AuthMalformed,
     /// No key with that secret exists.

@@ -202,6 +202,10 @@ pub struct NewKey {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// An existing secret to import as it is (a key another gateway issued, in any format);
+    /// `None` mints a new `sy_live_…` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// The answer to `POST /api/v1/keys`: the only time the secret is shown.
@@ -209,7 +213,7 @@ pub struct NewKey {
 pub struct CreatedKey {
     /// The key's listing.
     pub key: KeyView,
-    /// The secret, `sy_live_…`; store it now.
+    /// The secret, `sy_live_…`; store it now. Empty for an imported key.
     pub secret: String,
 }
 

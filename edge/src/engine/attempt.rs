@@ -60,11 +60,17 @@ impl Plan<'_> {
         let mut wire = self.outbound(candidate);
         loop {
             let d = &candidate.deployment;
+            // With `drop_params`, what the endpoint is known to refuse is left out.
+            let dropped: &[String] = if self.table.settings.drop_params {
+                &d.endpoint.unsupported_params
+            } else {
+                &[]
+            };
             let built = wire.build(
                 &d.endpoint,
                 self.operation,
                 self.request,
-                &d.upstream_model,
+                (&d.upstream_model, dropped),
                 self.add_usage,
             );
             let built = match built {

@@ -74,7 +74,8 @@ pub async fn run(job: Job<'_>, group: Arc<ModelGroup>) -> Result<Response, ApiEr
         ask: Ask {
             now_ms: now_ms(),
             tokens: request.token_estimate(),
-            needs_n: n > 1,
+            // Under drop_params a target that cannot take `n` is sent the request without it.
+            needs_n: n > 1 && !job.table.settings.drop_params,
             random: fastrand::u64(..),
         },
         attempts: 0,
@@ -183,8 +184,7 @@ impl Plan<'_> {
                     continue;
                 }
                 tried += 1;
-                let attempt = self.attempt(candidate).await;
-                self.refund_upstream();
+                let attempt = self.attempt_with_retries(candidate).await;
                 match attempt {
                     Attempt::Answer(response) => return Ok(response),
                     Attempt::ContextExceeded(response) => {
@@ -226,6 +226,30 @@ impl Plan<'_> {
             }
         }
         self.final_error(&primary)
+    }
+
+    /// Tries `candidate`, and again up to `same_deployment_retries` times after a
+    /// `retry_after` pause when it fails in a way a retry may fix (LiteLLM's `num_retries`),
+    /// before the caller moves on to the next candidate.
+    async fn attempt_with_retries(&mut self, candidate: &Candidate) -> Attempt {
+        let mut retries = self.table.settings.same_deployment_retries;
+        loop {
+            let attempt = self.attempt(candidate).await;
+            self.refund_upstream();
+            let retryable = matches!(&attempt, Attempt::Failed(e) if e.worth_retrying_in_place());
+            if !retryable || retries == 0 {
+                return attempt;
+            }
+            let wait = self.table.settings.retry_after;
+            if Instant::now() + wait >= self.deadline {
+                return attempt;
+            }
+            tokio::time::sleep(wait).await;
+            if !self.admit_upstream(candidate).await {
+                return attempt;
+            }
+            retries -= 1;
+        }
     }
 
     /// Takes `candidate`'s upstream limits (its token reservation is held in

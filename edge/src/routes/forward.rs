@@ -109,7 +109,7 @@ async fn serve(
     body: Result<Bytes, ApiError>,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let table = state.table();
+    let table = state.table_or_wait().await;
     let now = now_ms();
     let no_keys = KeyStore::default();
     let keys = table.as_deref().map_or(&no_keys, |t| &t.keys);

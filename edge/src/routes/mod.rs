@@ -135,6 +135,7 @@ fn router(state: EdgeState) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/metrics", get(metrics::render))
+        .route("/health", get(health::report))
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
         .fallback(unknown_route)

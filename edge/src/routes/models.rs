@@ -47,7 +47,10 @@ pub async fn list(
     State(state): State<EdgeState>,
     headers: HeaderMap,
 ) -> Result<Json<ModelList>, ApiError> {
-    let table = state.table().ok_or(ApiError::NoRoutingTable)?;
+    let table = state
+        .table_or_wait()
+        .await
+        .ok_or(ApiError::NoRoutingTable)?;
     let who = principal(&state, &table, &headers)?;
     Ok(Json(model_list(&table, &who)))
 }

@@ -6,10 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use switchyard_proto::v1;
 use tracing::warn;
 
+use super::endpoint::{
+    host_header, operation_uris, request_headers, resolve_credentials, unsupported_params,
+};
 use super::target::{CredState, Target};
 use crate::auth::KeyStore;
 use crate::metrics::DeploymentSeries;
@@ -59,6 +62,12 @@ pub struct Settings {
     pub cooldown: Duration,
     /// How deployments are ordered.
     pub strategy: Strategy,
+    /// Attempts on the same deployment beyond the first before the next candidate.
+    pub same_deployment_retries: u32,
+    /// Wait before such a retry.
+    pub retry_after: Duration,
+    /// Drop request parameters a target cannot take instead of refusing.
+    pub drop_params: bool,
 }
 
 impl Default for Settings {
@@ -69,6 +78,9 @@ impl Default for Settings {
             allowed_fails: DEFAULT_ALLOWED_FAILS,
             cooldown: DEFAULT_COOLDOWN,
             strategy: Strategy::PeakEwma,
+            same_deployment_retries: 0,
+            retry_after: Duration::ZERO,
+            drop_params: false,
         }
     }
 }
@@ -119,11 +131,26 @@ impl EndpointKind {
 pub struct Credential {
     /// `key`, `key_2`, … (for cooldowns, headers and logs).
     pub id: Arc<str>,
-    /// `Bearer <secret>`, marked sensitive.
+    /// The header it goes in: `authorization`, or the provider's own (`api-key`, `x-api-key`).
+    pub header: HeaderName,
+    /// `Bearer <secret>` for `authorization`, else the secret itself; marked sensitive.
     pub authorization: HeaderValue,
     /// `id` as a response header value (`None` if it is not one).
     pub id_header: Option<HeaderValue>,
+    /// Upstream model globs it may serve; empty means every model.
+    pub models: Vec<String>,
 }
+
+impl Credential {
+    /// Whether this credential may carry a request for `model`.
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|g| crate::auth::glob(g, model))
+    }
+}
+
+/// The `user-agent` of every upstream request unless the endpoint sets its own (Cloudflare
+/// refuses requests without one).
+pub const USER_AGENT: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,10 +177,18 @@ pub struct Endpoint {
     /// The `host` header for those URIs (what the HTTP client would otherwise format on every
     /// request): the host, and the port unless it is the scheme's default.
     pub host_header: Option<HeaderValue>,
-    /// False while its node is down or its probes fail.
+    /// False while its node is down, its probes fail, or (with health-check routing) the
+    /// cluster's last active check failed.
     pub healthy: bool,
+    /// The cluster's last active check, when it checks this endpoint: (passed, unix ms of
+    /// the last transition, why it failed).
+    pub checked: Option<(bool, i64, String)>,
     /// Credentials in order; empty for servers without auth.
     pub credentials: Vec<Credential>,
+    /// Headers every request carries (`user-agent`, the provider's fixed ones).
+    pub request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Request parameters it refuses, left out under `drop_params` (`n` for Ollama).
+    pub unsupported_params: Vec<String>,
     /// Requests running + waiting on the server as its agent reported (vLLM).
     pub queued: u32,
     /// Models the server has loaded, when known.
@@ -318,7 +353,7 @@ impl RoutingTable {
                 .filter(|p| p.wide.creds.len() == credentials.len().max(1))
                 .map_or_else(|| Target::new(credentials.len()), |p| p.wide.clone());
             let facts = e.facts.clone().unwrap_or_default();
-            let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'));
+            let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'), &e.query);
             let host_header = uris.as_ref().and_then(|u| host_header(&u[0]));
             let endpoint = Endpoint {
                 id: Arc::from(e.id.as_str()),
@@ -328,8 +363,13 @@ impl RoutingTable {
                 uris,
                 host_header,
                 healthy: e.healthy,
+                checked: e
+                    .checked
+                    .then(|| (e.check_passed, e.checked_at_ms, e.check_error.clone())),
                 table_wide_until: table_until(&e.id, "", &credentials),
                 credentials,
+                request_headers: request_headers(e),
+                unsupported_params: unsupported_params(e),
                 queued: facts.running.saturating_add(facts.waiting),
                 loaded: facts
                     .loaded_known
@@ -492,76 +532,11 @@ impl Settings {
                 "least-busy" => Strategy::LeastBusy,
                 _ => Strategy::PeakEwma,
             },
+            same_deployment_retries: w.same_deployment_retries,
+            retry_after: Duration::from_millis(w.retry_after_ms),
+            drop_params: w.drop_params,
         }
     }
-}
-
-/// The three operation URIs under `base`; a bad base URL is logged and leaves none.
-fn operation_uris(id: &str, base: &str) -> Option<[http::Uri; 3]> {
-    let parse = |path: &str| format!("{base}{path}").parse::<http::Uri>();
-    match (
-        parse("/chat/completions"),
-        parse("/completions"),
-        parse("/embeddings"),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) if a.scheme().is_some() && a.host().is_some() => Some([a, b, c]),
-        _ => {
-            warn!(endpoint = %id, "endpoint base URL is not a valid http(s) URL; it cannot be used");
-            None
-        }
-    }
-}
-
-/// The `host` header a request to `uri` carries.
-fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
-    let host = uri.host()?;
-    let default_port = match uri.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    match uri.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
-        _ => HeaderValue::from_str(host).ok(),
-    }
-}
-
-/// Resolves an endpoint's credentials: values as given, `env` names from this process's
-/// environment. Unusable ones are skipped with a warning naming only the id and variable.
-fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
-    e.credentials
-        .iter()
-        .filter_map(|c| {
-            let secret = if !c.value.is_empty() {
-                c.value.clone()
-            } else if !c.env.is_empty() {
-                match std::env::var(&c.env) {
-                    Ok(v) if !v.is_empty() => v,
-                    _ => {
-                        warn!(
-                            endpoint = %e.id,
-                            credential = %c.id,
-                            env = %c.env,
-                            "credential's environment variable is not set on this edge; skipped"
-                        );
-                        return None;
-                    }
-                }
-            } else {
-                warn!(endpoint = %e.id, credential = %c.id, "credential has neither value nor env; skipped");
-                return None;
-            };
-            let Ok(mut authorization) = HeaderValue::from_str(&format!("Bearer {secret}")) else {
-                warn!(endpoint = %e.id, credential = %c.id, "credential is not a valid header value; skipped");
-                return None;
-            };
-            authorization.set_sensitive(true);
-            Some(Credential {
-                id: Arc::from(c.id.as_str()),
-                authorization,
-                id_header: HeaderValue::from_str(&c.id).ok(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

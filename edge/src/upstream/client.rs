@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, Uri};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -14,8 +14,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::Error;
 use crate::metrics::AttemptOutcome;
-use crate::routing::table::Credential;
-use crate::routing::{Candidate, EndpointKind};
+use crate::routing::Candidate;
 
 /// Why an attempt at one upstream failed; failover reads the variant, never the text.
 /// Messages carry no URLs (a base URL may embed credentials).
@@ -60,6 +59,17 @@ impl UpstreamError {
     /// Whether the failure concerns the whole endpoint (every model and credential on it).
     pub fn endpoint_wide(&self) -> bool {
         matches!(self, Self::Connect)
+    }
+
+    /// Whether trying the same deployment again, after a pause, may succeed: a server error
+    /// or timeout may pass. A dead endpoint, a rate limit (its cooldown decides), a refused
+    /// credential or a missing model will not.
+    pub fn worth_retrying_in_place(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Protocol { .. } => true,
+            Self::Status { status } => status.is_server_error() || status.as_u16() == 408,
+            Self::Connect | Self::RateLimited { .. } | Self::Credential { .. } => false,
+        }
     }
 
     /// The metric label.
@@ -164,25 +174,11 @@ impl UpstreamClient {
         if let Some(host) = &endpoint.host_header {
             headers.insert(HOST, host.clone());
         }
-        let credential = endpoint.credentials.get(candidate.slot);
-        match endpoint.kind {
-            // Anthropic and Gemini take the bare key in their own headers.
-            EndpointKind::Anthropic => {
-                headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
-                if let Some(key) = credential.and_then(bare_key) {
-                    headers.insert(X_API_KEY, key);
-                }
-            }
-            EndpointKind::Gemini => {
-                if let Some(key) = credential.and_then(bare_key) {
-                    headers.insert(X_GOOG_API_KEY, key);
-                }
-            }
-            EndpointKind::OpenAi | EndpointKind::Ollama => {
-                if let Some(credential) = credential {
-                    headers.insert(AUTHORIZATION, credential.authorization.clone());
-                }
-            }
+        for (name, value) in &endpoint.request_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(credential) = endpoint.credentials.get(candidate.slot) {
+            headers.insert(credential.header.clone(), credential.authorization.clone());
         }
         self.pool().request(request).await.map_err(|e| {
             if e.is_connect() {
@@ -194,20 +190,6 @@ impl UpstreamClient {
             }
         })
     }
-}
-
-const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
-
-/// The credential's secret without `Bearer `, still marked sensitive.
-fn bare_key(credential: &Credential) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_bytes(crate::upstream::redact::secret_of(
-        &credential.authorization,
-    ))
-    .ok()?;
-    value.set_sensitive(true);
-    Some(value)
 }
 
 /// TLS needs a process-wide crypto provider (the workspace builds rustls without a default).

@@ -57,9 +57,13 @@ pub struct DoctorArgs {
     /// Milliseconds each check may take.
     #[arg(long, default_value_t = 5_000)]
     pub timeout_ms: u64,
+    /// config.yaml to check (either format): its warnings (LiteLLM settings Switchyard does not
+    /// implement, unusable providers) are listed.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// The control plane's mutual TLS, when the cluster runs it: any node's files will do.
     #[command(flatten)]
-    pub tls: crate::cli::TlsArgs,
+    pub tls: super::flags::TlsArgs,
 }
 
 /// How one check went.
@@ -171,21 +175,31 @@ pub mod names {
     pub const EDGE_TABLE: &str = "edge has a routing table";
     /// `/v1/models` (and a chat with `--chat`).
     pub const TEST_REQUEST: &str = "test request succeeds";
+    /// `--config`: the file loads, and what it warns about.
+    pub const CONFIG: &str = "config file loads";
 }
 
-/// Runs every check and prints the report; `Ok(false)` when any check failed.
-pub async fn run(args: DoctorArgs) -> anyhow::Result<bool> {
-    use std::io::Write;
-    let report = check(&args).await;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{report}")?;
-    Ok(report.ok())
+impl super::Run for DoctorArgs {
+    /// Runs every check and prints the report; fails when any check failed.
+    async fn run(self, _: super::Shutdown) -> anyhow::Result<()> {
+        use std::io::Write;
+        let report = check(&self).await;
+        writeln!(std::io::stdout().lock(), "{report}")?;
+        if report.ok() {
+            Ok(())
+        } else {
+            anyhow::bail!("doctor found problems (see the report above)")
+        }
+    }
 }
 
 /// Runs every check and returns what each found.
 pub async fn check(args: &DoctorArgs) -> Report {
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut report = Report::default();
+    if let Some(path) = &args.config {
+        config_file(path, &mut report);
+    }
     let channel = control_plane(args, timeout, &mut report).await;
 
     if args.quick {
@@ -236,6 +250,33 @@ pub async fn check(args: &DoctorArgs) -> Report {
         );
     }
     report
+}
+
+/// Loads the config file as a voter would and lists its warnings.
+fn config_file(path: &std::path::Path, report: &mut Report) {
+    let env = std::env::vars().collect();
+    match switchyard_control_plane::config::lint(path, &env) {
+        Ok(warnings) if warnings.is_empty() => {
+            report.push(names::CONFIG, Status::Pass, "no warnings");
+        }
+        Ok(warnings) => report.push_hint(
+            names::CONFIG,
+            Status::Warn,
+            format!(
+                "{}:\n    {}",
+                plural(warnings.len(), "warning"),
+                warnings.join("\n    ")
+            ),
+            "these settings are accepted but not acted on; docs/migrate-from-litellm.md says \
+             what Switchyard does with each LiteLLM key",
+        ),
+        Err(e) => report.push_hint(
+            names::CONFIG,
+            Status::Fail,
+            e.to_string(),
+            "fix the named field; the control plane refuses to start with this file",
+        ),
+    }
 }
 
 /// Connects and asks the gRPC health service; returns the channel when it serves.
