@@ -16,6 +16,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod health;
 pub mod lease;
 pub mod liveness;
 pub mod raft;

@@ -337,6 +337,11 @@ impl ControlPlane {
             },
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(crate::health::watch_endpoints(
+            consensus.clone(),
+            Some(key.clone()),
+            stopped.clone(),
+        )));
 
         let admin_token = match cfg.admin_tokens.first() {
             Some(token) => token.clone(),

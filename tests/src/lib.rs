@@ -15,3 +15,4 @@ pub mod harness;
 pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;
+pub mod python;

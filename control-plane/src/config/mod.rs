@@ -59,12 +59,17 @@ impl SecretRef {
 pub struct Sealer<'a> {
     key: Option<&'a ClusterKey>,
     current: &'a ClusterState,
+    env: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> Sealer<'a> {
     /// Seals with `key`, reusing ciphertext from `current` where the plaintext is unchanged.
     pub fn new(key: Option<&'a ClusterKey>, current: &'a ClusterState) -> Self {
-        Self { key, current }
+        Self {
+            key,
+            current,
+            env: None,
+        }
     }
 
     /// Whether secrets given by value can be stored (a cluster key is configured).
@@ -90,7 +95,14 @@ impl<'a> Sealer<'a> {
                             "{field}: os.environ/ needs a variable name"
                         )));
                     }
-                    SecretRef::Env(name) => Secret::Env { name: name.clone() },
+                    SecretRef::Env(name) => match self.env.and_then(|env| env.get(name)) {
+                        Some(value) if self.key.is_some() && !value.trim().is_empty() => {
+                            Secret::Sealed {
+                                sealed: self.seal(endpoint, &id, value.trim(), field)?,
+                            }
+                        }
+                        _ => Secret::Env { name: name.clone() },
+                    },
                     SecretRef::Value(value) => Secret::Sealed {
                         sealed: self.seal(endpoint, &id, value, field)?,
                     },
@@ -199,6 +211,14 @@ pub fn load(
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Loaded, Error> {
+    // `os.environ/NAME` references the control plane's environment sets are stored sealed,
+    // so edges on other hosts need not share the variable; others stay references that each
+    // edge reads.
+    let sealer = &Sealer {
+        key: sealer.key,
+        current: sealer.current,
+        env: Some(env),
+    };
     let mut loaded = Loaded::default();
     let mut disabled_listed = Vec::new();
     if let Some(path) = file {
