@@ -76,22 +76,10 @@ pub async fn watch_endpoints(
     key: Option<Arc<ClusterKey>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // No pooled connections: each check opens its own, so a server that went away fails its
-    // next check instead of answering on a connection it accepted earlier.
-    let client = match reqwest::Client::builder()
-        .timeout(CHECK_TIMEOUT)
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no HTTP client for health checks; they do not run");
-            return;
-        }
-    };
     let mut leadership = consensus.watch_leadership();
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    // Built at the first check, so a cluster without checks never needs one.
+    let mut client: Option<reqwest::Client> = None;
     loop {
         let leading = *leadership.borrow_and_update();
         let state = consensus.state().await;
@@ -101,13 +89,17 @@ pub async fn watch_endpoints(
             last.clear();
         } else {
             let now = now_ms();
+            if client.is_none() {
+                client = check_client();
+            }
+            let Some(client) = &client else { return };
             for id in due(&state, &last, now, interval) {
                 last.insert(id.clone(), now);
                 let Some(endpoint) = state.endpoints.get(&id) else {
                     continue;
                 };
                 let Some(request) =
-                    check_request(&client, &state, endpoint, key.as_deref(), checks.mode)
+                    check_request(client, &state, endpoint, key.as_deref(), checks.mode)
                 else {
                     continue;
                 };
@@ -148,6 +140,32 @@ pub async fn watch_endpoints(
             () = tokio::time::sleep(tick) => {}
             changed = leadership.changed() => if changed.is_err() { return },
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// The HTTP client checks use; `None` (logged) when none can be built.
+fn check_client() -> Option<reqwest::Client> {
+    // reqwest is built without a default TLS provider; the binary installs one, and so does
+    // this for embedders that did not. Installing twice keeps the first.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::trace!("rustls crypto provider already installed");
+    }
+    // No pooled connections: each check opens its own, so a server that went away fails its
+    // next check instead of answering on a connection it accepted earlier.
+    match reqwest::Client::builder()
+        .timeout(CHECK_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for health checks; they do not run");
+            None
         }
     }
 }
@@ -255,7 +273,8 @@ mod tests {
             at_ms: 0,
         });
         // (last checks, now) → due
-        let cases: Vec<(Vec<(&str, u64)>, u64, Vec<&str>)> = vec![
+        type Case<'a> = (Vec<(&'a str, u64)>, u64, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (vec![], 0, vec!["a", "b"]),
             (vec![("a", 1_000)], 1_500, vec!["b"]),
             (vec![("a", 1_000), ("b", 0)], 2_000, vec!["a", "b"]),

@@ -534,7 +534,14 @@ fn endpoints_table(
     table(
         out,
         &[
-            "ID", "KIND", "URL", "SOURCE", "NODE", "HEALTH", "MODELS", "KEYS",
+            "ID",
+            "KIND",
+            "URL",
+            "SOURCE",
+            "NODE",
+            "HEALTH",
+            "MODELS",
+            "CREDENTIALS",
         ],
         endpoints
             .iter()
@@ -545,9 +552,19 @@ fn endpoints_table(
                     e.base_url.clone(),
                     e.source.clone(),
                     e.node.clone().unwrap_or_else(|| "-".into()),
-                    if e.healthy { "healthy" } else { "down" }.into(),
+                    match (e.healthy, e.check_error.as_str()) {
+                        (true, _) => "healthy".into(),
+                        (false, "") => "down".into(),
+                        (false, why) => format!("down ({why})"),
+                    },
                     or_dash(&e.models.join(",")),
-                    e.credentials.len().to_string(),
+                    or_dash(
+                        &e.credential_details
+                            .iter()
+                            .map(|c| c.describe())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                 ]
             })
             .collect(),

@@ -95,6 +95,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// A header's value as text, if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// The bearer token sent, if any.
     pub fn bearer(&self) -> Option<String> {
         self.headers
@@ -139,6 +144,15 @@ impl OpenAiFake {
             .route("/v1/completions", post(handle))
             .route("/v1/embeddings", post(handle))
             .route("/v1/models", axum::routing::get(list_models))
+            // Azure OpenAI's and Cloudflare Workers AI's URL shapes.
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(handle),
+            )
+            .route(
+                "/client/v4/accounts/{account}/ai/v1/chat/completions",
+                post(handle),
+            )
             .with_state(script.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

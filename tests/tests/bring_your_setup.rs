@@ -17,13 +17,14 @@ use tokio::net::TcpListener;
 const CLUSTER_KEY: &str = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk";
 const GUIDE: &str = include_str!("../fixtures/litellm-guide-config.yaml");
 const MASTER_KEY: &str = "sk-litellm-local";
+const ADMIN_TOKEN: &str = "admin-token-for-migration-tests";
 
 /// A control plane loading `config` with `env`, and an edge watching it.
 struct Gateway {
-    _control_plane: ControlPlane,
+    control_plane: ControlPlane,
     edge: String,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -44,7 +45,12 @@ impl Gateway {
             ..Default::default()
         };
         let grpc = TcpListener::bind("127.0.0.1:0").await?;
-        let control_plane = ControlPlane::start_with_admin(cfg, grpc, None).await?;
+        let admin = TcpListener::bind("127.0.0.1:0").await?;
+        let cfg = Config {
+            admin_tokens: vec![ADMIN_TOKEN.into()],
+            ..cfg
+        };
+        let control_plane = ControlPlane::start_with_admin(cfg, grpc, Some(admin)).await?;
         control_plane
             .wait_for_leader(Duration::from_secs(10))
             .await?;
@@ -61,10 +67,10 @@ impl Gateway {
             std::future::pending(),
         ));
         Ok(Self {
-            _control_plane: control_plane,
+            control_plane,
             edge: format!("http://{addr}"),
             client: reqwest::Client::new(),
-            _dir: dir,
+            dir,
         })
     }
 
@@ -395,5 +401,162 @@ general_settings:
     let back = OpenAiFake::start_at(addr).await?;
     wait_for(Duration::from_secs(10), "healthy again", || health(0)).await?;
     back.stop();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_and_cloudflare_get_their_url_shape_auth_and_user_agent() -> anyhow::Result<()> {
+    let azure = OpenAiFake::start().await?;
+    let cloudflare = OpenAiFake::start().await?;
+    let config = r#"
+model_list:
+  - model_name: gpt4o
+    litellm_params:
+      model: azure/gpt4o-prod
+      api_key: os.environ/AZURE_API_KEY
+      api_version: "2025-01-01-preview"
+  - model_name: llama
+    litellm_params:
+      model: cloudflare/@cf/meta/llama-3.1-8b-instruct
+      api_key: os.environ/CLOUDFLARE_API_TOKEN
+"#;
+    let env = [
+        ("AZURE_API_KEY", "azure-key-000000000001".to_owned()),
+        ("AZURE_OPENAI_ENDPOINT", format!("http://{}", azure.addr())),
+        ("CLOUDFLARE_API_TOKEN", "cf-token-00000000002".to_owned()),
+        ("CLOUDFLARE_ACCOUNT_ID", "acct42".to_owned()),
+        (
+            "CLOUDFLARE_API_BASE",
+            format!(
+                "http://{}/client/v4/accounts/{{account_id}}/ai/v1",
+                cloudflare.addr()
+            ),
+        ),
+    ];
+    let gw = Gateway::start(config, &env).await?;
+    wait_for(Duration::from_secs(10), "the table", || async {
+        let (status, body) = gw.get("", "/v1/models").await.ok()?;
+        (status == 200 && model_ids(&body).len() == 2).then_some(())
+    })
+    .await?;
+
+    let (status, body, _) = gw.chat("", "gpt4o").await?;
+    assert_eq!(status, 200, "{body}");
+    let call = azure
+        .calls()
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no azure call"))?;
+    assert_eq!(call.path, "/openai/deployments/gpt4o-prod/chat/completions");
+    assert_eq!(call.query, "api-version=2025-01-01-preview");
+    assert_eq!(call.header("api-key"), Some("azure-key-000000000001"));
+    assert_eq!(
+        call.header("authorization"),
+        None,
+        "Bearer means an Entra token to Azure"
+    );
+
+    let (status, body, _) = gw.chat("", "llama").await?;
+    assert_eq!(status, 200, "{body}");
+    let call = cloudflare
+        .calls()
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no cloudflare call"))?;
+    assert_eq!(
+        call.path,
+        "/client/v4/accounts/acct42/ai/v1/chat/completions"
+    );
+    assert_eq!(call.body["model"], "@cf/meta/llama-3.1-8b-instruct");
+    assert_eq!(call.bearer().as_deref(), Some("cf-token-00000000002"));
+    assert!(
+        call.header("user-agent")
+            .is_some_and(|a| a.starts_with("switchyard/"))
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_keys_work_as_presented_in_every_key_header() -> anyhow::Result<()> {
+    let upstream = OpenAiFake::start().await?;
+    let config = format!(
+        "model_list:\n  - model_name: m\n    litellm_params: {{model: hosted_vllm/m, api_base: \"{}\"}}\n",
+        upstream.base_url()
+    );
+    let env = [(
+        "LLM_PROXY_API_KEYS",
+        "proxy-app-one,proxy-app-two".to_owned(),
+    )];
+    let gw = Gateway::start(&config, &env).await?;
+    // `switchyard keys import`, as a team brings an app's existing token.
+    let admin = switchyard::admin::AdminArgs {
+        server: format!(
+            "http://{}",
+            gw.control_plane
+                .admin_addr()
+                .ok_or_else(|| anyhow::anyhow!("no admin address"))?
+        ),
+        token: Some(ADMIN_TOKEN.into()),
+        token_dir: gw.dir.path().to_path_buf(),
+        json: false,
+    };
+    let mut out = Vec::new();
+    switchyard::admin::run(
+        &admin,
+        switchyard::admin::Verb::Keys(switchyard::admin::KeysCmd::Import {
+            name: "billing-app".into(),
+            secret: "old-gateway-token-7f3a".into(),
+            models: vec![],
+        }),
+        &mut out,
+    )
+    .await?;
+    let printed = String::from_utf8(out)?;
+    assert!(printed.contains("…7f3a"), "{printed}");
+    assert!(
+        !printed.contains("old-gateway-token"),
+        "the secret is not echoed: {printed}"
+    );
+
+    let send = |header: &'static str, value: String| {
+        let gw = &gw;
+        async move {
+            gw.client
+                .post(format!("{}/v1/chat/completions", gw.edge))
+                .header(header, value)
+                .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok()
+        }
+    };
+    wait_for(Duration::from_secs(10), "the imported key", || {
+        send("authorization", "Bearer old-gateway-token-7f3a".into())
+    })
+    .await?;
+    // (header, value) → status
+    let cases = [
+        ("authorization", "Bearer old-gateway-token-7f3a", 200),
+        ("x-api-key", "old-gateway-token-7f3a", 200),
+        ("api-key", "proxy-app-two", 200),
+        ("authorization", "Bearer proxy-app-one", 200),
+        ("authorization", "Bearer not-imported-anywhere", 401),
+    ];
+    for (header, value, want) in cases {
+        let got = wait_for(Duration::from_secs(10), "an answer", || {
+            send(header, value.to_owned())
+        })
+        .await?;
+        assert_eq!(got, want, "{header}: {value}");
+    }
+    let response = gw
+        .client
+        .post(format!("{}/v1/chat/completions", gw.edge))
+        .bearer_auth("not-imported-anywhere")
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await?;
+    let body: Value = response.json().await?;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("keys import"), "{message}");
     Ok(())
 }

@@ -3,7 +3,6 @@
 //! created once under `target/py-conformance` (guarded by a file lock). Without Python or pip
 //! this test fails; it never skips.
 
-use std::process::Command;
 use std::time::Duration;
 
 use switchyard_edge::Config;
