@@ -95,6 +95,12 @@ pub enum ApiError {
         /// What is wrong.
         message: &'static str,
     },
+    /// A request another dialect's shape cannot be served as (Anthropic, Ollama, Responses).
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// No key was presented.
     #[error("missing API key: send it as `Authorization: Bearer sy_live_...`")]
     AuthMissing,
@@ -240,6 +246,7 @@ impl ApiError {
                 Some(param),
                 Some("missing_required_parameter"),
             ),
+            Self::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, INVALID, None, None),
             Self::InvalidParam { param, .. } => (
                 StatusCode::BAD_REQUEST,
                 INVALID,

@@ -12,13 +12,13 @@ use tracing::{info, warn};
 use crate::auth::{self, KeyHash};
 use crate::cache;
 use crate::config::Config;
+use crate::dialect::ollama::Surfaces;
 use crate::error::Error;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
-use crate::upstream::ollama::Surfaces;
 
 /// How long a request waits for the edge's first routing table before it is refused with
 /// `no_routing_table`.
@@ -38,7 +38,7 @@ struct Inner {
     first_table: Notify,
     upstream: UpstreamClient,
     bootstrap: Option<KeyHash>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     reporter: OnceLock<Reporter>,
     limiter: Limiter,
     ollama: Surfaces,
@@ -56,7 +56,7 @@ impl EdgeState {
                 first_table: Notify::new(),
                 upstream,
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
-                metrics: Metrics::default(),
+                metrics: Arc::default(),
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
                 limiter: Limiter::with_tls(cfg.primary_control_plane(), cfg.edge_name.clone(), tls),
@@ -146,7 +146,7 @@ impl EdgeState {
     }
 
     /// The edge's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 

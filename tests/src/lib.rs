@@ -3,7 +3,9 @@
 //! - [`fake`]: model servers that behave like Ollama, vLLM and friends, on ephemeral ports.
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
+//! - [`browser`]: headless chromium for the dashboard tests.
 
+pub mod browser;
 pub mod cluster;
 pub mod deploy;
 pub mod discovery_cluster;

@@ -487,7 +487,7 @@ async fn imported_keys_work_as_presented_in_every_key_header() -> anyhow::Result
     )];
     let gw = Gateway::start(&config, &env).await?;
     // `switchyard keys import`, as a team brings an app's existing token.
-    let admin = switchyard::admin::AdminArgs {
+    let admin = switchyard::cmd::admin::AdminArgs {
         server: format!(
             "http://{}",
             gw.control_plane
@@ -499,15 +499,15 @@ async fn imported_keys_work_as_presented_in_every_key_header() -> anyhow::Result
         json: false,
     };
     let mut out = Vec::new();
-    switchyard::admin::run(
-        &admin,
-        switchyard::admin::Verb::Keys(switchyard::admin::KeysCmd::Import {
+    switchyard::cmd::keys::KeysArgs {
+        cmd: switchyard::cmd::keys::KeysCmd::Import {
             name: "billing-app".into(),
             secret: "old-gateway-token-7f3a".into(),
             models: vec![],
-        }),
-        &mut out,
-    )
+        },
+        admin,
+    }
+    .run_to(&mut out)
     .await?;
     let printed = String::from_utf8(out)?;
     assert!(printed.contains("…7f3a"), "{printed}");

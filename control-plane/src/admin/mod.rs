@@ -2,7 +2,8 @@
 //!
 //! - [`views`]: request and response bodies;
 //! - [`client`]: the client the `switchyard` CLI uses;
-//! - [`metrics`]: the Prometheus text.
+//! - [`metrics`]: the Prometheus text;
+//! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
 //! token for reads (401 without a known token, 403 for a read-only token on a write). Writes on a
@@ -10,6 +11,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod ui;
 pub mod views;
 
 use std::sync::Arc;
@@ -74,7 +76,8 @@ pub struct AdminState {
     pub tokens: Arc<Tokens>,
 }
 
-/// The admin router: `/api/v1/…` behind token checks, `/metrics` and `/health` open.
+/// The admin router: `/api/v1/…` behind token checks, the dashboard at `/ui` (which reads
+/// `/api/v1` with the visitor's token), `/metrics` and `/health` open.
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/status", get(status))
@@ -91,12 +94,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/members/{id}/promote", post(promote_member))
         .route("/reload", post(reload))
         .route("/snapshot", post(snapshot))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize));
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state.clone());
     Router::new()
-        .nest("/api/v1", api)
         .route("/metrics", get(metrics::render))
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
+        .nest("/api/v1", api.clone())
+        .merge(ui::router(api))
 }
 
 /// Admin token for writes, admin or read-only token for reads.

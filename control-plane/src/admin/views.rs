@@ -66,7 +66,7 @@ pub struct NodeView {
 }
 
 /// An endpoint as listings show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndpointView {
     /// Id.
     pub id: String,

@@ -124,7 +124,7 @@ impl UpstreamClient {
                 )
             });
         let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
-        let pools = (0..=crate::server::worker_count(workers))
+        let pools = (0..=crate::worker::count(workers))
             .map(|_| OnceLock::new())
             .collect();
         Ok(Self { connector, pools })
@@ -133,7 +133,7 @@ impl UpstreamClient {
     /// This thread's pool: its worker's, or the shared one.
     fn pool(&self) -> &Pool {
         let n = self.pools.len();
-        let slot = match crate::server::worker_index() {
+        let slot = match crate::worker::index() {
             Some(worker) if n > 1 => 1 + worker % (n - 1),
             _ => 0,
         };

@@ -6,31 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
-/// Why a target cools down; also the reason reported to the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CooldownReason {
-    /// The upstream answered 429.
-    RateLimited,
-    /// The upstream said its remaining requests or tokens reached zero.
-    QuotaExhausted,
-    /// Repeated connect errors or 5xx within the window.
-    Failures,
-    /// The upstream refused the credential (401/403).
-    Credential,
-}
-
-impl CooldownReason {
-    /// The wire and metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RateLimited => "rate_limited",
-            Self::QuotaExhausted => "quota_exhausted",
-            Self::Failures => "failures",
-            Self::Credential => "credential",
-        }
-    }
-}
-
 /// The wait an upstream asked for on a 429, if its headers say: `retry-after-ms`, then
 /// `retry-after` (seconds, fractional allowed, or an HTTP date relative to `now`), then the
 /// larger of the `x-ratelimit-reset-*` durations whose remaining count is zero (or, when

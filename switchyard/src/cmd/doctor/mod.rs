@@ -63,7 +63,7 @@ pub struct DoctorArgs {
     pub config: Option<std::path::PathBuf>,
     /// The control plane's mutual TLS, when the cluster runs it: any node's files will do.
     #[command(flatten)]
-    pub tls: crate::cli::TlsArgs,
+    pub tls: super::flags::TlsArgs,
 }
 
 /// How one check went.
@@ -179,13 +179,18 @@ pub mod names {
     pub const CONFIG: &str = "config file loads";
 }
 
-/// Runs every check and prints the report; `Ok(false)` when any check failed.
-pub async fn run(args: DoctorArgs) -> anyhow::Result<bool> {
-    use std::io::Write;
-    let report = check(&args).await;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{report}")?;
-    Ok(report.ok())
+impl super::Run for DoctorArgs {
+    /// Runs every check and prints the report; fails when any check failed.
+    async fn run(self, _: super::Shutdown) -> anyhow::Result<()> {
+        use std::io::Write;
+        let report = check(&self).await;
+        writeln!(std::io::stdout().lock(), "{report}")?;
+        if report.ok() {
+            Ok(())
+        } else {
+            anyhow::bail!("doctor found problems (see the report above)")
+        }
+    }
 }
 
 /// Runs every check and returns what each found.

@@ -1,0 +1,122 @@
+//! The protocol a client spoke, and the turning of its request into the engine's OpenAI form
+//! and of the engine's answer (whole, streamed, or an error) back into its own.
+
+use axum::body::Body;
+use axum::response::{IntoResponse as _, Response};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+
+use super::{anthropic, openai, translate_sse};
+use crate::error::ApiError;
+
+/// Largest engine answer read whole to translate (the engine bounds upstream answers already).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// The dialect a client request arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// OpenAI: the engine's own form; nothing is translated.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl Inbound {
+    /// The OpenAI chat body for the engine; `Err` is the client's error.
+    pub fn request(self, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
+            reason: e.to_string(),
+        })?;
+        let canonical = match self {
+            Self::OpenAi => return Ok(body.to_vec()),
+            Self::Anthropic => {
+                let request = anthropic::request::decode(&value)
+                    .map_err(|message| ApiError::InvalidRequest { message })?;
+                if request.max_tokens.is_none() {
+                    return Err(ApiError::InvalidRequest {
+                        message: "max_tokens: Field required".into(),
+                    });
+                }
+                request
+            }
+        };
+        serde_json::to_vec(&openai::request::encode(&canonical)).map_err(|e| {
+            ApiError::InvalidJson {
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// An edge error in this dialect's shape.
+    pub fn error(self, e: ApiError) -> Response {
+        match self {
+            Self::OpenAi => e.into_response(),
+            Self::Anthropic => {
+                let message = e_message(&e);
+                let mut response = e.into_response();
+                let status = response.status();
+                let body = anthropic::response::error_json(status.as_u16(), &message);
+                *response.body_mut() = Body::from(body.to_string());
+                response.headers_mut().remove(CONTENT_LENGTH);
+                response
+            }
+        }
+    }
+
+    /// The engine's answer in this dialect: a stream translated event by event, a whole answer
+    /// or an upstream's error translated at once.
+    pub async fn answer(self, response: Response, model: &str) -> Response {
+        if self == Self::OpenAi {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(CONTENT_LENGTH);
+        let is_sse = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if parts.status.is_success() && is_sse {
+            let body = translate_sse(body, anthropic::stream::Encoder::new(model.to_owned()));
+            return Response::from_parts(parts, body);
+        }
+        let whole = axum::body::to_bytes(body, MAX_ANSWER)
+            .await
+            .unwrap_or_default();
+        parts
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let translated = if parts.status.is_success() {
+            match openai::response::decode(&whole) {
+                Some(answer) => anthropic::response::encode(&answer),
+                None => {
+                    parts.status = StatusCode::BAD_GATEWAY;
+                    anthropic::response::error_json(502, "the upstream's answer was malformed")
+                }
+            }
+        } else {
+            let message = openai::response::error_message(&whole).unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&whole);
+                let text = text.trim();
+                if text.is_empty() {
+                    format!("the upstream answered {}", parts.status.as_u16())
+                } else {
+                    text.chars().take(500).collect()
+                }
+            });
+            anthropic::response::error_json(parts.status.as_u16(), &message)
+        };
+        Response::from_parts(parts, Body::from(translated.to_string()))
+    }
+}
+
+/// An error's message without the OpenAI-specific wording about where keys go.
+fn e_message(e: &ApiError) -> String {
+    match e {
+        ApiError::AuthMissing => {
+            "missing API key: send it in `x-api-key` or as `Authorization: Bearer ...`".into()
+        }
+        e => e.to_string(),
+    }
+}
