@@ -560,3 +560,40 @@ async fn imported_keys_work_as_presented_in_every_key_header() -> anyhow::Result
     assert!(message.contains("keys import"), "{message}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_checks_send_a_one_token_chat_with_the_credential() -> anyhow::Result<()> {
+    let vllm = OpenAiFake::start().await?;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: chat
+    litellm_params: {{model: hosted_vllm/qwen, api_base: "{}", api_key: os.environ/VLLM_KEY}}
+general_settings:
+  background_health_checks: true
+  health_check_interval: 0.2
+  health_check_mode: completion
+"#,
+        vllm.base_url()
+    );
+    let _gw = Gateway::start(&config, &[("VLLM_KEY", "vllm-key-0000000001".to_owned())]).await?;
+    let checks = wait_for(Duration::from_secs(10), "two completion checks", || async {
+        let checks: Vec<_> = vllm
+            .calls()
+            .into_iter()
+            .filter(|c| c.path == "/v1/chat/completions")
+            .collect();
+        (checks.len() >= 2).then_some(checks)
+    })
+    .await?;
+    for call in &checks {
+        assert_eq!(call.body["model"], "qwen");
+        assert_eq!(call.body["max_tokens"], 1);
+        assert_eq!(call.bearer().as_deref(), Some("vllm-key-0000000001"));
+    }
+    assert!(
+        vllm.calls().iter().all(|c| c.path != "/v1/models"),
+        "completion mode does not list models"
+    );
+    Ok(())
+}

@@ -316,3 +316,35 @@ pub struct ErrorDetail {
     /// Machine-readable kind.
     pub code: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CredentialView;
+
+    #[test]
+    fn credentials_are_described_without_their_secret() {
+        let cases = [
+            (
+                CredentialView {
+                    id: "key".into(),
+                    label: "free-tier".into(),
+                    models: vec!["*:free".into()],
+                    last4: "3f9a".into(),
+                    env: String::new(),
+                },
+                "key …3f9a free-tier [*:free]",
+            ),
+            (
+                CredentialView {
+                    id: "key_2".into(),
+                    env: "OR_WORK".into(),
+                    ..Default::default()
+                },
+                "key_2 $OR_WORK",
+            ),
+        ];
+        for (view, want) in cases {
+            assert_eq!(view.describe(), want);
+        }
+    }
+}

@@ -211,14 +211,6 @@ pub fn load(
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Loaded, Error> {
-    // `os.environ/NAME` references the control plane's environment sets are stored sealed,
-    // so edges on other hosts need not share the variable; others stay references that each
-    // edge reads.
-    let sealer = &Sealer {
-        key: sealer.key,
-        current: sealer.current,
-        env: Some(env),
-    };
     let mut loaded = Loaded::default();
     let mut disabled_listed = Vec::new();
     if let Some(path) = file {
@@ -378,6 +370,14 @@ pub fn parse(
 ) -> Result<Parsed, String> {
     let value: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    // `os.environ/NAME` references the control plane's environment sets are stored sealed,
+    // so edges on other hosts need not share the variable; others stay references that each
+    // edge reads.
+    let sealer = &Sealer {
+        key: sealer.key,
+        current: sealer.current,
+        env: Some(env),
+    };
     let is_litellm = value.as_mapping().is_some_and(|m| {
         ["model_list", "litellm_settings", "general_settings"]
             .iter()
