@@ -146,6 +146,7 @@ fn endpoints_page_shows_health_and_cooldowns() {
         models: vec!["m".into()],
         credentials: vec![],
         weight: 1,
+        ..Default::default()
     };
     let cooldowns = [Cooldown {
         endpoint_id: "b".into(),
