@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::{Mapping, Value};
+use super::yaml::{Mapping, Value};
 
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{

@@ -11,6 +11,7 @@
 pub mod env;
 pub mod litellm;
 pub mod ours;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -257,12 +258,11 @@ pub fn parse(
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Parsed, String> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let value = yaml::parse(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let is_litellm = value.as_mapping().is_some_and(|m| {
         ["model_list", "litellm_settings", "general_settings"]
             .iter()
-            .any(|k| m.contains_key(*k))
+            .any(|k| m.contains_key(k))
     });
     if is_litellm {
         litellm::parse(value, env, sealer)
