@@ -14,6 +14,8 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod dialect;
+pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -24,6 +26,7 @@ pub mod server;
 pub mod state;
 pub mod upstream;
 pub mod watch;
+pub mod worker;
 
 use std::future::Future;
 

@@ -19,6 +19,7 @@ fn args(control_plane: &str, edge: &str) -> DoctorArgs {
         quick: false,
         node_name: Some("doctor-test".into()),
         timeout_ms: 3_000,
+        config: None,
         tls: Default::default(),
     }
 }

@@ -66,9 +66,18 @@ impl fmt::Display for Command {
             Command::ClearCooldowns { .. } => write!(f, "clear_cooldowns"),
             Command::NodeUp { name, .. } => write!(f, "node_up({name})"),
             Command::NodeDown { name, .. } => write!(f, "node_down({name})"),
+            Command::ReportHealth {
+                endpoint_id,
+                healthy,
+                ..
+            } => write!(f, "report_health({endpoint_id}, {healthy})"),
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
             Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
             Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
+            Command::PutListing { endpoint_id, .. } => write!(f, "put_listing({endpoint_id})"),
+            Command::PutDeadModels { endpoint_id, .. } => {
+                write!(f, "put_dead_models({endpoint_id})")
+            }
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct ControlPlaneArgs {
         default_value = "127.0.0.1:7701"
     )]
     pub admin_listen: SocketAddr,
+    /// Seconds between listings of catalogued endpoints' models (0: only on demand).
+    #[arg(long, env = "SWITCHYARD_CATALOG_REFRESH_SECS", default_value_t = 300)]
+    pub catalog_refresh_secs: u64,
     /// config.yaml to load: Switchyard's format or LiteLLM's, as-is. Reloaded on SIGHUP.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -166,6 +169,7 @@ impl ControlPlaneArgs {
             config_file: self.config.clone(),
             env: None,
             mdns: !self.no_mdns,
+            catalog_refresh_secs: self.catalog_refresh_secs,
             backend: if self.etcd_endpoints.is_empty() {
                 switchyard_control_plane::etcd::BackendKind::Raft
             } else {

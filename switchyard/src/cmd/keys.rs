@@ -46,6 +46,18 @@ pub enum KeysCmd {
         #[arg(long, default_value_t = 0)]
         expires_at_ms: i64,
     },
+    /// Import an existing client key as it is (a LiteLLM master key, an LLMProxy or lmrelay
+    /// token, any format): apps that hold it keep working unchanged.
+    Import {
+        /// Label.
+        name: String,
+        /// The secret clients present.
+        #[arg(long, env = "SWITCHYARD_IMPORT_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Model globs it may use (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+    },
     /// List client keys (ids and last four characters only).
     List,
     /// Revoke a client key.
@@ -81,6 +93,7 @@ impl Run for KeysArgs {
                             rpd,
                             max_concurrent,
                         },
+                        secret: None,
                     })
                     .await?;
                 if json {
@@ -89,6 +102,29 @@ impl Run for KeysArgs {
                 writeln!(out, "id      {}", created.key.id)?;
                 writeln!(out, "secret  {}", created.secret)?;
                 writeln!(out, "\nStore the secret now: it is not shown again.")?;
+                Ok(())
+            }
+            KeysCmd::Import {
+                name,
+                secret,
+                models,
+            } => {
+                let created = client
+                    .create_key(&NewKey {
+                        name,
+                        allowed_models: models,
+                        secret: Some(secret),
+                        ..Default::default()
+                    })
+                    .await?;
+                if json {
+                    return print_json(&mut out, &created.key);
+                }
+                writeln!(
+                    out,
+                    "imported {} (…{}); clients keep sending the same key",
+                    created.key.id, created.key.last4
+                )?;
                 Ok(())
             }
             KeysCmd::List => {

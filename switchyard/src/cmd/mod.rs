@@ -4,13 +4,15 @@
 //! - roles: [`up`], [`control_plane`], [`node_agent`], [`edge`];
 //! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
 //!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
-//! - tools: [`doctor`], [`certs`];
+//! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
+//! - catalogs: [`catalog`];
 //! - flag groups more than one verb flattens in: [`flags`].
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub mod admin;
+pub mod catalog;
 pub mod certs;
 pub mod control_plane;
 pub mod cooldowns;
@@ -24,6 +26,7 @@ pub mod models;
 pub mod node_agent;
 pub mod reload;
 pub mod status;
+pub mod top;
 pub mod up;
 
 /// Resolves when the process should stop (Ctrl-C, SIGTERM, or a test's signal).
@@ -88,4 +91,8 @@ commands! {
     Doctor(doctor::DoctorArgs),
     /// Make a CA and per-node certificates for mutual TLS between the roles.
     Certs(certs::CertsArgs),
+    /// A live terminal view of the cluster: members, nodes, endpoints, models, keys, usage.
+    Top(top::TopArgs),
+    /// Show or refresh what declared endpoints list, serve and filter out.
+    Catalog(catalog::CatalogArgs),
 }
