@@ -9,8 +9,8 @@
 //! - [`sources`]: replacing everything one config source declares (config reload);
 //! - [`catalog`]: what declared endpoints list, their catalog filters and dead models.
 
-mod health;
 mod catalog;
+mod health;
 mod policy;
 mod sources;
 #[cfg(test)]
@@ -23,8 +23,8 @@ use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest
 use serde::Deserialize;
 use serde::Serialize;
 
-pub use health::{CheckMode, Checked, HealthChecks};
 pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
+pub use health::{CheckMode, Checked, HealthChecks};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
 pub use upstream::UpstreamStyle;

@@ -10,8 +10,7 @@ use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
     Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, HealthChecks,
-    Limits, ModelGroup,
-    RouterSettings, Source,
+    Limits, ModelGroup, RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
