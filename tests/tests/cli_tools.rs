@@ -34,7 +34,7 @@ fn every_tool_file_parses_and_points_at_the_edge() -> anyhow::Result<()> {
     let home = home.path();
 
     let (_, text, diff) = bind_in(home, Tool::Aider)?;
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let yaml: serde_json::Value = serde_saphyr::from_str(&text)?;
     assert_eq!(yaml["openai-api-base"], "http://edge.example:8080/v1");
     assert_eq!(yaml["openai-api-key"], KEY);
     assert_eq!(yaml["model"], "openai/coding");
@@ -44,7 +44,7 @@ fn every_tool_file_parses_and_points_at_the_edge() -> anyhow::Result<()> {
     );
 
     let (_, text, _) = bind_in(home, Tool::Continue)?;
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let yaml: serde_json::Value = serde_saphyr::from_str(&text)?;
     assert_eq!(yaml["models"][0]["provider"], "openai");
     assert_eq!(yaml["models"][0]["apiBase"], "http://edge.example:8080/v1");
     assert_eq!(yaml["models"][0]["apiKey"], KEY);

@@ -81,7 +81,7 @@ async fn run_script(python: &Path, script: &str, env: &[(&str, String)]) {
     let Ok(out) = tokio::time::timeout(Duration::from_secs(180), cmd.output()).await else {
         panic!("{script} did not finish in 180 s");
     };
-    let out = out.unwrap();
+    let out = out.unwrap_or_else(|e| panic!("{script}: cannot run python: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -34,11 +34,12 @@ use crate::liveness::Liveness;
 use crate::raft::{Consensus, Forwarded, Member};
 use crate::reload::Declarations;
 use crate::seal::{self, ClusterKey};
-use crate::service::agent::{constant_time_eq, now_ms};
+use crate::service::agent::now_ms;
 use crate::state::{
     ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Secret, Source,
 };
 use crate::table;
+use subtle::ConstantTimeEq;
 use views::{
     Cleared, CreatedKey, CredentialView, DeploymentView, EndpointView, ErrorBody, ErrorDetail,
     KeyView, ModelView, NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
@@ -132,7 +133,7 @@ async fn authorize(
         !presented.is_empty()
             && tokens
                 .iter()
-                .any(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+                .any(|t| bool::from(t.as_bytes().ct_eq(presented.as_bytes())))
     };
     let is_admin = matches(&state.tokens.admin);
     let is_reader = matches(&state.tokens.read_only);

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::{Mapping, Value};
+use super::yaml::{Mapping, Value};
 
 use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};

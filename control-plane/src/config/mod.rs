@@ -13,6 +13,7 @@ pub mod env;
 pub mod litellm;
 pub mod ours;
 pub mod providers;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -368,8 +369,7 @@ pub fn parse(
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Parsed, String> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let value = yaml::parse(text).map_err(|e| format!("not valid YAML: {e}"))?;
     // `os.environ/NAME` references the control plane's environment sets are stored sealed,
     // so edges on other hosts need not share the variable; others stay references that each
     // edge reads.
@@ -381,7 +381,7 @@ pub fn parse(
     let is_litellm = value.as_mapping().is_some_and(|m| {
         ["model_list", "litellm_settings", "general_settings"]
             .iter()
-            .any(|k| m.contains_key(*k))
+            .any(|k| m.contains_key(k))
     });
     if is_litellm {
         litellm::parse(value, env, sealer)

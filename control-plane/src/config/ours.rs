@@ -189,11 +189,11 @@ struct DiscoveryDoc {
 
 /// Parses our format from an already-read YAML value.
 pub fn parse(
-    value: serde_yaml::Value,
+    value: super::yaml::Value,
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Parsed, String> {
-    let file: File = serde_yaml::from_value(value).map_err(|e| e.to_string())?;
+    let file: File = serde_json::from_value(value.into_json()).map_err(|e| e.to_string())?;
     let mut parsed = Parsed::default();
     let d = &mut parsed.declared;
     for e in file.endpoints {

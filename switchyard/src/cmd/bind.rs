@@ -171,23 +171,19 @@ pub fn render(tool: Tool, old: &str, base: &str, key: &str, model: &str) -> anyh
             doc.insert("openai-api-base".into(), v1.into());
             doc.insert("openai-api-key".into(), key.into());
             doc.insert("model".into(), format!("openai/{model}").into());
-            serde_yaml::to_string(&doc)?
+            serde_saphyr::to_string(&doc)?
         }
         Tool::Continue => {
             let mut doc = yaml_map(old)?;
-            doc.entry("name".into())
-                .or_insert_with(|| "Switchyard".into());
-            doc.entry("version".into())
-                .or_insert_with(|| "1.0.0".into());
-            doc.entry("schema".into()).or_insert_with(|| "v1".into());
-            let entry: serde_yaml::Value = serde_yaml::to_value(json!({
+            doc.entry("name").or_insert_with(|| "Switchyard".into());
+            doc.entry("version").or_insert_with(|| "1.0.0".into());
+            doc.entry("schema").or_insert_with(|| "v1".into());
+            let entry = json!({
                 "name": format!("switchyard {model}"), "provider": "openai", "model": model,
                 "apiBase": v1, "apiKey": key, "roles": ["chat", "edit", "apply"]
-            }))?;
-            let models = doc
-                .entry("models".into())
-                .or_insert_with(|| serde_yaml::Value::Sequence(Vec::new()));
-            let Some(list) = models.as_sequence_mut() else {
+            });
+            let models = doc.entry("models").or_insert_with(|| json!([]));
+            let Some(list) = models.as_array_mut() else {
                 bail!("`models` is not a list");
             };
             list.retain(|m| {
@@ -195,7 +191,7 @@ pub fn render(tool: Tool, old: &str, base: &str, key: &str, model: &str) -> anyh
                     || m.get("model").and_then(|b| b.as_str()) != Some(model)
             });
             list.push(entry);
-            serde_yaml::to_string(&doc)?
+            serde_saphyr::to_string(&doc)?
         }
         Tool::ClaudeCode => {
             let mut doc = json_object(old)?;
@@ -259,13 +255,14 @@ pub fn render(tool: Tool, old: &str, base: &str, key: &str, model: &str) -> anyh
     })
 }
 
-fn yaml_map(old: &str) -> anyhow::Result<serde_yaml::Mapping> {
+/// A YAML file's top-level mapping (its keys come back sorted when written).
+fn yaml_map(old: &str) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     if old.trim().is_empty() {
-        return Ok(serde_yaml::Mapping::new());
+        return Ok(serde_json::Map::new());
     }
-    match serde_yaml::from_str::<serde_yaml::Value>(old)? {
-        serde_yaml::Value::Mapping(m) => Ok(m),
-        serde_yaml::Value::Null => Ok(serde_yaml::Mapping::new()),
+    match serde_saphyr::from_str::<serde_json::Value>(old)? {
+        serde_json::Value::Object(m) => Ok(m),
+        serde_json::Value::Null => Ok(serde_json::Map::new()),
         _ => bail!("the top level is not a mapping"),
     }
 }
