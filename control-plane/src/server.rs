@@ -349,6 +349,11 @@ impl ControlPlane {
             },
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(crate::health::watch_endpoints(
+            consensus.clone(),
+            Some(key.clone()),
+            stopped.clone(),
+        )));
 
         let catalogue = Catalogue::new(consensus.clone(), Some(key.clone()));
         if cfg.catalog_refresh_secs > 0 {

@@ -35,11 +35,13 @@ use crate::raft::{Consensus, Forwarded, Member};
 use crate::reload::Declarations;
 use crate::seal::{self, ClusterKey};
 use crate::service::agent::{constant_time_eq, now_ms};
-use crate::state::{ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Source};
+use crate::state::{
+    ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Secret, Source,
+};
 use crate::table;
 use views::{
-    Cleared, CreatedKey, DeploymentView, EndpointView, ErrorBody, ErrorDetail, KeyView, ModelView,
-    NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
+    Cleared, CreatedKey, CredentialView, DeploymentView, EndpointView, ErrorBody, ErrorDetail,
+    KeyView, ModelView, NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
 };
 
 /// Tokens the admin API accepts.
@@ -217,6 +219,32 @@ fn endpoint_views(state: &ClusterState, key: Option<&ClusterKey>) -> Vec<Endpoin
             models: e.models.clone(),
             credentials: e.credentials.iter().map(|c| c.id.clone()).collect(),
             weight: e.weight,
+            provider: e.upstream.provider.clone(),
+            credential_details: e
+                .credentials
+                .iter()
+                .map(|c| CredentialView {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                    models: c.models.clone(),
+                    last4: match &c.secret {
+                        Secret::Sealed { sealed } => key
+                            .and_then(|k| k.open(sealed))
+                            .map(|v| seal::last4(&v))
+                            .unwrap_or_default(),
+                        Secret::Env { .. } => String::new(),
+                    },
+                    env: match &c.secret {
+                        Secret::Env { name } => name.clone(),
+                        Secret::Sealed { .. } => String::new(),
+                    },
+                })
+                .collect(),
+            check_error: state
+                .checked
+                .get(&e.id)
+                .map(|c| c.error.clone())
+                .unwrap_or_default(),
         })
         .collect()
 }
