@@ -100,6 +100,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// This voter's private key (PEM). Default none.
     pub tls_key: Option<PathBuf>,
+    /// How long usage is kept per granularity (minutes 2 h, hours 7 days, days 400 days by
+    /// default); the leader compacts with the retention of the voter that took the batch.
+    pub usage_retention: crate::state::Retention,
 }
 
 impl Default for Config {
@@ -133,6 +136,7 @@ impl Default for Config {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            usage_retention: crate::state::Retention::default(),
         }
     }
 }
@@ -318,10 +322,10 @@ impl ControlPlane {
                 liveness.clone(),
                 stopped.clone(),
             )))
-            .add_service(EdgeServiceServer::new(EdgeServer::new(
-                consensus.clone(),
-                stopped.clone(),
-            )))
+            .add_service(EdgeServiceServer::new(
+                EdgeServer::new(consensus.clone(), stopped.clone())
+                    .with_usage_retention(cfg.usage_retention),
+            ))
             .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));
         let server = tokio::spawn(
             router

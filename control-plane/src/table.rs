@@ -48,6 +48,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                     weight: d.weight.max(1),
                     context_length,
                     limits: Some(limits(&d.limits)),
+                    input_usd_per_mtok: d.price.input_usd_per_mtok,
+                    output_usd_per_mtok: d.price.output_usd_per_mtok,
                 });
             }
         }
@@ -72,6 +74,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                     weight: endpoint.weight.max(1),
                     context_length: context_of(endpoint, model),
                     limits: Some(limits(&endpoint.limits)),
+                    // A model served without a declared group is priced 0 (local).
+                    ..Default::default()
                 });
             }
         }
@@ -95,6 +99,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 expires_at_ms: k.expires_at_ms,
                 revoked: k.revoked,
                 limits: Some(limits(&k.limits)),
+                budget_usd_per_day: k.budget.usd_per_day,
+                budget_usd_per_month: k.budget.usd_per_month,
             })
             .collect(),
         aliases: state
@@ -282,6 +288,7 @@ mod tests {
                 name: "llama3".into(),
                 deployments: vec![
                     DeploymentSpec {
+                        price: Default::default(),
                         endpoint_id: "groq".into(),
                         upstream_model: "llama-3.1-8b-instant".into(),
                         weight: 0,
@@ -292,6 +299,7 @@ mod tests {
                         },
                     },
                     DeploymentSpec {
+                        price: Default::default(),
                         endpoint_id: "missing".into(),
                         upstream_model: "x".into(),
                         weight: 1,
@@ -345,6 +353,7 @@ mod tests {
             group: ModelGroup {
                 name: "fast".into(),
                 deployments: vec![DeploymentSpec {
+                    price: Default::default(),
                     endpoint_id: "groq".into(),
                     upstream_model: "llama-3.1-8b-instant".into(),
                     weight: 1,
@@ -415,6 +424,7 @@ mod tests {
         });
         state.apply(Command::PutKey {
             key: ClientKey {
+                budget: Default::default(),
                 id: "k1".into(),
                 name: "team".into(),
                 sha256_hex: crate::seal::sha256_hex("sy_live_x"),

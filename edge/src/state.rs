@@ -1,5 +1,5 @@
 //! What every request handler shares: config, the current routing table, the upstream client,
-//! metrics, the cooldown reporter and the limiter.
+//! metrics, the cooldown reporter, the limiter and usage accounting.
 
 use std::sync::{Arc, OnceLock};
 
@@ -17,6 +17,7 @@ use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
 use crate::upstream::ollama::Surfaces;
+use crate::usage::{self, Usage};
 
 /// Shared edge state; cloning is cheap and every clone sees the same table.
 #[derive(Debug, Clone)]
@@ -34,6 +35,7 @@ struct Inner {
     reporter: OnceLock<Reporter>,
     limiter: Limiter,
     ollama: Surfaces,
+    usage: Usage,
 }
 
 impl EdgeState {
@@ -42,12 +44,25 @@ impl EdgeState {
     pub fn new(cfg: Config) -> Result<Self, Error> {
         let upstream = UpstreamClient::new(cfg.connect_timeout(), cfg.workers)?;
         let tls = cfg.tls_files()?;
+        let usage = Usage::new(
+            cfg.usage_accounting,
+            usage::flush::Settings {
+                control_planes: cfg.control_plane_urls(),
+                edge_name: cfg.edge_name.clone(),
+                interval: std::time::Duration::from_millis(cfg.usage_flush_ms),
+                connect_timeout: cfg.connect_timeout(),
+                tls: tls.clone(),
+            },
+        );
+        let mut metrics = Metrics::default();
+        metrics.register_usage(&usage);
         let state = Self {
             inner: Arc::new(Inner {
                 table: ArcSwapOption::empty(),
                 upstream,
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
-                metrics: Metrics::default(),
+                metrics,
+                usage,
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
                 limiter: Limiter::with_tls(cfg.primary_control_plane(), cfg.edge_name.clone(), tls),
@@ -140,6 +155,11 @@ impl EdgeState {
     /// The cluster-wide limiter for client-key limits.
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// Usage accounting.
+    pub fn usage(&self) -> &Usage {
+        &self.inner.usage
     }
 
     /// Which Ollama servers were found without the OpenAI surface (native API fallback).

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchyard_control_plane::admin::client::AdminClient;
 use switchyard_control_plane::admin::views::{NewEndpoint, NewKey, NewMember};
-use switchyard_control_plane::state::Limits;
+use switchyard_control_plane::state::{KeyBudget, Limits};
 
 /// Where the admin API is and how to authenticate.
 #[derive(Debug, Args)]
@@ -102,8 +102,14 @@ pub enum KeysCmd {
         /// Expiry as Unix milliseconds (0 = never).
         #[arg(long, default_value_t = 0)]
         expires_at_ms: i64,
+        /// Most US dollars per UTC day, across all edges (0 = no budget).
+        #[arg(long, default_value_t = 0.0)]
+        budget_day_usd: f64,
+        /// Most US dollars per UTC calendar month, across all edges (0 = no budget).
+        #[arg(long, default_value_t = 0.0)]
+        budget_month_usd: f64,
     },
-    /// List client keys (ids and last four characters only).
+    /// List client keys (ids and last four characters only) with their spend.
     List,
     /// Revoke a client key.
     Revoke {
@@ -173,17 +179,7 @@ pub enum Verb {
 
 /// Runs `verb` against the admin API and writes the answer to `out`.
 pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::Result<()> {
-    let token = match &args.token {
-        Some(t) => t.clone(),
-        None => {
-            let path = args.token_dir.join("admin.token");
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("no --token given and {} cannot be read", path.display()))?
-                .trim()
-                .to_string()
-        }
-    };
-    let client = AdminClient::new(&args.server, &token)?;
+    let client = client(args)?;
     let json = args.json;
     match verb {
         Verb::Status => {
@@ -313,6 +309,8 @@ pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::
             rpd,
             max_concurrent,
             expires_at_ms,
+            budget_day_usd,
+            budget_month_usd,
         }) => {
             let created = client
                 .create_key(&NewKey {
@@ -324,6 +322,10 @@ pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::
                         tpm,
                         rpd,
                         max_concurrent,
+                    },
+                    budget: KeyBudget {
+                        usd_per_day: budget_day_usd,
+                        usd_per_month: budget_month_usd,
                     },
                 })
                 .await?;
@@ -342,7 +344,10 @@ pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::
             }
             table(
                 out,
-                &["ID", "NAME", "LAST4", "MODELS", "RPM", "STATUS", "SOURCE"],
+                &[
+                    "ID", "NAME", "LAST4", "MODELS", "RPM", "TODAY $", "MONTH $", "STATUS",
+                    "SOURCE",
+                ],
                 keys.iter()
                     .map(|k| {
                         vec![
@@ -355,6 +360,8 @@ pub async fn run(args: &AdminArgs, verb: Verb, out: &mut impl Write) -> anyhow::
                                 k.allowed_models.join(",")
                             },
                             limit(k.limits.rpm),
+                            spend(k.spend_today_usd, k.budget.usd_per_day),
+                            spend(k.spend_month_usd, k.budget.usd_per_month),
                             if k.revoked { "revoked" } else { "active" }.into(),
                             k.source.as_str().into(),
                         ]
@@ -522,6 +529,15 @@ fn limit(n: u64) -> String {
     if n == 0 { "-".into() } else { n.to_string() }
 }
 
+/// `1.2345`, or `1.2345/10.00` against a budget.
+fn spend(spent: f64, budget: f64) -> String {
+    if budget > 0.0 {
+        format!("{spent:.4}/{budget:.2}")
+    } else {
+        format!("{spent:.4}")
+    }
+}
+
 fn or_dash(s: &str) -> String {
     if s.is_empty() {
         "-".into()
@@ -530,7 +546,23 @@ fn or_dash(s: &str) -> String {
     }
 }
 
-fn print_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+/// The admin client `args` describe: `--server`, and `--token` or the generated token file.
+pub fn client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => {
+            let path = args.token_dir.join("admin.token");
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("no --token given and {} cannot be read", path.display()))?
+                .trim()
+                .to_string()
+        }
+    };
+    Ok(AdminClient::new(&args.server, &token)?)
+}
+
+/// Writes `value` as pretty JSON and a newline.
+pub fn print_json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
     Ok(())

@@ -73,6 +73,8 @@ pub enum Command {
     },
     /// Re-read the config file and environment on a voter and apply the difference.
     Reload(AdminArgs),
+    /// Show requests, tokens and spend per key, model, deployment, hour or day.
+    Usage(crate::cmd::usage::UsageArgs),
     /// Check, step by step, that control plane, agents and edge work together.
     Doctor(crate::doctor::DoctorArgs),
     /// Make a CA and per-node certificates for mutual TLS between the roles.
@@ -208,6 +210,15 @@ pub struct ControlPlaneArgs {
     /// Milliseconds of agent silence before a node is marked down.
     #[arg(long, default_value_t = 15_000)]
     pub node_down_after_ms: u64,
+    /// Minutes of per-minute usage kept (0 = forever).
+    #[arg(long, default_value_t = 120)]
+    pub usage_minutes_kept: u64,
+    /// Hours of hourly usage kept (0 = forever).
+    #[arg(long, default_value_t = 168)]
+    pub usage_hours_kept: u64,
+    /// Days of daily usage kept (0 = forever).
+    #[arg(long, default_value_t = 400)]
+    pub usage_days_kept: u64,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 150)]
     pub heartbeat_ms: u64,
@@ -330,6 +341,11 @@ impl ControlPlaneArgs {
             tls_ca: self.tls.tls_ca.clone(),
             tls_cert: self.tls.tls_cert.clone(),
             tls_key: self.tls.tls_key.clone(),
+            usage_retention: switchyard_control_plane::state::Retention {
+                minutes_ms: self.usage_minutes_kept.saturating_mul(60_000),
+                hours_ms: self.usage_hours_kept.saturating_mul(3_600_000),
+                days_ms: self.usage_days_kept.saturating_mul(86_400_000),
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -431,6 +447,12 @@ pub struct EdgeArgs {
     /// connection pool; 0 = one per CPU.
     #[arg(long, env = "SWITCHYARD_EDGE_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Milliseconds between usage reports to the control plane (what a crashed edge can lose).
+    #[arg(long, default_value_t = 10_000)]
+    pub usage_flush_ms: u64,
+    /// Do not count usage (per key, model and deployment) on this edge.
+    #[arg(long)]
+    pub no_usage_accounting: bool,
     /// Write the bound address as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -555,6 +577,8 @@ pub async fn run(
                 body_read_timeout_ms: args.body_read_timeout_ms,
                 max_connections: args.max_connections,
                 workers: args.workers,
+                usage_flush_ms: args.usage_flush_ms,
+                usage_accounting: !args.no_usage_accounting,
                 tls_ca: args.tls.tls_ca,
                 tls_cert: args.tls.tls_cert,
                 tls_key: args.tls.tls_key,
@@ -570,6 +594,7 @@ pub async fn run(
             Ok(())
         }
         Command::Status(a) => verb(&a, Verb::Status).await,
+        Command::Usage(a) => crate::cmd::usage::run(&a, &mut std::io::stdout().lock()).await,
         Command::Endpoints { cmd, admin: a } => {
             verb(&a, Verb::Endpoints(cmd.unwrap_or(EndpointsCmd::List))).await
         }

@@ -433,6 +433,7 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
             allowed_models: Vec::new(),
             expires_at_ms: 0,
             limits: Default::default(),
+            ..Default::default()
         })
         .await?;
     let revoked_secret = created.secret.clone();

@@ -2,7 +2,8 @@
 //!
 //! - [`views`]: request and response bodies;
 //! - [`client`]: the client the `switchyard` CLI uses;
-//! - [`metrics`]: the Prometheus text.
+//! - [`metrics`]: the Prometheus text;
+//! - [`usage`]: `GET /api/v1/usage`.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
 //! token for reads (401 without a known token, 403 for a read-only token on a write). Writes on a
@@ -10,6 +11,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod usage;
 pub mod views;
 
 use std::sync::Arc;
@@ -89,6 +91,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/members/{id}/promote", post(promote_member))
         .route("/reload", post(reload))
         .route("/snapshot", post(snapshot))
+        .route("/usage", get(usage::get_usage))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .nest("/api/v1", api)
@@ -371,7 +374,14 @@ async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
 
 async fn list_keys(State(s): State<AdminState>) -> Json<Vec<KeyView>> {
     let state = s.consensus.state().await;
-    Json(state.keys.values().map(KeyView::from).collect())
+    let now = now_ms();
+    Json(
+        state
+            .keys
+            .values()
+            .map(|k| KeyView::with_spend(k, &state.usage, now))
+            .collect(),
+    )
 }
 
 async fn create_key(
@@ -393,6 +403,7 @@ async fn create_key(
         limits: body.limits,
         created_ms: now_ms(),
         source: Source::Api,
+        budget: body.budget,
     };
     let view = KeyView::from(&key);
     commit(&s.consensus, Command::PutKey { key }).await?;

@@ -12,7 +12,8 @@ use serde_yaml::{Mapping, Value};
 
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, RouterSettings, Source,
+    Alias, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, Price, RouterSettings,
+    Source,
 };
 
 /// Provider prefixes Switchyard forwards to, with their OpenAI-compatible base URL
@@ -173,6 +174,7 @@ fn model_list(section: &Value, sealer: &Sealer<'_>, parsed: &mut Parsed) -> Resu
                 weight: d.weight,
                 context_length: d.context_length,
                 limits: d.limits,
+                price: d.price,
             });
     }
     for (id, (mut spec, secrets)) in endpoints {
@@ -197,6 +199,7 @@ struct Parsed1 {
     weight: u32,
     context_length: u32,
     limits: Limits,
+    price: Price,
 }
 
 fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Parsed1, String> {
@@ -256,8 +259,12 @@ fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Pars
         ));
     }
     let mut context_length = 0;
+    let (mut input_cost, mut output_cost) = (0.0, 0.0);
     for (k, v) in info.into_iter().flatten() {
         match k.as_str().unwrap_or_default() {
+            // US dollars per token; ours are per 1M tokens.
+            "input_cost_per_token" => input_cost = cost(at, "input_cost_per_token", v)?,
+            "output_cost_per_token" => output_cost = cost(at, "output_cost_per_token", v)?,
             "max_input_tokens" => {
                 context_length = u32::try_from(number(at, "max_input_tokens", v)?).unwrap_or(0);
             }
@@ -276,7 +283,18 @@ fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Pars
         weight,
         context_length,
         limits,
+        price: Price::per_token(input_cost, output_cost),
     })
+}
+
+/// A `model_info` cost per token: a number of 0 or more.
+fn cost(at: &str, field: &str, v: &Value) -> Result<f64, String> {
+    match v.as_f64() {
+        Some(c) if c.is_finite() && c >= 0.0 => Ok(c),
+        _ => Err(format!(
+            "{at}.model_info.{field}: must be a number of 0 or more (US dollars per token)"
+        )),
+    }
 }
 
 /// Ollama's and LM Studio's `api_base` is the server root; ours ends in `/v1`.

@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, RouterSettings, Source,
+    Alias, DeploymentSpec, EndpointSpec, Fallback, KeyBudget, Limits, ModelGroup, Price,
+    RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +79,8 @@ struct DeploymentDoc {
     context_length: u32,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    price: Price,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +123,8 @@ struct KeyDoc {
     expires_at_ms: i64,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    budget: KeyBudget,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +179,7 @@ pub fn parse(
                     weight: x.weight,
                     context_length: x.context_length,
                     limits: x.limits,
+                    price: x.price,
                 })
                 .collect(),
             source: Source::Config,
@@ -222,7 +228,7 @@ pub fn parse(
             }
         };
         let name = k.name.clone().unwrap_or_else(|| k.id.clone());
-        d.keys.push(declared_key(
+        let mut key = declared_key(
             &k.id,
             &name,
             secret.as_deref(),
@@ -230,7 +236,9 @@ pub fn parse(
             k.allowed_models,
             k.expires_at_ms,
             k.limits,
-        )?);
+        )?;
+        key.budget = k.budget;
+        d.keys.push(key);
     }
     parsed.discovery_peers = file.discovery.map(|x| x.peers).unwrap_or_default();
     Ok(parsed)

@@ -69,6 +69,9 @@ impl fmt::Display for Command {
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
             Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
             Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
+            Command::RecordUsage { edge, rows, .. } => {
+                write!(f, "record_usage({edge}, {})", rows.len())
+            }
         }
     }
 }

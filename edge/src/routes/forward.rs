@@ -133,6 +133,11 @@ async fn serve(
     let body = body?;
     let request = RequestBody::parse(&body)?;
     let model = request.model()?;
+    let model_name: Arc<str> = Arc::from(model.as_str());
+    // From here on the request counts in usage; one that ends without an answer, as an error.
+    let ticket = state
+        .usage()
+        .ticket(&crate::usage::key_of(&principal), &model_name);
     request.require(route.required())?;
     let table = table.ok_or(ApiError::NoRoutingTable)?;
     let group = table
@@ -173,7 +178,7 @@ async fn serve(
         route,
         headers,
         request: &request,
-        model: Arc::from(model.as_str()),
+        model: model_name,
         principal: &principal,
         deadline: Instant::now() + budget,
         // The edge meters streams itself; embeddings never stream.
@@ -188,6 +193,7 @@ async fn serve(
         tally: Tally::default(),
         key_charge: admission.take_token_charge(),
         upstream_charge: None,
+        ticket,
     };
     let result = plan.run(group).await;
     // A token reservation no response took over was not used upstream.
@@ -240,6 +246,8 @@ struct Plan<'r> {
     key_charge: Option<TokenCharge>,
     /// The current candidate's upstream token reservation.
     upstream_charge: Option<TokenCharge>,
+    /// The request's usage, until a response takes it over.
+    ticket: Option<crate::usage::Ticket>,
 }
 
 /// What one attempt produced.
@@ -373,6 +381,7 @@ impl Plan<'_> {
         let mut settlement = Settlement::default();
         settlement.push(self.key_charge.take());
         settlement.push(self.upstream_charge.take());
+        settlement.record(self.ticket.take());
         settlement
     }
 
@@ -446,6 +455,9 @@ impl Plan<'_> {
         let state = self.state;
         let cfg = state.config();
         let d = &candidate.deployment;
+        if let Some(ticket) = &mut self.ticket {
+            ticket.served_by(&d.usage_id, d.price);
+        }
         let endpoint = d.endpoint.clone();
         let per_try = cfg.first_byte_timeout();
         let now = Instant::now();
@@ -516,7 +528,7 @@ impl Plan<'_> {
                         );
                         if !settlement.is_empty() {
                             relay = relay.on_end(Box::new(move |usage| {
-                                settlement.settle(usage.map(total_tokens));
+                                settlement.settle(usage);
                             }));
                         }
                         Body::from_stream(relay.into_stream())
@@ -537,7 +549,7 @@ impl Plan<'_> {
                 };
                 match relay::json_usage(&whole) {
                     Some(usage) => {
-                        self.settlement().settle(usage.map(total_tokens));
+                        self.settlement().settle(usage);
                         if let Some(u) = usage {
                             self.tokens(d, u);
                         }
@@ -844,11 +856,6 @@ impl Plan<'_> {
         );
         response
     }
-}
-
-/// Tokens a response used, as limits count them.
-fn total_tokens(u: crate::upstream::sse::Usage) -> u64 {
-    u.prompt_tokens.saturating_add(u.completion_tokens)
 }
 
 /// The secret of the credential this attempt sent upstream (empty without one).

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Attempt, MAX_ERROR_BODY, Plan, body_failure, failure_of, sent_secret, total_tokens};
+use super::{Attempt, MAX_ERROR_BODY, Plan, body_failure, failure_of, sent_secret};
 use crate::error::ApiError;
 use crate::limits;
 use crate::metrics::AttemptOutcome;
@@ -183,7 +183,7 @@ impl Plan<'_> {
                 );
                 if !settlement.is_empty() {
                     relay = relay.on_end(Box::new(move |usage| {
-                        settlement.settle(usage.map(total_tokens));
+                        settlement.settle(usage);
                     }));
                 }
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -214,7 +214,7 @@ impl Plan<'_> {
                     );
                 };
                 let u = answer.usage;
-                self.settlement().settle(Some(total_tokens(u)));
+                self.settlement().settle(Some(u));
                 self.tokens(d, u);
                 self.succeeded(candidate, t.sent_us);
                 drop(in_flight);
