@@ -133,11 +133,6 @@ async fn serve(
     let body = body?;
     let request = RequestBody::parse(&body)?;
     let model = request.model()?;
-    let model_name: Arc<str> = Arc::from(model.as_str());
-    // From here on the request counts in usage; one that ends without an answer, as an error.
-    let ticket = state
-        .usage()
-        .ticket(&crate::usage::key_of(&principal), &model_name);
     request.require(route.required())?;
     let table = table.ok_or(ApiError::NoRoutingTable)?;
     let group = table
@@ -145,6 +140,11 @@ async fn serve(
         .ok_or_else(|| ApiError::ModelNotFound {
             model: model.clone(),
         })?;
+    // From here on the request counts in usage under its model group (names from the table,
+    // never free client input); one that ends without an answer counts as an error.
+    let ticket = state
+        .usage()
+        .ticket(&crate::usage::key_of(&principal), &group.name);
     if !principal.allows(&model) && !principal.allows(&group.name) {
         return Err(ApiError::ModelNotAllowed { model });
     }
@@ -178,7 +178,7 @@ async fn serve(
         route,
         headers,
         request: &request,
-        model: model_name,
+        model: Arc::from(model.as_str()),
         principal: &principal,
         deadline: Instant::now() + budget,
         // The edge meters streams itself; embeddings never stream.

@@ -107,6 +107,7 @@ impl Usage {
             model: model.clone(),
             deployment: None,
             started: Instant::now(),
+            done: false,
         })
     }
 
@@ -134,6 +135,8 @@ pub struct Ticket {
     model: Arc<str>,
     deployment: Option<(Arc<str>, Price)>,
     started: Instant,
+    /// Recorded already (settled); the drop must not count it again.
+    done: bool,
 }
 
 impl Ticket {
@@ -150,10 +153,11 @@ impl Ticket {
     }
 
     fn finish(&mut self, error: bool, input: u64, output: u64) -> u64 {
-        let (deployment, price) = self
-            .deployment
-            .take()
-            .unwrap_or_else(|| (Arc::from(""), Price::default()));
+        self.done = true;
+        let (deployment, price) = match self.deployment.take() {
+            Some(served) => served,
+            None => (no_deployment(), Price::default()),
+        };
         let cost_nanos = price.cost_nanos(input, output);
         let now = crate::limits::now_ms();
         let counts = Counts {
@@ -165,24 +169,28 @@ impl Ticket {
             cost_nanos,
         };
         let series = Series {
-            key: std::mem::replace(&mut self.key, Arc::from("")),
+            key: self.key.clone(),
             model: self.model.clone(),
             deployment,
             minute_ms: now - now % 60_000,
         };
         self.usage.record(series, &counts);
-        // Settled: the drop below must not count it again.
-        self.model = Arc::from("");
         cost_nanos
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if !self.model.is_empty() {
+        if !self.done {
             self.finish(true, 0, 0);
         }
     }
+}
+
+/// The empty deployment name, shared so an unserved request allocates nothing.
+fn no_deployment() -> Arc<str> {
+    static EMPTY: OnceLock<Arc<str>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
 #[cfg(test)]
