@@ -142,7 +142,7 @@ async fn serve(
         })?;
     // From here on the request counts in usage under its model group (names from the table,
     // never free client input); one that ends without an answer counts as an error.
-    let ticket = state
+    let mut ticket = state
         .usage()
         .ticket(&crate::usage::key_of(&principal), &group.name);
     if !principal.allows(&model) && !principal.allows(&group.name) {
@@ -155,6 +155,11 @@ async fn serve(
         }
         _ => limits::admission::Admission::default(),
     };
+    if let (Principal::Key(key), Some(ticket)) = (&principal, &mut ticket) {
+        let cost = crate::usage::estimate_nanos(&group, &request);
+        let at = limits::now_ms();
+        ticket.reserve(limits::spend::admit(state.limiter(), key, cost, at).await?);
+    }
     let n = request.n.unwrap_or(1);
     if n > 1
         && !group.deployments.is_empty()

@@ -19,6 +19,9 @@ use ledger::{Counts, Ledger, Series};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::auth::Principal;
+use crate::limits::upstream::TokenCharge;
+use crate::routing::ModelGroup;
+use crate::upstream::RequestBody;
 use crate::upstream::sse::Usage as TokenUsage;
 
 /// What a deployment costs, US dollars per 1M tokens.
@@ -54,6 +57,32 @@ pub fn key_of(principal: &Principal) -> Arc<str> {
         Principal::Open => OPEN.get_or_init(|| Arc::from("-")).clone(),
         Principal::Bootstrap => BOOTSTRAP.get_or_init(|| Arc::from("bootstrap")).clone(),
     }
+}
+
+/// The most a request to `group` can cost, in billionths of a US dollar: its token estimate
+/// (plus [`DEFAULT_COMPLETION_TOKENS`] without `max_tokens`) at the dearest price of the
+/// group's deployments. 0 when every deployment is free.
+///
+/// [`DEFAULT_COMPLETION_TOKENS`]: crate::limits::spend::DEFAULT_COMPLETION_TOKENS
+pub fn estimate_nanos(group: &ModelGroup, request: &RequestBody<'_>) -> u64 {
+    let dearest = group
+        .deployments
+        .iter()
+        .map(|d| d.price.input_usd_per_mtok.max(d.price.output_usd_per_mtok))
+        .fold(0.0, f64::max);
+    if dearest <= 0.0 {
+        return 0;
+    }
+    let completion = if request.max_tokens.is_none() {
+        crate::limits::spend::DEFAULT_COMPLETION_TOKENS
+    } else {
+        0
+    };
+    Price {
+        input_usd_per_mtok: dearest,
+        output_usd_per_mtok: 0.0,
+    }
+    .cost_nanos(request.token_estimate() + completion, 0)
 }
 
 /// The edge's usage accounting; clones share the counters.
@@ -108,6 +137,7 @@ impl Usage {
             deployment: None,
             started: Instant::now(),
             done: false,
+            budget: Vec::new(),
         })
     }
 
@@ -137,9 +167,16 @@ pub struct Ticket {
     started: Instant,
     /// Recorded already (settled); the drop must not count it again.
     done: bool,
+    /// Money reserved from the key's budgets, settled with the real cost.
+    budget: Vec<TokenCharge>,
 }
 
 impl Ticket {
+    /// Holds the key's budget reservations until the cost is known.
+    pub fn reserve(&mut self, charges: Vec<TokenCharge>) {
+        self.budget.extend(charges);
+    }
+
     /// Names the deployment that answered, and its price.
     pub fn served_by(&mut self, deployment: &Arc<str>, price: Price) {
         self.deployment = Some((deployment.clone(), price));
@@ -175,6 +212,9 @@ impl Ticket {
             minute_ms: now - now % 60_000,
         };
         self.usage.record(series, &counts);
+        for charge in self.budget.drain(..) {
+            charge.settle(cost_nanos);
+        }
         cost_nanos
     }
 }
