@@ -20,6 +20,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::views::ReloadReport;
 use crate::admin::{self, AdminState, Tokens};
+use crate::catalog::{Catalogue, refresh};
 use crate::error::Error;
 use crate::etcd::{BackendKind, EtcdSettings};
 use crate::liveness::{self, DownPolicy, Liveness};
@@ -103,6 +104,9 @@ pub struct Config {
     /// How long usage is kept per granularity (minutes 2 h, hours 7 days, days 400 days by
     /// default); the leader compacts with the retention of the voter that took the batch.
     pub usage_retention: crate::state::Retention,
+    /// Seconds between the leader's listings of catalogued endpoints (declared without a model
+    /// list, or with a `catalog` filter); 0 lists only on demand. Default 300.
+    pub catalog_refresh_secs: u64,
 }
 
 impl Default for Config {
@@ -137,6 +141,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             usage_retention: crate::state::Retention::default(),
+            catalog_refresh_secs: 300,
         }
     }
 }
@@ -342,6 +347,15 @@ impl ControlPlane {
             stopped.clone(),
         )));
 
+        let catalogue = Catalogue::new(consensus.clone(), Some(key.clone()));
+        if cfg.catalog_refresh_secs > 0 {
+            tasks.push(tokio::spawn(refresh::run(
+                catalogue.clone(),
+                Duration::from_secs(cfg.catalog_refresh_secs),
+                stopped.clone(),
+            )));
+        }
+
         let admin_token = match cfg.admin_tokens.first() {
             Some(token) => token.clone(),
             None => admin_token_file(&cfg.data_dir)?,
@@ -363,6 +377,7 @@ impl ControlPlane {
                 declarations: declarations.clone(),
                 key: Some(key.clone()),
                 tokens: Arc::new(tokens),
+                catalogue: catalogue.clone(),
             });
             let stopping = until(stopped.clone());
             tasks.push(tokio::spawn(async move {

@@ -7,14 +7,18 @@
 //! - this file: endpoints, nodes, the command set and `apply`;
 //! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
 //! - [`sources`]: replacing everything one config source declares (config reload);
+//! - [`catalog`]: what declared endpoints list, their catalog filters and dead models;
 //! - [`spend`]: deployment prices and key budgets;
 //! - [`usage`]: usage and spend reported by edges, with hourly and daily rollups.
 
+mod catalog;
+mod health;
 mod policy;
 mod sources;
 mod spend;
 #[cfg(test)]
 mod tests;
+mod upstream;
 pub mod usage;
 
 use std::collections::BTreeMap;
@@ -23,9 +27,12 @@ use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
+pub use health::{CheckMode, Checked, HealthChecks};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
 pub use spend::{KeyBudget, Price};
+pub use upstream::UpstreamStyle;
 pub use usage::{MinuteRow, Retention, UsageBook};
 
 /// Where an item was declared; decides precedence and is shown in every listing.
@@ -112,6 +119,12 @@ pub struct Credential {
     pub id: String,
     /// Where the secret is.
     pub secret: Secret,
+    /// A human label (`personal`, `work-paid`); empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// Upstream model ids (globs) this credential may serve; empty means every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 /// What a node agent learned about a server beyond its model list.
@@ -163,6 +176,9 @@ pub struct Endpoint {
     /// Upstream limits of the endpoint as a whole.
     #[serde(default)]
     pub limits: Limits,
+    /// Request shaping (provider preset, auth header, fixed headers, query).
+    #[serde(default, skip_serializing_if = "UpstreamStyle::is_default")]
+    pub upstream: UpstreamStyle,
     /// What the node agent reports, for discovered endpoints.
     #[serde(default)]
     pub facts: Option<Facts>,
@@ -189,6 +205,9 @@ pub struct EndpointSpec {
     /// Upstream limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Request shaping (provider preset, auth header, fixed headers, query).
+    #[serde(default, skip_serializing_if = "UpstreamStyle::is_default")]
+    pub upstream: Box<UpstreamStyle>,
 }
 
 /// A backend as a node agent reports it.
@@ -371,6 +390,18 @@ pub enum Command {
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// An active health check of an endpoint changed its result. The checker proposes only
+    /// transitions; a report that changes nothing is a no-op.
+    ReportHealth {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Whether the check passed.
+        healthy: bool,
+        /// Why it failed; empty when healthy.
+        error: String,
+        /// Proposal time, ms since the Unix epoch.
+        at_ms: u64,
+    },
     /// What a node agent found. With `full`, backends of this node missing from `upserted` are
     /// removed (a snapshot); otherwise only `removed` are.
     ReportBackends {
@@ -384,6 +415,20 @@ pub enum Command {
         full: bool,
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
+    },
+    /// What a declared endpoint's own listing holds now (an empty list forgets it).
+    PutListing {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Every model listed, unfiltered.
+        models: Vec<ListedModel>,
+    },
+    /// The models an audit verified dead on one endpoint (empty clears them).
+    PutDeadModels {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// The dead models and why.
+        dead: Vec<DeadModel>,
     },
     /// An edge asks for a slice of a windowed limit.
     GrantWindow {
@@ -473,6 +518,18 @@ pub struct ClusterState {
     /// Capacity granted to edges from cluster-wide limits. Not part of the routing table.
     #[serde(default)]
     pub leases: LeaseBook,
+    /// Last committed active health check result per endpoint id.
+    #[serde(default)]
+    pub checked: BTreeMap<String, Checked>,
+    /// What declared endpoints list, unfiltered, by endpoint id.
+    #[serde(default)]
+    pub catalogs: Catalogs,
+    /// Catalog filters by endpoint id.
+    #[serde(default)]
+    pub catalog_filters: BTreeMap<String, CatalogSpec>,
+    /// Models an audit verified dead, by endpoint id.
+    #[serde(default)]
+    pub dead_models: BTreeMap<String, Vec<DeadModel>>,
     /// Usage reported by edges. Not part of the routing table.
     #[serde(default)]
     pub usage: UsageBook,
@@ -636,6 +693,12 @@ impl ClusterState {
                 addresses,
                 at_ms,
             } => self.node_up(name, version, addresses, at_ms),
+            Command::ReportHealth {
+                endpoint_id,
+                healthy,
+                error,
+                at_ms,
+            } => self.report_health(endpoint_id, healthy, error, at_ms),
             Command::NodeDown { name, at_ms } => match self.nodes.get_mut(&name) {
                 Some(node) if node.status == NodeStatus::Up => {
                     node.status = NodeStatus::Down;
@@ -651,6 +714,11 @@ impl ClusterState {
                 full,
                 at_ms,
             } => self.report_backends(&node, upserted, &removed, full, at_ms),
+            Command::PutListing {
+                endpoint_id,
+                models,
+            } => self.put_listing(endpoint_id, models),
+            Command::PutDeadModels { endpoint_id, dead } => self.put_dead(endpoint_id, dead),
         })
     }
 
@@ -695,6 +763,7 @@ impl ClusterState {
             created_ms,
             credentials: spec.credentials,
             limits: spec.limits,
+            upstream: *spec.upstream,
             facts: None,
         };
         let changed = self.endpoints.insert(spec.id, endpoint.clone()) != Some(endpoint);
@@ -793,6 +862,7 @@ impl ClusterState {
                 created_ms,
                 credentials: Vec::new(),
                 limits: Limits::default(),
+                upstream: UpstreamStyle::default(),
                 facts: backend.facts,
             };
             self.endpoints.insert(id, endpoint);

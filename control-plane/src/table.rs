@@ -3,13 +3,15 @@
 //! The table is a resolved, denormalised view: every model name an edge can be asked for, with
 //! its deployments and their endpoints, and nothing of raft or of the control plane's bookkeeping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::{Deployment, ModelRoute, RouteEndpoint, RoutingTable};
 
+use crate::catalog::filter::{self, ServedModel};
+use crate::catalog::rot;
 use crate::seal::ClusterKey;
-use crate::state::{ClusterState, Endpoint, Facts, Limits, NodeStatus, Secret};
+use crate::state::{ClusterState, Endpoint, Facts, Limits, ListedModel, NodeStatus, Secret};
 
 /// Builds the routing table for the state's current revision.
 ///
@@ -36,58 +38,82 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 owned_by: "switchyard".into(),
             });
         for d in &group.deployments {
+            let dead = state
+                .dead_models
+                .get(&d.endpoint_id)
+                .is_some_and(|dead| dead.iter().any(|m| m.model == d.upstream_model));
+            if dead {
+                continue;
+            }
             if let Some(endpoint) = state.endpoints.get(&d.endpoint_id) {
                 route.created = oldest(route.created, endpoint.created_ms);
                 let context_length = match d.context_length {
                     0 => context_of(endpoint, &d.upstream_model),
                     n => n,
                 };
+                let listed = state
+                    .catalogs
+                    .get(&d.endpoint_id)
+                    .and_then(|l| l.iter().find(|m| m.id == d.upstream_model));
                 route.deployments.push(Deployment {
                     endpoint_id: d.endpoint_id.clone(),
                     upstream_model: d.upstream_model.clone(),
                     weight: d.weight.max(1),
-                    context_length,
+                    context_length: context_length.max(listed.map_or(0, |m| m.context_length)),
                     limits: Some(limits(&d.limits)),
                     input_usd_per_mtok: d.price.input_usd_per_mtok,
                     output_usd_per_mtok: d.price.output_usd_per_mtok,
+                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    free: is_free(endpoint, listed),
                 });
             }
         }
     }
     for endpoint in state.endpoints.values() {
-        for model in &endpoint.models {
-            let route = models.entry(model.clone()).or_insert_with(|| ModelRoute {
-                name: model.clone(),
-                deployments: Vec::new(),
-                created: 0,
-                owned_by: endpoint.kind.clone(),
-            });
+        for ServedModel { id: model, listed } in filter::served(state, endpoint) {
+            let route = models
+                .entry(model.to_string())
+                .or_insert_with(|| ModelRoute {
+                    name: model.to_string(),
+                    deployments: Vec::new(),
+                    created: 0,
+                    owned_by: endpoint.id.clone(),
+                });
             let already = route
                 .deployments
                 .iter()
-                .any(|d| d.endpoint_id == endpoint.id && &d.upstream_model == model);
+                .any(|d| d.endpoint_id == endpoint.id && d.upstream_model == model);
             if !already {
                 route.created = oldest(route.created, endpoint.created_ms);
                 route.deployments.push(Deployment {
                     endpoint_id: endpoint.id.clone(),
-                    upstream_model: model.clone(),
+                    upstream_model: model.to_string(),
                     weight: endpoint.weight.max(1),
-                    context_length: context_of(endpoint, model),
+                    context_length: match context_of(endpoint, model) {
+                        0 => listed.map_or(0, |m| m.context_length),
+                        n => n,
+                    },
                     limits: Some(limits(&endpoint.limits)),
+                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    free: is_free(endpoint, listed),
                     // A model served without a declared group is priced 0 (local).
                     ..Default::default()
                 });
             }
         }
     }
+    // A group whose deployments all point at missing endpoints serves nothing.
+    models.retain(|_, m| !m.deployments.is_empty());
+    let served: BTreeSet<&str> = models
+        .keys()
+        .map(String::as_str)
+        .chain(state.aliases.keys().map(String::as_str))
+        .collect();
+    let broken_links = rot::broken(state, &served);
     let table = RoutingTable {
         version: state.revision,
         endpoints,
-        // A group whose deployments all point at missing endpoints serves nothing.
-        models: models
-            .into_values()
-            .filter(|m| !m.deployments.is_empty())
-            .collect(),
+        models: models.into_values().collect(),
         keys: state
             .keys
             .values()
@@ -137,8 +163,12 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
             allowed_fails: state.settings.allowed_fails,
             cooldown_ms: state.settings.cooldown_ms,
             routing_strategy: state.settings.routing_strategy.clone(),
+            retry_after_ms: state.settings.retry_after_ms,
+            same_deployment_retries: state.settings.same_deployment_retries,
+            drop_params: state.settings.drop_params,
         }),
         cluster_id: state.cluster_id.clone(),
+        broken_links,
     };
     Compiled { table, unopened }
 }
@@ -173,12 +203,16 @@ fn route_endpoint(
             Secret::Env { name } => Some(pb::Credential {
                 id: c.id.clone(),
                 env: name.clone(),
+                models: c.models.clone(),
+                label: c.label.clone(),
                 ..Default::default()
             }),
             Secret::Sealed { sealed } => match key.and_then(|k| k.open(sealed)) {
                 Some(value) => Some(pb::Credential {
                     id: c.id.clone(),
                     value,
+                    models: c.models.clone(),
+                    label: c.label.clone(),
                     ..Default::default()
                 }),
                 None => {
@@ -188,15 +222,29 @@ fn route_endpoint(
             },
         })
         .collect();
+    // Active checks take an endpoint out of the pool only with `routing` on (LiteLLM's
+    // `enable_health_check_routing`); otherwise their results are only reported.
+    let checks = &state.settings.health_checks;
+    let checked = state.checked.get(&e.id);
+    let check_healthy = !checks.routing || checked.is_none_or(|c| c.healthy);
     RouteEndpoint {
         id: e.id.clone(),
         kind: e.kind.clone(),
         base_url: e.base_url.clone(),
         source: e.source.as_str().to_string(),
         node: e.node.clone().unwrap_or_default(),
-        healthy: probe_healthy && !node_down,
+        healthy: probe_healthy && !node_down && check_healthy,
         credentials,
         facts: e.facts.as_ref().map(facts),
+        auth_header: e.upstream.auth_header.clone(),
+        headers: e.upstream.headers.clone().into_iter().collect(),
+        query: e.upstream.query.clone(),
+        provider: e.upstream.provider.clone(),
+        checked: checked.is_some(),
+        check_passed: checked.is_some_and(|c| c.healthy),
+        checked_at_ms: checked.map_or(0, |c| i64::try_from(c.since_ms).unwrap_or(i64::MAX)),
+        check_error: checked.map(|c| c.error.clone()).unwrap_or_default(),
+        unsupported_params: e.upstream.unsupported_params.clone(),
     }
 }
 
@@ -220,6 +268,13 @@ fn limits(l: &Limits) -> pb::Limits {
         rpd: l.rpd,
         max_concurrent: l.max_concurrent,
     }
+}
+
+/// Whether a deployment costs nothing per token: the listing says so, or it runs on a local
+/// model server.
+fn is_free(endpoint: &Endpoint, listed: Option<&ListedModel>) -> bool {
+    listed.is_some_and(|m| m.free == Some(true))
+        || matches!(endpoint.kind.as_str(), "ollama" | "lmstudio" | "vllm")
 }
 
 fn context_of(endpoint: &Endpoint, model: &str) -> u32 {
@@ -280,6 +335,7 @@ mod tests {
                 source: Source::Config,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 1_000,
         });
@@ -346,6 +402,7 @@ mod tests {
                 source: Source::Config,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         });
@@ -393,15 +450,20 @@ mod tests {
                         secret: Secret::Sealed {
                             sealed: key.seal("gsk_1").unwrap(),
                         },
+                        label: "personal".into(),
+                        models: vec!["llama*".into()],
                     },
                     Credential {
                         id: "key_2".into(),
                         secret: Secret::Env {
                             name: "GROQ_API_KEY_2".into(),
                         },
+                        label: String::new(),
+                        models: vec![],
                     },
                 ],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         });

@@ -96,6 +96,7 @@ mod storage_failpoints {
                 source: Source::Api,
                 credentials: Vec::new(),
                 limits: Default::default(),
+                upstream: Default::default(),
             },
             at_ms: 1,
         }

@@ -1,5 +1,9 @@
-//! Client authentication: `sy_live_…`/`sy_test_…` keys checked against the table's SHA-256
-//! hashes in constant time, the bootstrap key, expiry, revocation and allowed-model globs.
+//! Client authentication: keys checked against the table's SHA-256 hashes in constant time,
+//! the bootstrap key, expiry, revocation and allowed-model globs.
+//!
+//! A key is accepted in whatever format it was imported (LiteLLM's `master_key`, LLMProxy's
+//! and lmrelay's tokens, `switchyard keys import`): only its hash decides. `sy_live_`/`sy_test_`
+//! is the format of keys Switchyard mints; it only shapes the error for a key that is not found.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,8 +156,12 @@ impl Principal {
     }
 }
 
-/// The secret a request presents: `Authorization: Bearer …`, else `api-key` (Azure clients).
-/// `Err(())` when the Authorization header is present but not a bearer token.
+/// Headers a key may arrive in besides `Authorization: Bearer`: Anthropic's clients send
+/// `x-api-key`, Azure OpenAI's send `api-key`.
+const KEY_HEADERS: [&str; 2] = ["x-api-key", "api-key"];
+
+/// The secret a request presents: `Authorization: Bearer …`, else `x-api-key`, else
+/// `api-key`. `Err(())` when the Authorization header is present but not a bearer token.
 fn presented(headers: &HeaderMap) -> Result<Option<&str>, ()> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| ())?.trim();
@@ -166,7 +174,11 @@ fn presented(headers: &HeaderMap) -> Result<Option<&str>, ()> {
         }
         return Ok(Some(token.trim()));
     }
-    Ok(headers.get("api-key").and_then(|v| v.to_str().ok()))
+    Ok(KEY_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim))
 }
 
 /// Authenticates a request against `keys` and the optional bootstrap key hash at `now_ms`.
@@ -185,9 +197,6 @@ pub fn authenticate(
         Ok(_) => return Err(ApiError::AuthMissing),
         Err(()) => return Err(ApiError::AuthMalformed),
     };
-    if check_format(secret).is_err() {
-        return Err(ApiError::AuthMalformed);
-    }
     let digest = hash(secret);
     if let Some(boot) = bootstrap
         && bool::from(boot.ct_eq(&digest))
@@ -201,7 +210,12 @@ pub fn authenticate(
         .get(&digest)
         .filter(|k| bool::from(k.sha256.ct_eq(&digest)))
     else {
-        return Err(ApiError::AuthUnknown);
+        // Not found: a key in our own format is a wrong or deleted key; anything else may be
+        // a key from another gateway that was never imported, so say how to import it.
+        return Err(match check_format(secret) {
+            Ok(()) => ApiError::AuthUnknown,
+            Err(_) => ApiError::AuthMalformed,
+        });
     };
     if key.revoked {
         return Err(ApiError::AuthRevoked);
@@ -214,28 +228,7 @@ pub fn authenticate(
     Ok(Principal::Key(key.clone()))
 }
 
-/// Matches `name` against a glob where `*` is any run of characters and `?` exactly one.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+pub use switchyard_proto::glob;
 
 #[cfg(test)]
 mod tests {
@@ -293,6 +286,9 @@ mod tests {
         ]);
         let boot = hash(other);
         let none = KeyStore::default();
+        let imported = store(vec![wire_key("sk-litellm-local", |k| {
+            k.id = "master".into()
+        })]);
         // (headers, keys, bootstrap, now) → outcome
         let cases: Vec<(HeaderMap, &KeyStore, Option<&KeyHash>, i64, &str)> = vec![
             (HeaderMap::new(), &none, None, 0, "open"),
@@ -301,6 +297,20 @@ mod tests {
             (bearer("Bearer "), &keys, None, 0, "AuthMissing"),
             (bearer("Basic abc"), &keys, None, 0, "AuthMalformed"),
             (bearer("Bearer sk-openai"), &keys, None, 0, "AuthMalformed"),
+            (
+                bearer("Bearer sk-litellm-local"),
+                &imported,
+                None,
+                0,
+                "key:master",
+            ),
+            (
+                bearer("Bearer sk-litellm-locaX"),
+                &imported,
+                None,
+                0,
+                "AuthMalformed",
+            ),
             (
                 bearer("Bearer sy_live_short"),
                 &keys,
@@ -364,11 +374,17 @@ mod tests {
     }
 
     #[test]
-    fn azure_style_api_key_header_is_accepted() {
-        let keys = store(vec![wire_key(GOOD, |_| {})]);
-        let mut h = HeaderMap::new();
-        h.insert("api-key", GOOD.parse().unwrap());
-        assert_eq!(outcome(authenticate(&h, &keys, None, 0)), "key:k1");
+    fn anthropic_and_azure_key_headers_are_accepted() {
+        let keys = store(vec![wire_key("free-form token 42", |_| {})]);
+        for name in ["x-api-key", "api-key"] {
+            let mut h = HeaderMap::new();
+            h.insert(name, "free-form token 42".parse().unwrap());
+            assert_eq!(
+                outcome(authenticate(&h, &keys, None, 0)),
+                "key:k1",
+                "{name}"
+            );
+        }
     }
 
     #[test]

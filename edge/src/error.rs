@@ -95,12 +95,20 @@ pub enum ApiError {
         /// What is wrong.
         message: &'static str,
     },
+    /// A request another dialect's shape cannot be served as (Anthropic, Ollama, Responses).
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// No key was presented.
     #[error("missing API key: send it as `Authorization: Bearer sy_live_...`")]
     AuthMissing,
-    /// The presented credential is not a Switchyard key.
+    /// The presented credential matches no key and is not in Switchyard's own format.
     #[error(
-        "malformed API key: Switchyard keys are sent as `Authorization: Bearer sy_live_...` (or sy_test_...)"
+        "incorrect API key provided: it matches no key of this cluster and is not a Switchyard key \
+         (sy_live_... or sy_test_...); a key from another gateway works once imported with \
+         `switchyard keys import NAME --secret ...`"
     )]
     AuthMalformed,
     /// No key with that secret exists.
@@ -250,6 +258,7 @@ impl ApiError {
                 Some(param),
                 Some("missing_required_parameter"),
             ),
+            Self::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, INVALID, None, None),
             Self::InvalidParam { param, .. } => (
                 StatusCode::BAD_REQUEST,
                 INVALID,

@@ -15,6 +15,8 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod dialect;
+pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -26,6 +28,7 @@ pub mod state;
 pub mod upstream;
 pub mod usage;
 pub mod watch;
+pub mod worker;
 
 use std::future::Future;
 

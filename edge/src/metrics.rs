@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 /// Which `/v1` operation a request was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum Route {
+pub enum Operation {
     /// `/v1/chat/completions`.
     Chat,
     /// `/v1/completions`.
@@ -22,11 +22,11 @@ pub enum Route {
     Embeddings,
 }
 
-impl Route {
-    /// Every operation, in [`Route::index`] order.
+impl Operation {
+    /// Every operation, in [`Operation::index`] order.
     pub const ALL: [Self; 3] = [Self::Chat, Self::Completions, Self::Embeddings];
 
-    /// Its place in [`Route::ALL`] (and in per-operation arrays such as an endpoint's URIs).
+    /// Its place in [`Operation::ALL`] (and in per-operation arrays such as an endpoint's URIs).
     pub fn index(self) -> usize {
         match self {
             Self::Chat => 0,
@@ -90,7 +90,7 @@ pub enum TokenKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
-    route: Route,
+    route: Operation,
     status: u16,
 }
 
@@ -136,7 +136,7 @@ pub struct Metrics {
     streams: Family<StreamLabels, Counter>,
     in_flight: Gauge,
     table_version: Gauge<u64, AtomicU64>,
-    /// The series of each route's 200s by [`Route::index`], looked up once (most requests end
+    /// The series of each route's 200s by [`Operation::index`], looked up once (most requests end
     /// there).
     ok_requests: [OnceLock<(Counter, Histogram)>; 3],
 }
@@ -267,7 +267,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a finished request head and its latency.
-    pub fn request(&self, route: Route, status: u16, seconds: f64) {
+    pub fn request(&self, route: Operation, status: u16, seconds: f64) {
         let labels = RequestLabels { route, status };
         if status == 200 {
             let (count, duration) = self.ok_requests[route.index()].get_or_init(|| {
@@ -376,7 +376,7 @@ mod tests {
     fn renders_counters_with_table_labels() {
         let m = Metrics::default();
         let e: Arc<str> = Arc::from("groq");
-        m.request(Route::Chat, 200, 0.001);
+        m.request(Operation::Chat, 200, 0.001);
         m.attempt(&e, AttemptOutcome::RateLimited);
         m.tokens(&e, &Arc::from("llama3"), 9, 12);
         m.cooldown(&e, "rate_limited");
@@ -404,9 +404,9 @@ mod tests {
         // Another public name (an alias) is not cached: the caller counts it by label.
         assert!(!series.tokens("fast", 1, 1));
         m.tokens(&e, &Arc::from("fast"), 1, 1);
-        m.request(Route::Chat, 200, 0.004);
-        m.request(Route::Chat, 200, 0.005);
-        m.request(Route::Chat, 429, 0.001);
+        m.request(Operation::Chat, 200, 0.004);
+        m.request(Operation::Chat, 200, 0.005);
+        m.request(Operation::Chat, 429, 0.001);
         let text = m.render();
         for needle in [
             "switchyard_edge_upstream_attempts_total{endpoint=\"vllm\",outcome=\"Ok\"} 2",

@@ -68,7 +68,7 @@ impl From<&Config> for ServeOptions {
 /// responses (streams included) to finish. Every accepted connection has `TCP_NODELAY`.
 ///
 /// The caller's runtime only accepts. Each connection is handed to one of `workers` threads,
-/// each running its own single-threaded event loop (and, through [`worker_index`], its own
+/// each running its own single-threaded event loop (and, through [`crate::worker::index`], its own
 /// upstream connection pool), as Envoy's and nginx's workers do: a request is then served on
 /// one thread from client read to client write. On tokio's shared work-stealing pool, reading
 /// a request body wakes the connection's own task, which hands it to the other idle worker on
@@ -157,23 +157,6 @@ struct Worker {
     thread: std::thread::JoinHandle<()>,
 }
 
-thread_local! {
-    static WORKER_INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// The index of the edge worker running on this thread; `None` elsewhere.
-pub fn worker_index() -> Option<usize> {
-    WORKER_INDEX.with(std::cell::Cell::get)
-}
-
-/// Threads serving connections; 0 means one per CPU.
-pub fn worker_count(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
 fn start_workers(
     options: ServeOptions,
     app: &App,
@@ -187,7 +170,7 @@ fn start_workers(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
-    (0..worker_count(options.workers))
+    (0..crate::worker::count(options.workers))
         .map(|index| {
             let (connections, inbox) = mpsc::unbounded_channel();
             let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
@@ -213,7 +196,7 @@ fn worker(
     options: ServeOptions,
     stop: watch::Receiver<bool>,
 ) {
-    WORKER_INDEX.with(|w| w.set(Some(index)));
+    crate::worker::enter(index);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,22 +2,28 @@
 //! metrics, the cooldown reporter, the limiter and usage accounting.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use switchyard_proto::v1;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::auth::{self, KeyHash};
 use crate::cache;
 use crate::config::Config;
+use crate::dialect::ollama::Surfaces;
 use crate::error::Error;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
-use crate::upstream::ollama::Surfaces;
 use crate::usage::{self, Usage};
+
+/// How long a request waits for the edge's first routing table before it is refused with
+/// `no_routing_table`.
+pub const FIRST_TABLE_WAIT: Duration = Duration::from_secs(3);
 
 /// Shared edge state; cloning is cheap and every clone sees the same table.
 #[derive(Debug, Clone)]
@@ -29,9 +35,11 @@ pub struct EdgeState {
 struct Inner {
     cfg: Config,
     table: ArcSwapOption<RoutingTable>,
+    /// Wakes requests held until the first table arrives.
+    first_table: Notify,
     upstream: UpstreamClient,
     bootstrap: Option<KeyHash>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     reporter: OnceLock<Reporter>,
     limiter: Limiter,
     ollama: Surfaces,
@@ -59,9 +67,10 @@ impl EdgeState {
         let state = Self {
             inner: Arc::new(Inner {
                 table: ArcSwapOption::empty(),
+                first_table: Notify::new(),
                 upstream,
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
-                metrics,
+                metrics: Arc::new(metrics),
                 usage,
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
@@ -106,8 +115,29 @@ impl EdgeState {
         });
         if installed {
             self.inner.metrics.set_table_version(wire.version);
+            self.inner.first_table.notify_waiters();
         }
         installed
+    }
+
+    /// The current routing table; before the first one arrives, waits for it at most
+    /// [`FIRST_TABLE_WAIT`]. A request sent the moment the edge starts (`switchyard up` and at
+    /// once a request) is served instead of refused; once a table is held this never waits.
+    pub async fn table_or_wait(&self) -> Option<Arc<RoutingTable>> {
+        if let Some(table) = self.table() {
+            return Some(table);
+        }
+        let deadline = tokio::time::Instant::now() + FIRST_TABLE_WAIT;
+        loop {
+            // Registered before the check, so an install between the two is not missed.
+            let notified = self.inner.first_table.notified();
+            if let Some(table) = self.table() {
+                return Some(table);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.table();
+            }
+        }
     }
 
     /// The current routing table, if one was ever installed; never blocks.
@@ -131,7 +161,7 @@ impl EdgeState {
     }
 
     /// The edge's metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 
@@ -177,6 +207,26 @@ mod tests {
             version,
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_before_the_first_table_waits_for_it() {
+        let state = EdgeState::new(Config::default()).unwrap();
+        let waiting = tokio::spawn({
+            let state = state.clone();
+            async move { state.table_or_wait().await.map(|t| t.version) }
+        });
+        tokio::task::yield_now().await;
+        state.install_table(&wire(3));
+        assert_eq!(waiting.await.unwrap(), Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_first_table_is_bounded() {
+        let state = EdgeState::new(Config::default()).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(state.table_or_wait().await.is_none());
+        assert_eq!(started.elapsed(), FIRST_TABLE_WAIT);
     }
 
     #[test]

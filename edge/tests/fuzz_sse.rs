@@ -13,7 +13,6 @@ use proptest::prelude::*;
 use serde_json::json;
 use switchyard_edge::upstream::relay::{ByteStream, Meter, SseRelay};
 use switchyard_edge::upstream::sse::{EventKind, Splitter, Usage, classify};
-use switchyard_edge::{Config, EdgeState};
 
 /// One SSE event as an upstream may send it.
 #[derive(Debug, Clone)]
@@ -121,20 +120,13 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// What the relay sends the client for `chunks` (the first one is already read).
 fn relay(chunks: Vec<Bytes>, strip_usage: bool) -> Vec<u8> {
     runtime().block_on(async move {
-        // One edge state for all cases: building one loads the TLS roots, which is slow.
-        static STATE: OnceLock<EdgeState> = OnceLock::new();
-        let state = STATE
-            .get_or_init(|| {
-                EdgeState::new(Config::default()).unwrap_or_else(|e| panic!("state: {e}"))
-            })
-            .clone();
         let mut chunks = chunks.into_iter();
         let first = chunks.next().unwrap_or_default();
         let rest: ByteStream = Box::pin(futures::stream::iter(
             chunks.map(Ok::<_, hyper::Error>).collect::<Vec<_>>(),
         ));
         let meter = Meter {
-            state,
+            metrics: Arc::default(),
             endpoint: Arc::from("e"),
             model: Arc::from("m"),
             in_flight: None,

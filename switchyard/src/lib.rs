@@ -2,15 +2,10 @@
 //!
 //! - [`up`]: every role in one process.
 //! - [`demo`]: the built-in `demo` model.
-//! - [`cli`]: argument parsing and the role subcommands.
-//! - [`admin`]: the admin verbs over the control plane's admin API.
-//! - [`certs`]: `certs init`, a CA and per-node certificates for mutual TLS.
-//! - [`cmd`]: CLI verbs in their own modules (`usage`).
+//! - [`cli`]: the top-level argument parser.
+//! - [`cmd`]: the subcommands, one module each (roles, admin verbs, `doctor`, `certs`).
 
-pub mod admin;
-pub mod certs;
 pub mod cli;
 pub mod cmd;
 pub mod demo;
-pub mod doctor;
 pub mod up;

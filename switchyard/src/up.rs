@@ -125,6 +125,7 @@ impl Up {
                 source: Source::Demo,
                 credentials: Vec::new(),
                 limits: Default::default(),
+                upstream: Default::default(),
             };
             control_plane
                 .write(Command::PutEndpoint {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchyard::doctor::{self, DoctorArgs, Status, names};
+use switchyard::cmd::doctor::{self, DoctorArgs, Status, names};
 use switchyard_control_plane::{Config, ControlPlane};
 use switchyard_tests::harness::{edge_models, init, start_up, wait_for};
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ fn args(control_plane: &str, edge: &str) -> DoctorArgs {
         quick: false,
         node_name: Some("doctor-test".into()),
         timeout_ms: 3_000,
+        config: None,
         tls: Default::default(),
     }
 }

@@ -431,8 +431,6 @@ async fn no_secret_reaches_a_response_log_metric_or_cli_output() -> anyhow::Resu
         .create_key(&switchyard_control_plane::admin::views::NewKey {
             name: "to-revoke".into(),
             allowed_models: Vec::new(),
-            expires_at_ms: 0,
-            limits: Default::default(),
             ..Default::default()
         })
         .await?;

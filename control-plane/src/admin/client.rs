@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 
 use super::usage::UsageView;
 use super::views::{
-    Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint, NewKey,
-    NewMember, ReloadReport, StatusView,
+    BrokenLinkView, Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint,
+    NewKey, NewMember, ReloadReport, StatusView,
 };
+use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
 use crate::error::Error;
 use crate::raft::Member;
 use crate::state::Cooldown;
@@ -91,7 +92,8 @@ impl AdminClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    /// `GET {path}` (with its query), parsed as `T`: for routes without a method of their own.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.call::<(), T>(Method::GET, path, None).await
     }
 
@@ -194,6 +196,22 @@ impl AdminClient {
     pub async fn reload(&self) -> Result<ReloadReport, Error> {
         self.call::<(), ReloadReport>(Method::POST, "/api/v1/reload", None)
             .await
+    }
+
+    /// `GET /api/v1/catalog`.
+    pub async fn catalog(&self) -> Result<Vec<EndpointCatalog>, Error> {
+        self.get("/api/v1/catalog").await
+    }
+
+    /// `POST /api/v1/catalog/refresh`.
+    pub async fn refresh_catalog(&self) -> Result<RefreshReport, Error> {
+        self.call::<(), RefreshReport>(Method::POST, "/api/v1/catalog/refresh", None)
+            .await
+    }
+
+    /// `GET /api/v1/chains`.
+    pub async fn chains(&self) -> Result<Vec<BrokenLinkView>, Error> {
+        self.get("/api/v1/chains").await
     }
 }
 

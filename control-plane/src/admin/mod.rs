@@ -3,7 +3,8 @@
 //! - [`views`]: request and response bodies;
 //! - [`client`]: the client the `switchyard` CLI uses;
 //! - [`metrics`]: the Prometheus text;
-//! - [`usage`]: `GET /api/v1/usage`.
+//! - [`usage`]: `GET /api/v1/usage`;
+//! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
 //! token for reads (401 without a known token, 403 for a read-only token on a write). Writes on a
@@ -11,6 +12,7 @@
 
 pub mod client;
 pub mod metrics;
+pub mod ui;
 pub mod usage;
 pub mod views;
 
@@ -25,7 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
-use crate::config::{Sealer, SecretRef};
+use crate::catalog::Catalogue;
+use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
+use crate::config::{self, Sealer, SecretRef};
 use crate::error::Error;
 use crate::liveness::Liveness;
 use crate::raft::{Consensus, Forwarded, Member};
@@ -72,9 +76,12 @@ pub struct AdminState {
     pub key: Option<Arc<ClusterKey>>,
     /// Accepted tokens.
     pub tokens: Arc<Tokens>,
+    /// Lists declared endpoints' models on demand.
+    pub catalogue: Catalogue,
 }
 
-/// The admin router: `/api/v1/…` behind token checks, `/metrics` and `/health` open.
+/// The admin router: `/api/v1/…` behind token checks, the dashboard at `/ui` (which reads
+/// `/api/v1` with the visitor's token), `/metrics` and `/health` open.
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/status", get(status))
@@ -90,14 +97,19 @@ pub fn router(state: AdminState) -> Router {
         .route("/members/{id}", delete(remove_member))
         .route("/members/{id}/promote", post(promote_member))
         .route("/reload", post(reload))
+        .route("/catalog", get(catalog))
+        .route("/catalog/refresh", post(refresh_catalog))
+        .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
         .route("/usage", get(usage::get_usage))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize));
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state.clone());
     Router::new()
-        .nest("/api/v1", api)
         .route("/metrics", get(metrics::render))
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
+        .nest("/api/v1", api.clone())
+        .merge(ui::router(api))
 }
 
 /// Admin token for writes, admin or read-only token for reads.
@@ -296,6 +308,7 @@ async fn add_endpoint(
         source: Source::Api,
         credentials,
         limits: body.limits,
+        upstream: Default::default(),
     };
     commit(
         &s.consensus,
@@ -331,6 +344,29 @@ async fn remove_endpoint(
     }
     commit(&s.consensus, Command::DeleteEndpoint { id }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/catalog`: every catalogued endpoint's listing, filter verdicts and dead models.
+async fn catalog(State(s): State<AdminState>) -> Json<Vec<EndpointCatalog>> {
+    let state = s.consensus.state().await;
+    Json(s.catalogue.view(&state))
+}
+
+/// `POST /api/v1/catalog/refresh`: lists every catalogued endpoint now.
+async fn refresh_catalog(State(s): State<AdminState>) -> Result<Json<RefreshReport>, Error> {
+    s.catalogue.refresh().await.map(Json)
+}
+
+/// `GET /api/v1/chains`: fallbacks and aliases naming a group that serves nothing.
+async fn chains(State(s): State<AdminState>) -> Json<Vec<views::BrokenLinkView>> {
+    let state = s.consensus.state().await;
+    let t = table::compile(&state, None).table;
+    Json(
+        t.broken_links
+            .iter()
+            .map(views::BrokenLinkView::from)
+            .collect(),
+    )
 }
 
 async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
@@ -391,7 +427,15 @@ async fn create_key(
     if body.name.trim().is_empty() {
         return Err(Error::BadRequest("name: must not be empty".into()));
     }
-    let secret = seal::new_client_secret()?;
+    let imported = body.secret.is_some();
+    let secret = match body.secret {
+        Some(secret) => {
+            config::check_imported_secret(&secret)
+                .map_err(|reason| Error::BadRequest(format!("secret: {reason}")))?;
+            secret
+        }
+        None => seal::new_client_secret()?,
+    };
     let key = ClientKey {
         id: format!("key_{}", seal::random_id(6)?),
         name: body.name,
@@ -407,7 +451,9 @@ async fn create_key(
     };
     let view = KeyView::from(&key);
     commit(&s.consensus, Command::PutKey { key }).await?;
-    tracing::info!(key_id = %view.id, name = %view.name, "client key created");
+    tracing::info!(key_id = %view.id, name = %view.name, imported, "client key created");
+    // The caller already holds an imported secret; it is not sent back.
+    let secret = if imported { String::new() } else { secret };
     Ok((StatusCode::CREATED, Json(CreatedKey { key: view, secret })))
 }
 

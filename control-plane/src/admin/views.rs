@@ -229,6 +229,10 @@ pub struct NewKey {
     /// Money budgets.
     #[serde(default)]
     pub budget: KeyBudget,
+    /// An existing secret to import as it is (a key another gateway issued, in any format);
+    /// `None` mints a new `sy_live_…` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// The answer to `POST /api/v1/keys`: the only time the secret is shown.
@@ -236,7 +240,7 @@ pub struct NewKey {
 pub struct CreatedKey {
     /// The key's listing.
     pub key: KeyView,
-    /// The secret, `sy_live_…`; store it now.
+    /// The secret, `sy_live_…`; store it now. Empty for an imported key.
     pub secret: String,
 }
 
@@ -289,4 +293,28 @@ pub struct ErrorDetail {
     pub message: String,
     /// Machine-readable kind.
     pub code: String,
+}
+
+/// A fallback chain member or alias target that serves nothing (`GET /api/v1/chains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLinkView {
+    /// `fallback`, `context_fallback` or `alias`.
+    pub kind: String,
+    /// The model whose chain it is, or the alias's name.
+    pub owner: String,
+    /// The group named.
+    pub target: String,
+    /// `unknown`, `filtered`, `dead` or `no_deployments`.
+    pub reason: String,
+}
+
+impl From<&switchyard_proto::v1::BrokenLink> for BrokenLinkView {
+    fn from(l: &switchyard_proto::v1::BrokenLink) -> Self {
+        Self {
+            kind: l.kind.clone(),
+            owner: l.owner.clone(),
+            target: l.target.clone(),
+            reason: l.reason.clone(),
+        }
+    }
 }

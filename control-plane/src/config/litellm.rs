@@ -1,66 +1,90 @@
-//! LiteLLM's `config.yaml`, accepted as-is: `model_list`, `router_settings`,
-//! `litellm_settings` and the parts of `general_settings` that matter to routing.
+//! LiteLLM's `config.yaml`, accepted as it is: `model_list`, `router_settings`,
+//! `litellm_settings` and `general_settings`.
 //!
 //! Every `model_list` entry becomes a deployment of the model group `model_name`; entries that
-//! share a provider and `api_base` share one endpoint, whose credentials are the distinct
-//! `api_key`s in order. Anything that would change routing and that Switchyard cannot honour is
-//! an error naming it; settings that only matter to LiteLLM's own process are warnings.
+//! share a provider and base URL share one endpoint, whose credentials are the distinct
+//! `api_key`s in order. Provider prefixes with a preset (`groq/`, `gemini/`, `azure/`, …; see
+//! [`super::providers`]) take their base URL, protocol and auth from it.
+//!
+//! What Switchyard does not implement is a warning (listed by `switchyard doctor`), never
+//! fatal. Only a setting whose silent absence would be dangerous (an access rule, a spend cap, a
+//! guardrail) refuses to load, and the error names it. Every key has a row in
+//! `docs/migrate-from-litellm.md`.
 
 use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
+use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, Price, RouterSettings,
-    Source,
+    Alias, CheckMode, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, Price,
+    RouterSettings, Source, UpstreamStyle,
 };
 
-/// Provider prefixes Switchyard forwards to, with their OpenAI-compatible base URL
-/// (`None`: `api_base` is required).
-const PROVIDERS: [(&str, Option<&str>); 16] = [
-    ("openai", Some("https://api.openai.com/v1")),
-    ("groq", Some("https://api.groq.com/openai/v1")),
-    ("openrouter", Some("https://openrouter.ai/api/v1")),
-    ("nvidia_nim", Some("https://integrate.api.nvidia.com/v1")),
-    ("together_ai", Some("https://api.together.xyz/v1")),
-    ("deepinfra", Some("https://api.deepinfra.com/v1/openai")),
-    ("mistral", Some("https://api.mistral.ai/v1")),
-    (
-        "fireworks_ai",
-        Some("https://api.fireworks.ai/inference/v1"),
-    ),
-    ("cerebras", Some("https://api.cerebras.ai/v1")),
-    ("deepseek", Some("https://api.deepseek.com/v1")),
-    ("xai", Some("https://api.x.ai/v1")),
+/// OpenAI-compatible prefixes without a preset, with their base URL (`None`: `api_base` is
+/// required). Local servers among them get `/v1` added to a bare `api_base`.
+const COMPATIBLE: [(&str, Option<&str>); 7] = [
     ("hosted_vllm", None),
     ("vllm", None),
     ("ollama", Some("http://localhost:11434/v1")),
     ("ollama_chat", Some("http://localhost:11434/v1")),
     ("lm_studio", Some("http://localhost:1234/v1")),
+    ("deepinfra", Some("https://api.deepinfra.com/v1/openai")),
+    ("xai", Some("https://api.x.ai/v1")),
 ];
 
-/// `litellm_params` keys that only tune LiteLLM's own client and are safe to ignore.
-const IGNORED_PARAMS: [&str; 4] = ["stream_timeout", "max_retries", "timeout", "drop_params"];
+/// Keys whose silent absence would be dangerous: access rules, spend caps and guardrails
+/// Switchyard does not enforce. A config that sets one refuses to load.
+const REFUSED: [(&str, &str); 9] = [
+    ("allowed_ips", "an IP allow-list"),
+    ("allowed_routes", "a route allow-list"),
+    ("admin_only_routes", "a route restriction"),
+    ("enforce_user_param", "a required `user` parameter"),
+    ("max_budget", "a spend cap"),
+    ("budget_duration", "a spend cap"),
+    ("max_end_user_budget", "a spend cap"),
+    ("guardrails", "guardrails"),
+    ("enable_jwt_auth", "JWT authentication"),
+];
 
-/// Settings that only concern LiteLLM's own process (logging, its database, its UI).
-const IGNORED_SETTINGS: [&str; 16] = [
+/// Settings that only concern LiteLLM's own process (logging, its database, its UI, its Redis)
+/// and are safe to ignore: Switchyard keeps such state in its own replicated control plane.
+const LITELLM_ONLY: [&str; 25] = [
     "set_verbose",
     "json_logs",
-    "drop_params",
     "telemetry",
     "success_callback",
     "failure_callback",
     "callbacks",
+    "service_callback",
     "database_url",
+    "database_connection_pool_limit",
     "store_model_in_db",
+    "store_prompts_in_spend_logs",
+    "allow_requests_on_db_unavailable",
     "alerting",
+    "alerting_threshold",
     "proxy_batch_write_at",
     "disable_spend_logs",
     "redis_host",
     "redis_port",
     "redis_password",
+    "redis_url",
+    "cache",
+    "cache_params",
     "enable_pre_call_checks",
+    "ui_access_mode",
+    "health_check_details",
+];
+
+/// `litellm_params` that only tune LiteLLM's own client.
+const CLIENT_PARAMS: [&str; 5] = [
+    "stream_timeout",
+    "max_retries",
+    "timeout",
+    "drop_params",
+    "input_cost_per_token",
 ];
 
 /// Parses LiteLLM's format from an already-read YAML value.
@@ -81,19 +105,18 @@ pub fn parse(
     for (key, section) in root {
         let key = key.as_str().unwrap_or_default();
         match key {
-            "model_list" => model_list(section, sealer, &mut parsed)?,
-            "router_settings" | "litellm_settings" => {
-                any_settings |= router_settings(key, section, &mut settings, &mut parsed)?;
+            "model_list" => model_list(section, env, sealer, &mut parsed)?,
+            "router_settings" | "litellm_settings" | "general_settings" => {
+                any_settings |= settings_section(key, section, env, &mut settings, &mut parsed)?;
             }
-            "general_settings" => general_settings(section, env, &mut parsed)?,
-            "environment_variables" => {
-                return Err(
-                    "environment_variables: not supported; export these variables in \
-                            the environment of the control plane and edges instead"
-                        .into(),
-                );
-            }
-            other => return Err(format!("{other}: not a LiteLLM section Switchyard knows")),
+            "environment_variables" => parsed.warnings.push(
+                "environment_variables: ignored; export these variables in the environment of \
+                 the control plane and edges instead"
+                    .into(),
+            ),
+            other => parsed.warnings.push(format!(
+                "{other}: not a LiteLLM section Switchyard implements; ignored"
+            )),
         }
     }
     if any_settings {
@@ -102,7 +125,12 @@ pub fn parse(
     Ok(parsed)
 }
 
-fn model_list(section: &Value, sealer: &Sealer<'_>, parsed: &mut Parsed) -> Result<(), String> {
+fn model_list(
+    section: &Value,
+    env: &BTreeMap<String, String>,
+    sealer: &Sealer<'_>,
+    parsed: &mut Parsed,
+) -> Result<(), String> {
     let entries = section
         .as_sequence()
         .ok_or("model_list: must be a list of deployments")?;
@@ -122,19 +150,23 @@ fn model_list(section: &Value, sealer: &Sealer<'_>, parsed: &mut Parsed) -> Resu
                 "model_name" => name = v.as_str().map(str::to_string),
                 "litellm_params" => params = v.as_mapping(),
                 "model_info" => info = v.as_mapping(),
-                other => return Err(format!("{at}.{other}: not supported")),
+                other => parsed.warnings.push(format!(
+                    "{at}.{other}: not implemented by Switchyard; ignored"
+                )),
             }
         }
         let name = name.ok_or(format!("{at}.model_name: missing"))?;
         let params = params.ok_or(format!("{at}.litellm_params: missing"))?;
-        let d = deployment(&at, params, info)?;
+        let Some(d) = deployment(&at, params, info, env, &mut parsed.warnings)? else {
+            continue;
+        };
 
         // Entries with the same provider and base URL share an endpoint.
         let base_id = d.provider.clone();
         let mut id = base_id.clone();
         let mut n = 1;
         while let Some((spec, _)) = endpoints.get(&id) {
-            if spec.base_url == d.base_url {
+            if spec.base_url == d.base_url && spec.upstream == d.style {
                 break;
             }
             n += 1;
@@ -144,13 +176,14 @@ fn model_list(section: &Value, sealer: &Sealer<'_>, parsed: &mut Parsed) -> Resu
             (
                 EndpointSpec {
                     id: id.clone(),
-                    kind: "openai".into(),
+                    kind: d.kind.to_string(),
                     base_url: d.base_url.clone(),
                     models: Vec::new(),
                     weight: 1,
                     source: Source::Config,
                     credentials: Vec::new(),
                     limits: Limits::default(),
+                    upstream: d.style.clone(),
                 },
                 Vec::new(),
             )
@@ -191,9 +224,12 @@ fn model_list(section: &Value, sealer: &Sealer<'_>, parsed: &mut Parsed) -> Resu
     Ok(())
 }
 
-struct Parsed1 {
+/// One `model_list` entry, resolved.
+struct Entry {
     provider: String,
+    kind: &'static str,
     base_url: String,
+    style: Box<UpstreamStyle>,
     model: String,
     secret: Option<SecretRef>,
     weight: u32,
@@ -202,9 +238,17 @@ struct Parsed1 {
     price: Price,
 }
 
-fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Parsed1, String> {
+/// Resolves one entry; `None` (with a warning) when its provider cannot be served.
+fn deployment(
+    at: &str,
+    params: &Mapping,
+    info: Option<&Mapping>,
+    env: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Entry>, String> {
     let mut model = None;
     let mut api_base = None;
+    let mut api_version = None;
     let mut secret = None;
     let mut limits = Limits::default();
     let mut weight = 1;
@@ -213,45 +257,73 @@ fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Pars
         match k {
             "model" => model = v.as_str().map(str::to_string),
             "api_base" | "base_url" => api_base = v.as_str().map(str::to_string),
+            "api_version" => api_version = v.as_str().map(str::to_string),
             "api_key" => secret = v.as_str().map(SecretRef::parse),
             "rpm" => limits.rpm = number(at, k, v)?,
             "tpm" => limits.tpm = number(at, k, v)?,
-            "weight" => weight = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX),
-            k if IGNORED_PARAMS.contains(&k) => {}
-            other => {
-                return Err(format!(
-                    "{at}.litellm_params.{other}: not supported by Switchyard"
-                ));
+            "max_parallel_requests" => {
+                limits.max_concurrent = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX);
             }
+            "weight" => weight = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX),
+            k if CLIENT_PARAMS.contains(&k) => {}
+            k => refuse_or_warn(&format!("{at}.litellm_params.{k}"), k, warnings)?,
         }
     }
     let full = model.ok_or(format!("{at}.litellm_params.model: missing"))?;
-    let (provider, upstream) = match full.split_once('/') {
-        Some((p, rest)) if PROVIDERS.iter().any(|(name, _)| *name == p) => {
-            (p.to_string(), rest.to_string())
-        }
-        Some((p, _)) if api_base.is_none() => {
-            return Err(format!(
-                "{at}.litellm_params.model: provider `{p}/` is not OpenAI-compatible or not \
-                 supported; Switchyard forwards to {}",
-                PROVIDERS.map(|(n, _)| n).join(", ")
-            ));
-        }
-        // An unknown prefix with an api_base: an OpenAI-compatible server, model id as written.
-        Some(_) | None => ("openai".to_string(), full.clone()),
+    let (prefix, rest) = match full.split_once('/') {
+        Some((p, rest)) => (Some(p), rest.to_string()),
+        None => (None, full.clone()),
     };
-    let default_base = PROVIDERS
-        .iter()
-        .find(|(name, _)| *name == provider)
-        .and_then(|(_, base)| *base);
-    let base_url = match (api_base, default_base) {
-        (Some(base), _) => normalise_base(&provider, &base),
-        (None, Some(base)) => base.to_string(),
-        (None, None) => {
-            return Err(format!(
-                "{at}.litellm_params.api_base: required for `{provider}/` models"
-            ));
+    let preset = prefix.and_then(providers::find);
+    let compatible = prefix.and_then(|p| COMPATIBLE.iter().find(|(n, _)| *n == p));
+    let (provider, kind, base_url, style, upstream) = if let Some(preset) = preset {
+        let place = Place {
+            base_url: api_base.clone(),
+            azure_endpoint: api_base.clone().filter(|_| preset.name == "azure"),
+            azure_deployment: Some(rest.clone()),
+            api_version,
+            ..Default::default()
         }
+        .or_env(preset, env);
+        let base = preset
+            .base_url(&place)
+            .map_err(|reason| format!("{at}.litellm_params: {reason}"))?;
+        limits = preset.default_limits(&rest, limits);
+        (
+            preset.name.to_string(),
+            preset.kind,
+            base,
+            preset.style(&place),
+            rest,
+        )
+    } else if let Some((name, default_base)) = compatible {
+        let base = match (api_base, default_base) {
+            (Some(base), _) => normalise_base(name, &base),
+            (None, Some(base)) => base.to_string(),
+            (None, None) => {
+                return Err(format!(
+                    "{at}.litellm_params.api_base: required for `{name}/` models"
+                ));
+            }
+        };
+        (name.to_string(), "openai", base, Box::default(), rest)
+    } else if let Some(base) = api_base {
+        // An unknown prefix with an api_base: an OpenAI-compatible server, model id as written.
+        (
+            "openai".to_string(),
+            "openai",
+            base.trim_end_matches('/').to_string(),
+            Box::default(),
+            full.clone(),
+        )
+    } else {
+        warnings.push(format!(
+            "{at}.litellm_params.model: provider of `{full}` is not one Switchyard forwards to \
+             ({}, {}); this deployment is left out",
+            providers::names(),
+            COMPATIBLE.map(|(n, _)| n).join(", ")
+        ));
+        return Ok(None);
     };
     if upstream.is_empty() {
         return Err(format!(
@@ -271,20 +343,40 @@ fn deployment(at: &str, params: &Mapping, info: Option<&Mapping>) -> Result<Pars
             "max_tokens" if context_length == 0 => {
                 context_length = u32::try_from(number(at, "max_tokens", v)?).unwrap_or(0);
             }
-            // Descriptive only: ids, costs, modes and capability flags.
+            // Descriptive only: ids, descriptions, costs, modes and capability flags.
             _ => {}
         }
     }
-    Ok(Parsed1 {
+    Ok(Some(Entry {
         provider,
+        kind,
         base_url,
+        style,
         model: upstream,
         secret,
         weight,
         context_length,
         limits,
         price: Price::per_token(input_cost, output_cost),
-    })
+    }))
+}
+
+/// A key Switchyard does not implement: an error naming it when ignoring it would be
+/// dangerous, else a warning.
+fn refuse_or_warn(at: &str, key: &str, warnings: &mut Vec<String>) -> Result<(), String> {
+    if let Some((_, what)) = REFUSED.iter().find(|(k, _)| *k == key) {
+        return Err(format!(
+            "{at}: sets {what}, which Switchyard does not enforce; loading it would silently \
+             drop that protection, so remove it (and see docs/migrate-from-litellm.md for what \
+             Switchyard offers instead)"
+        ));
+    }
+    if LITELLM_ONLY.contains(&key) {
+        warnings.push(format!("{at}: LiteLLM-only setting; ignored"));
+    } else {
+        warnings.push(format!("{at}: not implemented by Switchyard; ignored"));
+    }
+    Ok(())
 }
 
 /// A `model_info` cost per token: a number of 0 or more.
@@ -317,9 +409,22 @@ fn number(at: &str, key: &str, v: &Value) -> Result<u64, String> {
         .ok_or(format!("{at}.{key}: must be a non-negative number"))
 }
 
-fn router_settings(
+fn flag(at: &str, v: &Value) -> Result<bool, String> {
+    v.as_bool()
+        .or_else(|| match v.as_str() {
+            Some("true" | "True") => Some(true),
+            Some("false" | "False") => Some(false),
+            _ => None,
+        })
+        .ok_or(format!("{at}: must be true or false"))
+}
+
+/// `router_settings`, `litellm_settings` and `general_settings`: LiteLLM accepts most keys in
+/// more than one of them, and so does Switchyard. True when a router setting was set.
+fn settings_section(
     section_name: &str,
     section: &Value,
+    env: &BTreeMap<String, String>,
     settings: &mut RouterSettings,
     parsed: &mut Parsed,
 ) -> Result<bool, String> {
@@ -346,8 +451,16 @@ fn router_settings(
                     });
                 }
             }
+            // LiteLLM retries the same deployment `num_retries` times (waiting `retry_after`)
+            // before it falls back; the edge's overall attempt budget follows it too.
             "num_retries" => {
-                settings.num_retries = u32::try_from(number(section_name, key, v)?).unwrap_or(0);
+                let n = u32::try_from(number(section_name, key, v)?).unwrap_or(0);
+                settings.num_retries = n;
+                settings.same_deployment_retries = n;
+                any = true;
+            }
+            "retry_after" => {
+                settings.retry_after_ms = seconds_ms(&at, v)?;
                 any = true;
             }
             "allowed_fails" => {
@@ -363,14 +476,33 @@ fn router_settings(
                 settings.timeout_ms = seconds_ms(&at, v)?;
                 any = true;
             }
-            "retry_after" => {
-                parsed.warnings.push(format!(
-                    "{at}: edges retry at once on another deployment; a fixed wait before \
-                     retrying is not applied"
-                ));
-            }
             "routing_strategy" => {
                 settings.routing_strategy = v.as_str().unwrap_or_default().to_string();
+                any = true;
+            }
+            "drop_params" => {
+                settings.drop_params = flag(&at, v)?;
+                any = true;
+            }
+            "background_health_checks" => {
+                settings.health_checks.enabled = flag(&at, v)?;
+                any = true;
+            }
+            "health_check_interval" => {
+                settings.health_checks.interval_ms = seconds_ms(&at, v)?;
+                any = true;
+            }
+            "enable_health_check_routing" => {
+                settings.health_checks.routing = flag(&at, v)?;
+                any = true;
+            }
+            // Switchyard's own: spend a token per check to prove inference works.
+            "health_check_mode" => {
+                settings.health_checks.mode = match v.as_str() {
+                    Some("models") => CheckMode::Models,
+                    Some("completion") => CheckMode::Completion,
+                    _ => return Err(format!("{at}: must be `models` or `completion`")),
+                };
                 any = true;
             }
             "model_group_alias" => {
@@ -386,13 +518,38 @@ fn router_settings(
                     });
                 }
             }
-            k if IGNORED_SETTINGS.contains(&k) => parsed
-                .warnings
-                .push(format!("{at}: LiteLLM-only setting, ignored")),
-            _ => return Err(format!("{at}: not supported by Switchyard")),
+            // LiteLLM's master key also works as a client key; keep it working the same way.
+            "master_key" => master_key(&at, v, env, parsed)?,
+            other => refuse_or_warn(&at, other, &mut parsed.warnings)?,
         }
     }
     Ok(any)
+}
+
+fn master_key(
+    at: &str,
+    v: &Value,
+    env: &BTreeMap<String, String>,
+    parsed: &mut Parsed,
+) -> Result<(), String> {
+    let text = v.as_str().unwrap_or_default();
+    let secret = match SecretRef::parse(text) {
+        SecretRef::Value(s) => s,
+        SecretRef::Env(name) => env
+            .get(&name)
+            .cloned()
+            .ok_or(format!("{at}: environment variable {name} is not set"))?,
+    };
+    parsed.declared.keys.push(declared_key(
+        "master",
+        "LiteLLM master_key",
+        Some(&secret),
+        None,
+        Vec::new(),
+        0,
+        Limits::default(),
+    )?);
+    Ok(())
 }
 
 /// LiteLLM writes fallbacks as a list of one-entry maps: `[{"a": ["b", "c"]}]`.
@@ -419,49 +576,6 @@ fn seconds_ms(at: &str, v: &Value) -> Result<u64, String> {
         .filter(|s| *s >= 0.0)
         .map(|s| (s * 1000.0) as u64)
         .ok_or(format!("{at}: must be a number of seconds"))
-}
-
-fn general_settings(
-    section: &Value,
-    env: &BTreeMap<String, String>,
-    parsed: &mut Parsed,
-) -> Result<(), String> {
-    let Some(map) = section.as_mapping() else {
-        return Ok(());
-    };
-    for (k, v) in map {
-        let key = k.as_str().unwrap_or_default();
-        match key {
-            // LiteLLM's master key also works as a client key; keep it working the same way.
-            "master_key" => {
-                let text = v.as_str().unwrap_or_default();
-                let secret = match SecretRef::parse(text) {
-                    SecretRef::Value(s) => s,
-                    SecretRef::Env(name) => env.get(&name).cloned().ok_or(format!(
-                        "general_settings.master_key: environment variable {name} is not set"
-                    ))?,
-                };
-                parsed.declared.keys.push(declared_key(
-                    "master",
-                    "LiteLLM master_key",
-                    Some(&secret),
-                    None,
-                    Vec::new(),
-                    0,
-                    Limits::default(),
-                )?);
-            }
-            k if IGNORED_SETTINGS.contains(&k) => parsed.warnings.push(format!(
-                "general_settings.{k}: LiteLLM-only setting, ignored"
-            )),
-            other => {
-                return Err(format!(
-                    "general_settings.{other}: not supported by Switchyard"
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -618,9 +732,13 @@ general_settings:
             ),
             (2, 3, 30_000, "simple-shuffle")
         );
+        assert_eq!(
+            (s.retry_after_ms, s.same_deployment_retries, s.drop_params),
+            (5_000, 2, true)
+        );
+        assert_eq!(groq.upstream.provider, "groq");
         assert_eq!(d.keys[0].id, "master");
-        assert!(parsed.warnings.iter().any(|w| w.contains("retry_after")));
-        assert!(parsed.warnings.iter().any(|w| w.contains("drop_params")));
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
     }
 
     #[test]
@@ -630,32 +748,32 @@ general_settings:
         let env = BTreeMap::new();
         let cases = [
             (
-                "model_list: [{model_name: a, litellm_params: {model: bedrock/claude}}]",
-                "bedrock/",
-            ),
-            (
                 "model_list: [{model_name: a, litellm_params: {model: hosted_vllm/x}}]",
                 "model_list[0].litellm_params.api_base",
-            ),
-            (
-                "model_list: [{model_name: a, litellm_params: {model: groq/x, aws_region_name: us}}]",
-                "model_list[0].litellm_params.aws_region_name",
             ),
             (
                 "model_list: [{model_name: a, litellm_params: {model: groq/x, api_key: plain}}]",
                 "cluster key",
             ),
             (
-                "model_list: []\nrouter_settings: {redis_url: x}",
-                "router_settings.redis_url",
+                "model_list: [{model_name: a, litellm_params: {model: cloudflare/@cf/x}}]",
+                "CLOUDFLARE_ACCOUNT_ID",
+            ),
+            (
+                "model_list: [{model_name: a, litellm_params: {model: groq/x, max_budget: 5}}]",
+                "model_list[0].litellm_params.max_budget",
+            ),
+            (
+                "model_list: []\ngeneral_settings: {allowed_ips: [10.0.0.1]}",
+                "general_settings.allowed_ips",
+            ),
+            (
+                "model_list: []\nlitellm_settings: {guardrails: [x]}",
+                "litellm_settings.guardrails",
             ),
             (
                 "model_list: []\nrouter_settings: {fallbacks: [a]}",
                 "router_settings.fallbacks",
-            ),
-            (
-                "model_list: []\nenvironment_variables: {A: b}",
-                "environment_variables",
             ),
             (
                 "model_list: []\ngeneral_settings: {master_key: os.environ/NOPE}",
@@ -666,5 +784,122 @@ general_settings:
             let err = parse_any(text, &env, &sealer).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn what_is_not_implemented_is_a_warning() {
+        let state = ClusterState::default();
+        let sealer = Sealer::new(None, &state);
+        let env = BTreeMap::new();
+        let cases = [
+            (
+                "model_list: [{model_name: a, litellm_params: {model: bedrock/claude}}]",
+                "bedrock/claude",
+            ),
+            (
+                "model_list: [{model_name: a, litellm_params: {model: groq/x, aws_region_name: us}}]",
+                "model_list[0].litellm_params.aws_region_name",
+            ),
+            (
+                "model_list: []\nrouter_settings: {redis_url: x}",
+                "router_settings.redis_url",
+            ),
+            (
+                "model_list: []\nenvironment_variables: {A: b}",
+                "environment_variables",
+            ),
+            ("model_list: []\nmcp_servers: {}", "mcp_servers"),
+            (
+                "model_list: []\ngeneral_settings: {store_model_in_db: true}",
+                "LiteLLM-only",
+            ),
+        ];
+        for (text, needle) in cases {
+            let parsed = parse_any(text, &env, &sealer).unwrap();
+            assert!(
+                parsed.warnings.iter().any(|w| w.contains(needle)),
+                "{text}: {:?}",
+                parsed.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn presets_give_gemini_anthropic_and_azure_their_protocol_and_auth() {
+        let state = ClusterState::default();
+        let sealer = Sealer::new(None, &state);
+        let env = BTreeMap::from([(
+            "AZURE_OPENAI_ENDPOINT".to_string(),
+            "https://acme.openai.azure.com".to_string(),
+        )]);
+        let text = r#"
+model_list:
+  - model_name: flash
+    litellm_params: {model: gemini/gemini-2.5-flash, api_key: os.environ/GEMINI_API_KEY}
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-sonnet-4-5, api_key: os.environ/ANTHROPIC_API_KEY}
+  - model_name: gpt4o
+    litellm_params:
+      model: azure/gpt4o-prod
+      api_version: "2025-01-01-preview"
+      api_key: os.environ/AZURE_API_KEY
+  - model_name: free
+    litellm_params: {model: openrouter/meta-llama/llama-3.3-70b-instruct:free}
+"#;
+        let parsed = parse_any(text, &env, &sealer).unwrap();
+        let rows: Vec<(&str, &str, &str, &str, &str)> = parsed
+            .declared
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.id.as_str(),
+                    e.kind.as_str(),
+                    e.base_url.as_str(),
+                    e.upstream.auth_header.as_str(),
+                    e.upstream.query.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "anthropic",
+                    "anthropic",
+                    "https://api.anthropic.com/v1",
+                    "x-api-key",
+                    ""
+                ),
+                (
+                    "azure",
+                    "openai",
+                    "https://acme.openai.azure.com/openai/deployments/gpt4o-prod",
+                    "api-key",
+                    "api-version=2025-01-01-preview"
+                ),
+                (
+                    "gemini",
+                    "gemini",
+                    "https://generativelanguage.googleapis.com/v1beta",
+                    "x-goog-api-key",
+                    ""
+                ),
+                (
+                    "openrouter",
+                    "openai",
+                    "https://openrouter.ai/api/v1",
+                    "",
+                    ""
+                ),
+            ]
+        );
+        let free = parsed
+            .declared
+            .model_groups
+            .iter()
+            .find(|g| g.name == "free")
+            .unwrap();
+        assert_eq!(free.deployments[0].limits.rpm, 20);
     }
 }

@@ -4,13 +4,15 @@
 //!
 //! - [`ours`]: Switchyard's own format;
 //! - [`litellm`]: LiteLLM's `model_list` / `router_settings`, accepted as-is;
-//! - [`env`]: the environment variables.
+//! - [`env`]: the environment variables;
+//! - [`providers`]: cloud provider presets (`provider: groq`, `GROQ_API_KEY`).
 //!
 //! Pure apart from reading the file: the environment arrives as a map, so tests pass their own.
 
 pub mod env;
 pub mod litellm;
 pub mod ours;
+pub mod providers;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,6 +67,11 @@ impl<'a> Sealer<'a> {
         Self { key, current }
     }
 
+    /// Whether secrets given by value can be stored (a cluster key is configured).
+    pub fn can_seal(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Credentials for endpoint `endpoint` from `secrets`, in order.
     pub fn credentials(
         &self,
@@ -88,7 +95,12 @@ impl<'a> Sealer<'a> {
                         sealed: self.seal(endpoint, &id, value, field)?,
                     },
                 };
-                Ok(Credential { id, secret })
+                Ok(Credential {
+                    id,
+                    secret,
+                    label: String::new(),
+                    models: Vec::new(),
+                })
             })
             .collect()
     }
@@ -127,6 +139,24 @@ pub fn credential_id(i: usize) -> String {
     }
 }
 
+/// Checks a client secret imported as it is (from another gateway, in any format): it must be
+/// something a client can send in a header. Its format is otherwise free; only its hash is kept.
+pub fn check_imported_secret(secret: &str) -> Result<(), String> {
+    if secret.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if secret.len() > 512 {
+        return Err("is longer than 512 characters".into());
+    }
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "may hold only visible ASCII characters (no spaces), as clients send it in a header"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// A client key declared in a config file, by its secret (or the secret's hash).
 pub fn declared_key(
     id: &str,
@@ -138,7 +168,10 @@ pub fn declared_key(
     limits: Limits,
 ) -> Result<ClientKey, String> {
     let (sha256_hex, last4) = match (secret, sha256) {
-        (Some(secret), None) => (seal::sha256_hex(secret), seal::last4(secret)),
+        (Some(secret), None) => {
+            check_imported_secret(secret).map_err(|reason| format!("key `{id}`: {reason}"))?;
+            (seal::sha256_hex(secret), seal::last4(secret))
+        }
         (None, Some(hash)) => (hash.to_ascii_lowercase(), String::new()),
         _ => {
             return Err(format!(
@@ -168,6 +201,7 @@ pub fn load(
     sealer: &Sealer<'_>,
 ) -> Result<Loaded, Error> {
     let mut loaded = Loaded::default();
+    let mut disabled_listed = Vec::new();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
             path: path.display().to_string(),
@@ -180,6 +214,7 @@ pub fn load(
         loaded.config = parsed.declared;
         loaded.warnings = parsed.warnings;
         loaded.discovery_peers = parsed.discovery_peers;
+        disabled_listed = parsed.disabled_providers;
     }
     let mut from_env = env::endpoints(env, sealer).map_err(|reason| Error::Config {
         field: "LLM_PROXY_ENDPOINT_*",
@@ -195,8 +230,70 @@ pub fn load(
         }
         !clash
     });
+    // A provider the config file declares reads its own variables; the environment adds
+    // only the providers the file does not mention.
+    let declared: Vec<&str> = loaded
+        .config
+        .endpoints
+        .iter()
+        .map(|e| e.upstream.provider.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut from_providers =
+        env::providers(env, sealer, &declared, &mut loaded.warnings).map_err(|reason| {
+            Error::Config {
+                field: "<PROVIDER>_API_KEY",
+                reason: redact_quoted(&reason),
+            }
+        })?;
+    from_providers.retain(|p| {
+        let clash = loaded.config.endpoints.iter().any(|c| c.id == p.id)
+            || from_env.iter().any(|e| e.id == p.id);
+        if clash {
+            loaded.warnings.push(format!(
+                "endpoint `{}` is declared elsewhere; its <PROVIDER>_API_KEY preset is not added",
+                p.id
+            ));
+        }
+        !clash
+    });
+    from_env.extend(from_providers);
     loaded.env.endpoints = from_env;
+    loaded.env.keys = env::keys(env).map_err(|reason| Error::Config {
+        field: "LLM_PROXY_API_KEYS / LMRELAY_TOKEN / LITELLM_MASTER_KEY",
+        reason,
+    })?;
+    // Disabled providers leave both sources; their keys stay where they are.
+    let (disabled, unknown) = providers::disabled(&disabled_listed, env);
+    for name in unknown {
+        loaded.warnings.push(format!(
+            "disabled_providers: `{name}` is not a provider Switchyard knows ({})",
+            providers::names()
+        ));
+    }
+    for declared in [&mut loaded.config, &mut loaded.env] {
+        declared.endpoints.retain(|e| {
+            let off = disabled.contains(&e.upstream.provider.as_str());
+            if off {
+                loaded.warnings.push(format!(
+                    "endpoint `{}`: provider {} is disabled",
+                    e.id, e.upstream.provider
+                ));
+            }
+            !off
+        });
+    }
     Ok(loaded)
+}
+
+/// Loads `file` and the environment as a voter would, only to report what it would warn
+/// about (`switchyard doctor --config`). Secrets given by value are sealed with a throw-away
+/// key, so a file that needs the cluster key can be checked on any machine.
+pub fn lint(file: &Path, env: &BTreeMap<String, String>) -> Result<Vec<String>, Error> {
+    let throwaway = ClusterKey::from_bytes(&[0u8; 32])?;
+    let state = ClusterState::default();
+    let loaded = load(Some(file), env, &Sealer::new(Some(&throwaway), &state))?;
+    Ok(loaded.warnings)
 }
 
 /// Hides all but the last four characters of every double-quoted string longer than eight
@@ -250,6 +347,8 @@ pub struct Parsed {
     pub warnings: Vec<String>,
     /// `discovery.peers`.
     pub discovery_peers: Vec<String>,
+    /// `disabled_providers`: preset names (or aliases) to leave out.
+    pub disabled_providers: Vec<String>,
 }
 
 /// Parses a config file's text in either format.

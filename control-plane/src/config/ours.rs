@@ -1,14 +1,16 @@
-//! Switchyard's own `config.yaml`: endpoints, model groups, aliases, fallbacks, router
-//! settings, client keys and discovery peers. Unknown fields are errors naming the field.
+//! Switchyard's own `config.yaml`: endpoints (optionally from a provider preset), providers
+//! with their credentials, model groups, aliases, fallbacks, router settings, client keys and
+//! discovery peers. Unknown fields are errors naming the field.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, KeyBudget, Limits, ModelGroup, Price,
-    RouterSettings, Source,
+    Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, HealthChecks,
+    KeyBudget, Limits, ModelGroup, Price, RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -30,16 +32,64 @@ struct File {
     keys: Vec<KeyDoc>,
     #[serde(default)]
     discovery: Option<DiscoveryDoc>,
+    /// Provider presets by name, each with its credentials.
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderDoc>,
+    /// Providers to leave out without removing their keys.
+    #[serde(default)]
+    disabled_providers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderDoc {
+    /// Replaces the preset's base URL.
+    #[serde(default, alias = "base_url")]
+    url: Option<String>,
+    /// Cloudflare's account id.
+    #[serde(default)]
+    account_id: Option<String>,
+    /// Azure: resource URL, deployment and api-version.
+    #[serde(default)]
+    azure_endpoint: Option<String>,
+    #[serde(default)]
+    deployment: Option<String>,
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    keys: Vec<CredentialDoc>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    weight: u32,
+}
+
+/// One credential: its key (by value or `os.environ/NAME`), a label and the upstream models
+/// it may serve (globs; lmrelay's per-key filter).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialDoc {
+    api_key: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointDoc {
     id: String,
-    #[serde(alias = "base_url")]
-    url: String,
-    #[serde(default = "openai")]
-    kind: String,
+    /// Required unless `provider` supplies it.
+    #[serde(default, alias = "base_url")]
+    url: Option<String>,
+    /// A preset (`groq`, `azure`, …) supplying URL, kind and auth.
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
     #[serde(default)]
     models: Vec<String>,
     #[serde(default)]
@@ -55,10 +105,9 @@ struct EndpointDoc {
     api_keys: Vec<String>,
     #[serde(default)]
     limits: Limits,
-}
-
-fn openai() -> String {
-    "openai".into()
+    /// What to serve of the endpoint's own listing (see docs/catalog.md).
+    #[serde(default)]
+    catalog: Option<CatalogFilter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +152,14 @@ struct RouterSettingsDoc {
     cooldown_ms: u64,
     #[serde(default)]
     routing_strategy: String,
+    #[serde(default)]
+    retry_after_ms: u64,
+    #[serde(default)]
+    same_deployment_retries: u32,
+    #[serde(default)]
+    drop_params: bool,
+    #[serde(default)]
+    health_checks: HealthChecks,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,15 +213,89 @@ pub fn parse(
         let credentials = sealer
             .credentials(&e.id, &secrets, &format!("{field}.api_key"))
             .map_err(|err| err.to_string())?;
+        let (kind, base_url, upstream) = match &e.provider {
+            Some(name) => {
+                let preset = providers::find(name).ok_or_else(|| {
+                    format!(
+                        "{field}.provider: `{name}` is not a preset ({})",
+                        providers::names()
+                    )
+                })?;
+                let place = Place {
+                    base_url: e.url.clone(),
+                    ..Default::default()
+                }
+                .or_env(preset, env);
+                let base = preset
+                    .base_url(&place)
+                    .map_err(|reason| format!("{field}: {reason}"))?;
+                let kind = e.kind.clone().unwrap_or_else(|| preset.kind.to_string());
+                (kind, base, preset.style(&place))
+            }
+            None => (
+                e.kind.clone().unwrap_or_else(|| "openai".into()),
+                e.url
+                    .clone()
+                    .ok_or_else(|| format!("{field}.url: required unless `provider` is given"))?,
+                Box::default(),
+            ),
+        };
+        if let Some(filter) = e.catalog {
+            d.catalog.push(CatalogSpec {
+                endpoint: e.id.clone(),
+                filter,
+                source: Source::Config,
+            });
+        }
         d.endpoints.push(EndpointSpec {
             id: e.id,
-            kind: e.kind,
-            base_url: e.url,
+            kind,
+            base_url,
             models: e.models,
             weight: e.weight,
             source: Source::Config,
             credentials,
             limits: e.limits,
+            upstream,
+        });
+    }
+    for (name, p) in file.providers {
+        let field = format!("providers.{name}");
+        let preset = providers::find(&name)
+            .ok_or_else(|| format!("{field}: `{name}` is not a preset ({})", providers::names()))?;
+        let place = Place {
+            base_url: p.url,
+            account_id: p.account_id,
+            azure_endpoint: p.azure_endpoint,
+            azure_deployment: p.deployment,
+            api_version: p.api_version,
+        }
+        .or_env(preset, env);
+        let base_url = preset
+            .base_url(&place)
+            .map_err(|reason| format!("{field}: {reason}"))?;
+        let secrets: Vec<SecretRef> = p
+            .keys
+            .iter()
+            .map(|k| SecretRef::parse(&k.api_key))
+            .collect();
+        let mut credentials = sealer
+            .credentials(preset.name, &secrets, &format!("{field}.keys"))
+            .map_err(|err| err.to_string())?;
+        for (c, doc) in credentials.iter_mut().zip(p.keys) {
+            c.label = doc.label;
+            c.models = doc.models;
+        }
+        d.endpoints.push(EndpointSpec {
+            id: preset.name.to_string(),
+            kind: preset.kind.to_string(),
+            base_url,
+            models: p.models,
+            weight: p.weight,
+            source: Source::Config,
+            credentials,
+            limits: p.limits,
+            upstream: preset.style(&place),
         });
     }
     for m in file.models {
@@ -212,6 +343,10 @@ pub fn parse(
         cooldown_ms: s.cooldown_ms,
         routing_strategy: s.routing_strategy,
         source: Source::Config,
+        retry_after_ms: s.retry_after_ms,
+        same_deployment_retries: s.same_deployment_retries,
+        drop_params: s.drop_params,
+        health_checks: s.health_checks,
     });
     for k in file.keys {
         let secret = match (&k.key, &k.key_env) {
@@ -241,6 +376,7 @@ pub fn parse(
         d.keys.push(key);
     }
     parsed.discovery_peers = file.discovery.map(|x| x.peers).unwrap_or_default();
+    parsed.disabled_providers = file.disabled_providers;
     Ok(parsed)
 }
 
@@ -310,6 +446,61 @@ discovery: {peers: [10.0.0.7]}
     }
 
     #[test]
+    fn providers_and_preset_endpoints_take_the_preset() {
+        let state = ClusterState::default();
+        let sealer = Sealer::new(None, &state);
+        let env = BTreeMap::from([("CLOUDFLARE_ACCOUNT_ID".to_string(), "acc1".to_string())]);
+        let text = r#"
+endpoints:
+  - {id: fast, provider: groq, api_key_env: GROQ_API_KEY}
+providers:
+  openrouter:
+    models: ["meta-llama/llama-3.3-70b-instruct:free", "openai/gpt-4o-mini"]
+    keys:
+      - {api_key: os.environ/OR_FREE, label: free-tier, models: ["*:free"]}
+      - {api_key: os.environ/OR_PAID, label: work-paid}
+  cloudflare:
+    keys: [{api_key: os.environ/CF_TOKEN}]
+disabled_providers: [huggingface]
+"#;
+        let parsed = parse_any(text, &env, &sealer).unwrap();
+        let d = &parsed.declared;
+        let rows: Vec<(&str, &str, &str)> = d
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.id.as_str(),
+                    e.base_url.as_str(),
+                    e.upstream.provider.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("fast", "https://api.groq.com/openai/v1", "groq"),
+                (
+                    "cloudflare",
+                    "https://api.cloudflare.com/client/v4/accounts/acc1/ai/v1",
+                    "cloudflare"
+                ),
+                ("openrouter", "https://openrouter.ai/api/v1", "openrouter"),
+            ]
+        );
+        let or = &d.endpoints[2];
+        assert_eq!(
+            (
+                or.credentials[0].label.as_str(),
+                or.credentials[0].models.clone()
+            ),
+            ("free-tier", vec!["*:free".to_string()])
+        );
+        assert!(or.credentials[1].models.is_empty());
+        assert_eq!(parsed.disabled_providers, vec!["huggingface"]);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let state = ClusterState::default();
         let sealer = Sealer::new(None, &state);
@@ -326,6 +517,12 @@ discovery: {peers: [10.0.0.7]}
             ("keys: [{id: k, key_env: MISSING}]", "MISSING"),
             ("keys: [{id: k}]", "key `k`"),
             ("routers: {}", "routers"),
+            ("endpoints: [{id: a}]", "endpoints[a].url"),
+            (
+                "endpoints: [{id: a, provider: bedrock}]",
+                "endpoints[a].provider",
+            ),
+            ("providers: {cloudflare: {}}", "CLOUDFLARE_ACCOUNT_ID"),
         ];
         for (text, needle) in cases {
             let err = parse_any(text, &env, &sealer).unwrap_err();

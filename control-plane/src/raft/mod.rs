@@ -66,9 +66,18 @@ impl fmt::Display for Command {
             Command::ClearCooldowns { .. } => write!(f, "clear_cooldowns"),
             Command::NodeUp { name, .. } => write!(f, "node_up({name})"),
             Command::NodeDown { name, .. } => write!(f, "node_down({name})"),
+            Command::ReportHealth {
+                endpoint_id,
+                healthy,
+                ..
+            } => write!(f, "report_health({endpoint_id}, {healthy})"),
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
             Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
             Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
+            Command::PutListing { endpoint_id, .. } => write!(f, "put_listing({endpoint_id})"),
+            Command::PutDeadModels { endpoint_id, .. } => {
+                write!(f, "put_dead_models({endpoint_id})")
+            }
             Command::RecordUsage { edge, rows, .. } => {
                 write!(f, "record_usage({edge}, {})", rows.len())
             }
@@ -112,6 +121,10 @@ impl Default for RaftSettings {
 /// What a follower hands to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per forwarded write, serialised at once; boxing saves nothing that matters"
+)]
 pub enum Forwarded {
     /// A state change.
     Write {

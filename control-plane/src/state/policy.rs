@@ -125,6 +125,17 @@ pub struct RouterSettings {
     pub routing_strategy: String,
     /// Where they were declared.
     pub source: Source,
+    /// Wait before a deployment is retried after a retryable failure, in ms (LiteLLM's
+    /// `retry_after`); 0 tries the next candidate at once.
+    pub retry_after_ms: u64,
+    /// Attempts on the same deployment before the next candidate is tried, beyond the first
+    /// (LiteLLM's `num_retries` as it applies to one deployment); 0 = none.
+    pub same_deployment_retries: u32,
+    /// Drop request parameters a target protocol cannot take instead of refusing
+    /// (LiteLLM's `drop_params`). Default false.
+    pub drop_params: bool,
+    /// Active health checks of declared endpoints.
+    pub health_checks: super::HealthChecks,
 }
 
 /// Routing strategies edges implement (LiteLLM's names).

@@ -33,6 +33,7 @@ fn declared(id: &str) -> Command {
             source: Source::Config,
             credentials: vec![],
             limits: Limits::default(),
+            upstream: Default::default(),
         },
         at_ms: 5,
     }
@@ -182,6 +183,7 @@ fn bad_commands_are_rejected_without_change() {
                 source: Source::Api,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         },
@@ -195,6 +197,7 @@ fn bad_commands_are_rejected_without_change() {
                 source: Source::Api,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         },
@@ -208,6 +211,7 @@ fn bad_commands_are_rejected_without_change() {
                 source: Source::Discovered,
                 credentials: vec![],
                 limits: Limits::default(),
+                upstream: Default::default(),
             },
             at_ms: 0,
         },
@@ -301,6 +305,7 @@ fn spec(id: &str, source: Source, url: &str) -> EndpointSpec {
         source,
         credentials: vec![],
         limits: Limits::default(),
+        upstream: Default::default(),
     }
 }
 

@@ -1,10 +1,13 @@
-//! The HTTP surface: the forwarding path for the `/v1` POSTs and one file per other endpoint,
-//! assembled here into the edge's service.
+//! The HTTP surface: the forwarding path for the model POSTs of every dialect (OpenAI `/v1`,
+//! Anthropic `/v1/messages`, Ollama's `/api/*`) and one file per other endpoint, assembled here into the edge's
+//! service.
 
+pub mod anthropic;
 pub mod forward;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod ollama;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,8 +26,9 @@ use tower::{Service, ServiceExt as _};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::dialect::Inbound;
 use crate::error::ApiError;
-use crate::metrics::Route;
+use crate::metrics::Operation;
 use crate::state::EdgeState;
 
 /// The edge's HTTP service, shared by `run` and tests. The three `/v1` POST operations, the
@@ -47,13 +51,19 @@ pub fn app(state: EdgeState) -> App {
 }
 
 impl App {
-    /// The `/v1` operation a request is, when it goes to the forwarding path.
-    fn operation<B>(request: &Request<B>) -> Option<Route> {
+    /// The operation and dialect a request is, when it goes to the forwarding path.
+    fn operation<B>(request: &Request<B>) -> Option<(Operation, Inbound)> {
         if request.method() != Method::POST {
             return None;
         }
         let path = request.uri().path();
-        Route::ALL.into_iter().find(|route| route.path() == path)
+        if let Some(op) = Operation::ALL.into_iter().find(|op| op.path() == path) {
+            return Some((op, Inbound::OpenAi));
+        }
+        if anthropic::MESSAGES.contains(&path) {
+            return Some((Operation::Chat, Inbound::Anthropic));
+        }
+        ollama::operation(path)
     }
 }
 
@@ -73,12 +83,11 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let request = request.map(Body::new);
         match Self::operation(&request) {
-            Some(route) => {
+            Some((operation, inbound)) => {
                 let state = self.state.clone();
                 Box::pin(async move {
-                    let served = AssertUnwindSafe(forward::forward(&state, route, request))
-                        .catch_unwind()
-                        .await;
+                    let served = forward::forward(&state, operation, inbound, request);
+                    let served = AssertUnwindSafe(served).catch_unwind().await;
                     Ok(served.unwrap_or_else(panic_response))
                 })
             }
@@ -93,16 +102,40 @@ where
 fn router(state: EdgeState) -> Router {
     let max_body_bytes = state.config().max_body_bytes;
     let mut router = Router::new();
-    for route in Route::ALL {
+    for operation in Operation::ALL {
         let handle = move |State(state): State<EdgeState>, request: axum::extract::Request| async move {
-            forward::forward(&state, route, request).await
+            forward::forward(&state, operation, Inbound::OpenAi, request).await
         };
-        router = router.route(route.path(), post(handle));
+        router = router.route(operation.path(), post(handle));
+    }
+    for (path, operation, inbound) in ollama::POSTS {
+        let handle = move |State(state): State<EdgeState>, request: axum::extract::Request| async move {
+            forward::forward(&state, operation, inbound, request).await
+        };
+        router = router.route(path, post(handle));
+    }
+    for path in anthropic::MESSAGES {
+        let handle = |State(state): State<EdgeState>, request: axum::extract::Request| async move {
+            forward::forward(&state, Operation::Chat, Inbound::Anthropic, request).await
+        };
+        router = router.route(path, post(handle));
     }
     router
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route(
+            "/anthropic/v1/messages/count_tokens",
+            post(anthropic::count_tokens),
+        )
+        .route("/anthropic/v1/models", get(anthropic::models))
+        .route("/", get(ollama::running).head(ollama::running))
+        .route("/api/version", get(ollama::version).head(ollama::version))
+        .route("/api/tags", get(ollama::tags).head(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/metrics", get(metrics::render))
+        .route("/health", get(health::report))
         .route("/health/liveliness", get(health::liveliness))
         .route("/health/readiness", get(health::readiness))
         .fallback(unknown_route)

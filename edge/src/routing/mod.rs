@@ -1,5 +1,6 @@
 //! Routing: the compiled table, live per-target state, and the pure choice of upstreams.
 
+pub mod cooldown;
 pub mod pick;
 pub mod table;
 pub mod target;

@@ -73,6 +73,13 @@ pub fn pick(group: &ModelGroup, ask: &Ask, strategy: Strategy) -> Picked {
             continue;
         }
         let slots: Vec<usize> = (0..d.endpoint.slots())
+            // lmrelay's per-key filter: a credential serves only the models it matches.
+            .filter(|&s| {
+                d.endpoint
+                    .credentials
+                    .get(s)
+                    .is_none_or(|c| c.serves(&d.upstream_model))
+            })
             .filter(|&s| {
                 let until = d.cooled_until(s);
                 if until > ask.now_ms {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use switchyard_proto::v1;
 use tracing::warn;
 
@@ -60,6 +60,12 @@ pub struct Settings {
     pub cooldown: Duration,
     /// How deployments are ordered.
     pub strategy: Strategy,
+    /// Attempts on the same deployment beyond the first before the next candidate.
+    pub same_deployment_retries: u32,
+    /// Wait before such a retry.
+    pub retry_after: Duration,
+    /// Drop request parameters a target cannot take instead of refusing.
+    pub drop_params: bool,
 }
 
 impl Default for Settings {
@@ -70,6 +76,9 @@ impl Default for Settings {
             allowed_fails: DEFAULT_ALLOWED_FAILS,
             cooldown: DEFAULT_COOLDOWN,
             strategy: Strategy::PeakEwma,
+            same_deployment_retries: 0,
+            retry_after: Duration::ZERO,
+            drop_params: false,
         }
     }
 }
@@ -90,23 +99,28 @@ pub enum Strategy {
 pub enum EndpointKind {
     /// Any OpenAI-compatible server (vLLM, LM Studio, LiteLLM, cloud providers).
     OpenAi,
-    /// Ollama's OpenAI surface (ignores `n`).
+    /// Ollama's OpenAI surface (ignores `n`), or its native API when that surface is missing.
     Ollama,
+    /// Anthropic's Messages API (`{base}/messages`, `x-api-key`).
+    Anthropic,
+    /// Google's Gemini `generateContent` API (`x-goog-api-key`).
+    Gemini,
 }
 
 impl EndpointKind {
-    /// Maps the table's kind string.
+    /// Maps the table's kind string (unknown kinds are OpenAI-compatible).
     pub fn parse(kind: &str) -> Self {
-        if kind.eq_ignore_ascii_case("ollama") {
-            Self::Ollama
-        } else {
-            Self::OpenAi
+        match kind.to_ascii_lowercase().as_str() {
+            "ollama" => Self::Ollama,
+            "anthropic" => Self::Anthropic,
+            "gemini" => Self::Gemini,
+            _ => Self::OpenAi,
         }
     }
 
     /// Whether the server honours `n > 1`.
     pub fn supports_n(self) -> bool {
-        !matches!(self, Self::Ollama)
+        matches!(self, Self::OpenAi)
     }
 }
 
@@ -115,11 +129,26 @@ impl EndpointKind {
 pub struct Credential {
     /// `key`, `key_2`, … (for cooldowns, headers and logs).
     pub id: Arc<str>,
-    /// `Bearer <secret>`, marked sensitive.
+    /// The header it goes in: `authorization`, or the provider's own (`api-key`, `x-api-key`).
+    pub header: HeaderName,
+    /// `Bearer <secret>` for `authorization`, else the secret itself; marked sensitive.
     pub authorization: HeaderValue,
     /// `id` as a response header value (`None` if it is not one).
     pub id_header: Option<HeaderValue>,
+    /// Upstream model globs it may serve; empty means every model.
+    pub models: Vec<String>,
 }
+
+impl Credential {
+    /// Whether this credential may carry a request for `model`.
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|g| crate::auth::glob(g, model))
+    }
+}
+
+/// The `user-agent` of every upstream request unless the endpoint sets its own (Cloudflare
+/// refuses requests without one).
+pub const USER_AGENT: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,10 +175,18 @@ pub struct Endpoint {
     /// The `host` header for those URIs (what the HTTP client would otherwise format on every
     /// request): the host, and the port unless it is the scheme's default.
     pub host_header: Option<HeaderValue>,
-    /// False while its node is down or its probes fail.
+    /// False while its node is down, its probes fail, or (with health-check routing) the
+    /// cluster's last active check failed.
     pub healthy: bool,
+    /// The cluster's last active check, when it checks this endpoint: (passed, unix ms of
+    /// the last transition, why it failed).
+    pub checked: Option<(bool, i64, String)>,
     /// Credentials in order; empty for servers without auth.
     pub credentials: Vec<Credential>,
+    /// Headers every request carries (`user-agent`, the provider's fixed ones).
+    pub request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Request parameters it refuses, left out under `drop_params` (`n` for Ollama).
+    pub unsupported_params: Vec<String>,
     /// Requests running + waiting on the server as its agent reported (vLLM).
     pub queued: u32,
     /// Models the server has loaded, when known.
@@ -207,6 +244,10 @@ pub struct Deployment {
     pub usage_id: Arc<str>,
     /// What it costs per 1M tokens.
     pub price: Price,
+    /// What the model accepts or does (`vision`, `embed`, `tools`, ...), for listings.
+    pub capabilities: Vec<String>,
+    /// Costs nothing per token (marked free, or a local server), for listings.
+    pub free: bool,
 }
 
 /// An upstream deployment's limits per credential; 0 means none.
@@ -318,7 +359,7 @@ impl RoutingTable {
                 .filter(|p| p.wide.creds.len() == credentials.len().max(1))
                 .map_or_else(|| Target::new(credentials.len()), |p| p.wide.clone());
             let facts = e.facts.clone().unwrap_or_default();
-            let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'));
+            let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'), &e.query);
             let host_header = uris.as_ref().and_then(|u| host_header(&u[0]));
             let endpoint = Endpoint {
                 id: Arc::from(e.id.as_str()),
@@ -328,8 +369,13 @@ impl RoutingTable {
                 uris,
                 host_header,
                 healthy: e.healthy,
+                checked: e
+                    .checked
+                    .then(|| (e.check_passed, e.checked_at_ms, e.check_error.clone())),
                 table_wide_until: table_until(&e.id, "", &credentials),
                 credentials,
+                request_headers: request_headers(e),
+                unsupported_params: unsupported_params(e),
                 queued: facts.running.saturating_add(facts.waiting),
                 loaded: facts
                     .loaded_known
@@ -390,6 +436,8 @@ impl RoutingTable {
                         }
                     }),
                     series: OnceLock::new(),
+                    capabilities: d.capabilities.clone(),
+                    free: d.free,
                 }));
             }
             let group = ModelGroup {
@@ -463,6 +511,8 @@ impl RoutingTable {
             target,
             limits: UpstreamLimits::default(),
             series: OnceLock::new(),
+            capabilities: Vec::new(),
+            free: false,
         };
         Some(Arc::new(ModelGroup {
             name: Arc::from(name),
@@ -499,13 +549,23 @@ impl Settings {
                 "least-busy" => Strategy::LeastBusy,
                 _ => Strategy::PeakEwma,
             },
+            same_deployment_retries: w.same_deployment_retries,
+            retry_after: Duration::from_millis(w.retry_after_ms),
+            drop_params: w.drop_params,
         }
     }
 }
 
-/// The three operation URIs under `base`; a bad base URL is logged and leaves none.
-fn operation_uris(id: &str, base: &str) -> Option<[http::Uri; 3]> {
-    let parse = |path: &str| format!("{base}{path}").parse::<http::Uri>();
+/// The three operation URIs under `base`, each with `query` (Azure's `api-version`) when
+/// set; a bad base URL is logged and leaves none.
+fn operation_uris(id: &str, base: &str, query: &str) -> Option<[http::Uri; 3]> {
+    let parse = |path: &str| {
+        if query.is_empty() {
+            format!("{base}{path}").parse::<http::Uri>()
+        } else {
+            format!("{base}{path}?{query}").parse::<http::Uri>()
+        }
+    };
     match (
         parse("/chat/completions"),
         parse("/completions"),
@@ -532,9 +592,54 @@ fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
     }
 }
 
+/// What an endpoint refuses: the table's list, and `n` where the kind ignores it.
+fn unsupported_params(e: &v1::RouteEndpoint) -> Vec<String> {
+    let mut out = e.unsupported_params.clone();
+    if !EndpointKind::parse(&e.kind).supports_n() && !out.iter().any(|p| p == "n") {
+        out.push("n".into());
+    }
+    out
+}
+
+/// The fixed headers of an endpoint's requests: its own, and a `user-agent` unless it sets
+/// one. Names or values that are not valid headers are skipped with a warning.
+fn request_headers(e: &v1::RouteEndpoint) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out: Vec<(HeaderName, HeaderValue)> = e
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                (Ok(n), Ok(v)) => Some((n, v)),
+                _ => {
+                    warn!(endpoint = %e.id, header = %name, "endpoint header is not a valid header; skipped");
+                    None
+                }
+            }
+        })
+        .collect();
+    if !out.iter().any(|(n, _)| n == http::header::USER_AGENT) {
+        out.push((
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        ));
+    }
+    out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    out
+}
+
 /// Resolves an endpoint's credentials: values as given, `env` names from this process's
 /// environment. Unusable ones are skipped with a warning naming only the id and variable.
 fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
+    let header = match e.auth_header.as_str() {
+        "" => None,
+        name => match HeaderName::try_from(name) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                warn!(endpoint = %e.id, header = %name, "auth header is not a valid header name; using authorization");
+                None
+            }
+        },
+    };
     e.credentials
         .iter()
         .filter_map(|c| {
@@ -557,15 +662,21 @@ fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
                 warn!(endpoint = %e.id, credential = %c.id, "credential has neither value nor env; skipped");
                 return None;
             };
-            let Ok(mut authorization) = HeaderValue::from_str(&format!("Bearer {secret}")) else {
+            let value = match header {
+                None => HeaderValue::from_str(&format!("Bearer {secret}")),
+                Some(_) => HeaderValue::from_str(&secret),
+            };
+            let Ok(mut authorization) = value else {
                 warn!(endpoint = %e.id, credential = %c.id, "credential is not a valid header value; skipped");
                 return None;
             };
             authorization.set_sensitive(true);
             Some(Credential {
                 id: Arc::from(c.id.as_str()),
+                header: header.clone().unwrap_or(http::header::AUTHORIZATION),
                 authorization,
                 id_header: HeaderValue::from_str(&c.id).ok(),
+                models: c.models.clone(),
             })
         })
         .collect()

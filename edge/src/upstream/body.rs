@@ -104,6 +104,12 @@ impl<'a> RequestBody<'a> {
     /// The body to send upstream: the same fields in the same order, with `model` replaced;
     /// with `add_usage`, `stream_options.include_usage` is set (added when absent).
     pub fn upstream_body(&self, model: &str, add_usage: bool) -> Vec<u8> {
+        self.upstream_body_without(model, add_usage, &[])
+    }
+
+    /// [`Self::upstream_body`] without the top-level fields named in `drop` (the parameters a
+    /// target refuses, under `drop_params`).
+    pub fn upstream_body_without(&self, model: &str, add_usage: bool, drop: &[String]) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             self.fields
                 .iter()
@@ -114,10 +120,15 @@ impl<'a> RequestBody<'a> {
         );
         out.push(b'{');
         let mut usage_written = false;
-        for (i, (key, value)) in self.fields.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for (key, value) in &self.fields {
+            if !drop.is_empty() && drop.iter().any(|d| d == &**key) {
+                continue;
+            }
+            if !first {
                 out.push(b',');
             }
+            first = false;
             write_json_str(&mut out, key);
             out.push(b':');
             match &**key {
@@ -130,7 +141,7 @@ impl<'a> RequestBody<'a> {
             }
         }
         if add_usage && !usage_written {
-            if !self.fields.is_empty() {
+            if !first {
                 out.push(b',');
             }
             out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);

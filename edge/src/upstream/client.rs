@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -14,7 +14,8 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::Error;
 use crate::metrics::AttemptOutcome;
-use crate::routing::Candidate;
+use crate::routing::table::Credential;
+use crate::routing::{Candidate, EndpointKind};
 
 /// Why an attempt at one upstream failed; failover reads the variant, never the text.
 /// Messages carry no URLs (a base URL may embed credentials).
@@ -59,6 +60,17 @@ impl UpstreamError {
     /// Whether the failure concerns the whole endpoint (every model and credential on it).
     pub fn endpoint_wide(&self) -> bool {
         matches!(self, Self::Connect)
+    }
+
+    /// Whether trying the same deployment again, after a pause, may succeed: a server error
+    /// or timeout may pass. A dead endpoint, a rate limit (its cooldown decides), a refused
+    /// credential or a missing model will not.
+    pub fn worth_retrying_in_place(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Protocol { .. } => true,
+            Self::Status { status } => status.is_server_error() || status.as_u16() == 408,
+            Self::Connect | Self::RateLimited { .. } | Self::Credential { .. } => false,
+        }
     }
 
     /// The metric label.
@@ -113,7 +125,7 @@ impl UpstreamClient {
                 )
             });
         let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
-        let pools = (0..=crate::server::worker_count(workers))
+        let pools = (0..=crate::worker::count(workers))
             .map(|_| OnceLock::new())
             .collect();
         Ok(Self { connector, pools })
@@ -122,7 +134,7 @@ impl UpstreamClient {
     /// This thread's pool: its worker's, or the shared one.
     fn pool(&self) -> &Pool {
         let n = self.pools.len();
-        let slot = match crate::server::worker_index() {
+        let slot = match crate::worker::index() {
             Some(worker) if n > 1 => 1 + worker % (n - 1),
             _ => 0,
         };
@@ -163,8 +175,29 @@ impl UpstreamClient {
         if let Some(host) = &endpoint.host_header {
             headers.insert(HOST, host.clone());
         }
-        if let Some(credential) = endpoint.credentials.get(candidate.slot) {
-            headers.insert(AUTHORIZATION, credential.authorization.clone());
+        for (name, value) in &endpoint.request_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let credential = endpoint.credentials.get(candidate.slot);
+        match endpoint.kind {
+            // Anthropic and Gemini take the bare key in their own headers.
+            EndpointKind::Anthropic => {
+                headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
+                if let Some(key) = credential.and_then(bare_key) {
+                    headers.insert(X_API_KEY, key);
+                }
+            }
+            EndpointKind::Gemini => {
+                if let Some(key) = credential.and_then(bare_key) {
+                    headers.insert(X_GOOG_API_KEY, key);
+                }
+            }
+            // The preset decides the header (`authorization`, Azure's `api-key`, ...).
+            EndpointKind::OpenAi | EndpointKind::Ollama => {
+                if let Some(credential) = credential {
+                    headers.insert(credential.header.clone(), credential.authorization.clone());
+                }
+            }
         }
         self.pool().request(request).await.map_err(|e| {
             if e.is_connect() {
@@ -176,6 +209,20 @@ impl UpstreamClient {
             }
         })
     }
+}
+
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+
+/// The credential's secret without `Bearer `, still marked sensitive.
+fn bare_key(credential: &Credential) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_bytes(crate::upstream::redact::secret_of(
+        &credential.authorization,
+    ))
+    .ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// TLS needs a process-wide crypto provider (the workspace builds rustls without a default).

@@ -3,7 +3,6 @@
 
 pub mod body;
 pub mod client;
-pub mod ollama;
 pub mod ratelimit;
 pub mod redact;
 pub mod relay;

@@ -14,9 +14,8 @@ use tokio::time::error::Elapsed;
 use tokio::time::{Instant, timeout_at};
 
 use super::sse::{self, EventKind, Splitter, Usage};
-use crate::metrics::StreamEnd;
+use crate::metrics::{Metrics, StreamEnd};
 use crate::routing::InFlight;
-use crate::state::EdgeState;
 
 /// An upstream body as hyper yields it.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
@@ -107,8 +106,8 @@ pub async fn first_chunk(body: &mut ByteStream, by: Instant) -> Result<Bytes, Bo
 /// What the relay meters and reports when it ends.
 #[derive(Debug)]
 pub struct Meter {
-    /// The edge (metrics).
-    pub state: EdgeState,
+    /// The edge's metrics.
+    pub metrics: Arc<Metrics>,
     /// Endpoint id label.
     pub endpoint: Arc<str>,
     /// Public model label.
@@ -284,7 +283,7 @@ impl Drop for SseRelay {
         } else {
             StreamEnd::ClientGone
         });
-        let metrics = self.meter.state.metrics();
+        let metrics = &self.meter.metrics;
         metrics.stream_end(end);
         if let Some(u) = self.usage {
             metrics.tokens(
@@ -312,13 +311,11 @@ pub fn json_usage(body: &[u8]) -> Option<Option<Usage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     fn relay(chunks: Vec<Result<Bytes, hyper::Error>>, strip: bool, max: usize) -> SseRelay {
         let mut chunks = chunks.into_iter();
         let first = chunks.next().unwrap().unwrap();
         let rest: ByteStream = Box::pin(futures::stream::iter(chunks.collect::<Vec<_>>()));
-        let state = EdgeState::new(Config::default()).unwrap();
         SseRelay::new(
             first,
             rest,
@@ -326,7 +323,7 @@ mod tests {
             Duration::from_secs(5),
             max,
             Meter {
-                state,
+                metrics: Arc::default(),
                 endpoint: Arc::from("e"),
                 model: Arc::from("m"),
                 in_flight: None,

@@ -143,7 +143,7 @@ pub fn classify(event: &[u8]) -> EventKind {
 
 /// The payload of an event's single `data:` line, trimmed; `None` for comments, other fields
 /// or multi-line data.
-fn data_of(event: &[u8]) -> Option<&[u8]> {
+pub fn data_of(event: &[u8]) -> Option<&[u8]> {
     let mut data = None;
     for line in event.split(|&b| b == b'\n' || b == b'\r') {
         if line.is_empty() {

@@ -1,5 +1,102 @@
-//! CLI verbs, one module each.
+//! The subcommands, one module each (as mini-redis's `cmd/`): a clap `Args` type and its
+//! [`Run`] impl. Adding a verb is a new file here and one line in [`commands!`] below.
 //!
-//! - [`usage`]: `switchyard usage`, usage and spend from the admin API.
+//! - roles: [`up`], [`control_plane`], [`node_agent`], [`edge`];
+//! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
+//!   [`models`], [`members`], [`reload`], [`usage`] (shared access flags and table output in
+//!   [`admin`]);
+//! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
+//! - catalogs: [`catalog`];
+//! - flag groups more than one verb flattens in: [`flags`].
 
+use std::future::Future;
+use std::pin::Pin;
+
+pub mod admin;
+pub mod catalog;
+pub mod certs;
+pub mod control_plane;
+pub mod cooldowns;
+pub mod doctor;
+pub mod edge;
+pub mod endpoints;
+pub mod flags;
+pub mod keys;
+pub mod members;
+pub mod models;
+pub mod node_agent;
+pub mod reload;
+pub mod status;
+pub mod top;
+pub mod up;
 pub mod usage;
+
+/// Resolves when the process should stop (Ctrl-C, SIGTERM, or a test's signal).
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A subcommand: runs until it is done or `shutdown` resolves.
+pub trait Run {
+    /// Does what the subcommand says; verbs that finish on their own ignore `shutdown`.
+    fn run(self, shutdown: Shutdown) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+impl<T: Run> Run for Box<T> {
+    fn run(self, shutdown: Shutdown) -> impl Future<Output = anyhow::Result<()>> {
+        (*self).run(shutdown)
+    }
+}
+
+/// Declares [`Command`] (one variant per subcommand, its doc line the help text) and its
+/// dispatch, so registering a verb is one line.
+macro_rules! commands {
+    ($( $(#[$doc:meta])* $variant:ident($args:ty), )*) => {
+        /// The roles and tools.
+        #[derive(Debug, clap::Subcommand)]
+        pub enum Command {
+            $( $(#[$doc])* $variant($args), )*
+        }
+
+        impl Run for Command {
+            async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+                match self {
+                    $( Self::$variant(args) => args.run(shutdown).await, )*
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    /// Run everything in one process: control plane, node agent and edge.
+    Up(up::UpArgs),
+    /// Run a control-plane voter.
+    ControlPlane(Box<control_plane::ControlPlaneArgs>),
+    /// Run a node agent that discovers model servers on this host.
+    NodeAgent(node_agent::NodeAgentArgs),
+    /// Run an edge serving the OpenAI-compatible /v1 API.
+    Edge(edge::EdgeArgs),
+    /// Show the cluster: members, leader, term, indexes, nodes and endpoints.
+    Status(status::StatusArgs),
+    /// List, add or remove endpoints.
+    Endpoints(endpoints::EndpointsArgs),
+    /// Create, list or revoke client keys.
+    Keys(keys::KeysArgs),
+    /// List or clear upstream cooldowns.
+    Cooldowns(cooldowns::CooldownsArgs),
+    /// List model groups with their deployments, aliases and fallbacks.
+    Models(models::ModelsArgs),
+    /// List, add, promote or remove control-plane members.
+    Members(members::MembersArgs),
+    /// Re-read the config file and environment on a voter and apply the difference.
+    Reload(reload::ReloadArgs),
+    /// Check, step by step, that control plane, agents and edge work together.
+    Doctor(doctor::DoctorArgs),
+    /// Make a CA and per-node certificates for mutual TLS between the roles.
+    Certs(certs::CertsArgs),
+    /// A live terminal view of the cluster: members, nodes, endpoints, models, keys, usage.
+    Top(top::TopArgs),
+    /// Show or refresh what declared endpoints list, serve and filter out.
+    Catalog(catalog::CatalogArgs),
+    /// Show requests, tokens and spend per key, model, deployment, hour or day.
+    Usage(usage::UsageArgs),
+}

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_control_plane::admin::usage::UsageView;
 
-use crate::admin::{self, AdminArgs};
+use super::admin::{AdminArgs, print_json, table};
+use super::{Run, Shutdown};
 
 /// `switchyard usage` arguments.
 #[derive(Debug, Args)]
@@ -32,9 +33,15 @@ pub struct UsageArgs {
     pub admin: AdminArgs,
 }
 
+impl Run for UsageArgs {
+    async fn run(self, _: Shutdown) -> anyhow::Result<()> {
+        show(&self, &mut std::io::stdout().lock()).await
+    }
+}
+
 /// Prints usage as a table, or JSON with `--json`.
-pub async fn run(args: &UsageArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let client = admin::client(&args.admin)?;
+pub async fn show(args: &UsageArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let client = args.admin.client()?;
     let now = switchyard_control_plane::service::agent::now_ms();
     let mut query = vec![
         ("group_by", args.group_by.clone()),
@@ -50,7 +57,7 @@ pub async fn run(args: &UsageArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let view = client.usage(&query).await?;
     if args.admin.json {
-        return admin::print_json(out, &view);
+        return print_json(out, &view);
     }
     render(out, &view)
 }
@@ -84,7 +91,7 @@ fn render(out: &mut impl Write, view: &UsageView) -> anyhow::Result<()> {
         mean(t.latency_ms_sum, t.requests).to_string(),
     ]);
     let group = view.group_by.to_uppercase();
-    admin::table(
+    table(
         out,
         &[
             &group,

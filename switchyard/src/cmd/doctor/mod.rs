@@ -57,9 +57,13 @@ pub struct DoctorArgs {
     /// Milliseconds each check may take.
     #[arg(long, default_value_t = 5_000)]
     pub timeout_ms: u64,
+    /// config.yaml to check (either format): its warnings (LiteLLM settings Switchyard does not
+    /// implement, unusable providers) are listed.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// The control plane's mutual TLS, when the cluster runs it: any node's files will do.
     #[command(flatten)]
-    pub tls: crate::cli::TlsArgs,
+    pub tls: super::flags::TlsArgs,
 }
 
 /// How one check went.
@@ -167,36 +171,48 @@ pub mod names {
     pub const JOIN_TOKEN: &str = "join token accepted";
     /// Endpoints and models in the routing table.
     pub const BACKENDS: &str = "backends discovered";
+    /// Fallbacks and aliases all name a group that serves something.
+    pub const CHAINS: &str = "fallbacks and aliases resolve";
     /// Edge `/health/readiness`.
     pub const EDGE_TABLE: &str = "edge has a routing table";
     /// `/v1/models` (and a chat with `--chat`).
     pub const TEST_REQUEST: &str = "test request succeeds";
+    /// `--config`: the file loads, and what it warns about.
+    pub const CONFIG: &str = "config file loads";
 }
 
-/// Runs every check and prints the report; `Ok(false)` when any check failed.
-pub async fn run(args: DoctorArgs) -> anyhow::Result<bool> {
-    use std::io::Write;
-    let report = check(&args).await;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{report}")?;
-    Ok(report.ok())
+impl super::Run for DoctorArgs {
+    /// Runs every check and prints the report; fails when any check failed.
+    async fn run(self, _: super::Shutdown) -> anyhow::Result<()> {
+        use std::io::Write;
+        let report = check(&self).await;
+        writeln!(std::io::stdout().lock(), "{report}")?;
+        if report.ok() {
+            Ok(())
+        } else {
+            anyhow::bail!("doctor found problems (see the report above)")
+        }
+    }
 }
 
 /// Runs every check and returns what each found.
 pub async fn check(args: &DoctorArgs) -> Report {
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut report = Report::default();
+    if let Some(path) = &args.config {
+        config_file(path, &mut report);
+    }
     let channel = control_plane(args, timeout, &mut report).await;
 
     if args.quick {
-        for name in [names::JOIN_TOKEN, names::BACKENDS] {
+        for name in [names::JOIN_TOKEN, names::BACKENDS, names::CHAINS] {
             report.push(name, Status::Skip, "skipped (--quick)");
         }
     } else if let Some(channel) = &channel {
         join_token(args, channel.clone(), timeout, &mut report).await;
         backends(channel.clone(), timeout, &mut report).await;
     } else {
-        for name in [names::JOIN_TOKEN, names::BACKENDS] {
+        for name in [names::JOIN_TOKEN, names::BACKENDS, names::CHAINS] {
             report.push(
                 name,
                 Status::Skip,
@@ -236,6 +252,33 @@ pub async fn check(args: &DoctorArgs) -> Report {
         );
     }
     report
+}
+
+/// Loads the config file as a voter would and lists its warnings.
+fn config_file(path: &std::path::Path, report: &mut Report) {
+    let env = std::env::vars().collect();
+    match switchyard_control_plane::config::lint(path, &env) {
+        Ok(warnings) if warnings.is_empty() => {
+            report.push(names::CONFIG, Status::Pass, "no warnings");
+        }
+        Ok(warnings) => report.push_hint(
+            names::CONFIG,
+            Status::Warn,
+            format!(
+                "{}:\n    {}",
+                plural(warnings.len(), "warning"),
+                warnings.join("\n    ")
+            ),
+            "these settings are accepted but not acted on; docs/migrate-from-litellm.md says \
+             what Switchyard does with each LiteLLM key",
+        ),
+        Err(e) => report.push_hint(
+            names::CONFIG,
+            Status::Fail,
+            e.to_string(),
+            "fix the named field; the control plane refuses to start with this file",
+        ),
+    }
 }
 
 /// Connects and asks the gRPC health service; returns the channel when it serves.
@@ -475,6 +518,13 @@ async fn backends(channel: Channel, timeout: Duration, report: &mut Report) {
                 Some(hint) => report.push_hint(names::BACKENDS, status, detail, hint),
                 None => report.push(names::BACKENDS, status, detail),
             }
+            match judge_chains(&table) {
+                (status, detail, Some(hint)) => {
+                    report.push_hint(names::CHAINS, status, detail, hint);
+                }
+                (status, detail, None) => report.push(names::CHAINS, status, detail),
+            }
+            return;
         }
         Ok(Ok(None)) => report.push(
             names::BACKENDS,
@@ -493,6 +543,51 @@ async fn backends(channel: Channel, timeout: Duration, report: &mut Report) {
             "the cluster may have no leader yet; check the voters' logs",
         ),
     }
+    report.push(
+        names::CHAINS,
+        Status::Skip,
+        "skipped: no routing table to check",
+    );
+}
+
+/// What the table's broken links say: a chain or alias naming a group that serves nothing is
+/// a warning (the request path skips it), listed one per line.
+pub fn judge_chains(table: &RoutingTable) -> (Status, String, Option<String>) {
+    let links = &table.broken_links;
+    if links.is_empty() {
+        let chains = table.fallbacks.len() + table.aliases.len();
+        return (
+            Status::Pass,
+            format!(
+                "{} name servable groups",
+                plural(chains, "fallback chain or alias")
+            ),
+            None,
+        );
+    }
+    let lines: Vec<String> = links
+        .iter()
+        .map(|l| {
+            let what = match l.kind.as_str() {
+                "alias" => format!("alias {}", l.owner),
+                "context_fallback" => format!("context-window fallback of {}", l.owner),
+                _ => format!("fallback of {}", l.owner),
+            };
+            format!("{what} -> {} ({})", l.target, l.reason)
+        })
+        .collect();
+    (
+        Status::Warn,
+        format!(
+            "{} skipped: {}",
+            plural(links.len(), "link"),
+            lines.join("; ")
+        ),
+        Some(
+            "fix the name in config.yaml, or see `switchyard catalog` for filtered and dead models"
+                .into(),
+        ),
+    )
 }
 
 /// What a routing table says about backends: status, what was seen, and advice.

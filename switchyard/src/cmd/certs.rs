@@ -22,6 +22,22 @@ use rcgen::{
 /// CA certificates last this many days.
 const CA_DAYS: u32 = 3650;
 
+/// `switchyard certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(subcommand)]
+    /// What to do.
+    pub cmd: CertsCmd,
+}
+
+impl super::Run for CertsArgs {
+    async fn run(self, _: super::Shutdown) -> anyhow::Result<()> {
+        match self.cmd {
+            CertsCmd::Init(args) => init(&args, &mut std::io::stdout().lock()),
+        }
+    }
+}
+
 /// `switchyard certs …`.
 #[derive(Debug, Subcommand)]
 pub enum CertsCmd {
