@@ -12,8 +12,12 @@
 //!
 //! `limits`: the edge with a key's cluster-wide limits on (leased from a real control plane)
 //! vs off, at 16 connections: what admission adds.
+//!
+//! `usage`: the edge with usage accounting on (reporting to a real control plane) vs off, at 16
+//! connections: what accounting costs in throughput.
 
 mod limits;
+mod usage;
 /// The same allocator as the `switchyard` binary, so the edge measured here is the one shipped.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -84,6 +88,18 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         conns: usize,
     },
+    /// Throughput cost of usage accounting: the edge with accounting on vs off, 16 connections.
+    Usage {
+        /// Seconds per target in each round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds, interleaving the targets.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Connections.
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+    },
     /// Closed-loop non-streaming load against one address (for profiling a single target).
     Hammer {
         /// `host:port` serving /v1/chat/completions.
@@ -115,6 +131,12 @@ enum Serve {
         /// Lease the key's limits from this control plane (gRPC URL); without it, no limits.
         #[arg(long)]
         limits_from: Option<String>,
+        /// Report usage to this control plane (gRPC URL).
+        #[arg(long)]
+        usage_to: Option<String>,
+        /// Count no usage at all.
+        #[arg(long)]
+        no_usage: bool,
     },
 }
 
@@ -150,6 +172,11 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             conns,
         } => limits::run(seconds, rounds, conns).await,
+        Bench::Usage {
+            seconds,
+            rounds,
+            conns,
+        } => usage::run(seconds, rounds, conns).await,
         Bench::Hammer {
             addr,
             conns,
@@ -161,7 +188,15 @@ async fn main() -> anyhow::Result<()> {
             Serve::Edge {
                 upstream,
                 limits_from,
-            } => servers::edge(upstream, limits_from).await,
+                usage_to,
+                no_usage,
+            } => {
+                let usage = servers::Accounting {
+                    on: !no_usage,
+                    to: usage_to,
+                };
+                servers::edge(upstream, limits_from, usage).await
+            }
         },
     }
 }

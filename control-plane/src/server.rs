@@ -101,6 +101,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// This voter's private key (PEM). Default none.
     pub tls_key: Option<PathBuf>,
+    /// How long usage is kept per granularity (minutes 2 h, hours 7 days, days 400 days by
+    /// default); the leader compacts with the retention of the voter that took the batch.
+    pub usage_retention: crate::state::Retention,
     /// Seconds between the leader's listings of catalogued endpoints (declared without a model
     /// list, or with a `catalog` filter); 0 lists only on demand. Default 300.
     pub catalog_refresh_secs: u64,
@@ -142,6 +145,7 @@ impl Default for Config {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            usage_retention: crate::state::Retention::default(),
             catalog_refresh_secs: 300,
             catalog_audit_secs: 0,
             catalog_failure_ttl_secs: 3_600,
@@ -330,10 +334,10 @@ impl ControlPlane {
                 liveness.clone(),
                 stopped.clone(),
             )))
-            .add_service(EdgeServiceServer::new(EdgeServer::new(
-                consensus.clone(),
-                stopped.clone(),
-            )))
+            .add_service(EdgeServiceServer::new(
+                EdgeServer::new(consensus.clone(), stopped.clone())
+                    .with_usage_retention(cfg.usage_retention),
+            ))
             .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));
         let server = tokio::spawn(
             router

@@ -7,15 +7,19 @@
 //! - this file: endpoints, nodes, the command set and `apply`;
 //! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
 //! - [`sources`]: replacing everything one config source declares (config reload);
-//! - [`catalog`]: what declared endpoints list, their catalog filters and dead models.
+//! - [`catalog`]: what declared endpoints list, their catalog filters and dead models;
+//! - [`spend`]: deployment prices and key budgets;
+//! - [`usage`]: usage and spend reported by edges, with hourly and daily rollups.
 
 mod catalog;
 mod health;
 mod policy;
 mod sources;
+mod spend;
 #[cfg(test)]
 mod tests;
 mod upstream;
+pub mod usage;
 
 use std::collections::BTreeMap;
 
@@ -27,7 +31,9 @@ pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
 pub use health::{CheckMode, Checked, HealthChecks};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
+pub use spend::{KeyBudget, Price};
 pub use upstream::UpstreamStyle;
+pub use usage::{MinuteRow, Retention, UsageBook};
 
 /// Where an item was declared; decides precedence and is shown in every listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +241,9 @@ pub struct DeploymentSpec {
     /// Upstream limits of this deployment (LiteLLM's rpm/tpm).
     #[serde(default)]
     pub limits: Limits,
+    /// What it costs per 1M tokens; free by default.
+    #[serde(default)]
+    pub price: Price,
 }
 
 /// A public model name and the deployments that serve it.
@@ -431,6 +440,19 @@ pub enum Command {
         /// The request, stamped with the proposal time.
         request: SlotRequest,
     },
+    /// One batch of an edge's usage aggregates.
+    RecordUsage {
+        /// The reporting edge.
+        edge: String,
+        /// The edge's batch number; one already applied is skipped.
+        batch: u64,
+        /// Per (key, model, deployment, minute).
+        rows: Vec<MinuteRow>,
+        /// How long each granularity is kept, as the proposer is configured.
+        keep: Retention,
+        /// Proposal time, ms since the Unix epoch (drives compaction).
+        at_ms: u64,
+    },
 }
 
 /// What applying a command did.
@@ -508,6 +530,9 @@ pub struct ClusterState {
     /// Models an audit verified dead, by endpoint id.
     #[serde(default)]
     pub dead_models: BTreeMap<String, Vec<DeadModel>>,
+    /// Usage reported by edges. Not part of the routing table.
+    #[serde(default)]
+    pub usage: UsageBook,
 }
 
 impl ClusterState {
@@ -523,6 +548,19 @@ impl ClusterState {
             Command::HoldSlots { request } => {
                 return Outcome::SlotsHeld {
                     grant: self.leases.hold_slots(&request),
+                };
+            }
+            // Usage is read by the admin API, never by edges: no new revision either.
+            Command::RecordUsage {
+                edge,
+                batch,
+                rows,
+                keep,
+                at_ms,
+            } => {
+                self.usage.record(&edge, batch, &rows, keep, at_ms);
+                return Outcome::Unchanged {
+                    revision: self.revision,
                 };
             }
             other => other,
@@ -546,7 +584,9 @@ impl ClusterState {
     fn apply_inner(&mut self, command: Command) -> Result<bool, String> {
         Ok(match command {
             // Answered in `apply`.
-            Command::GrantWindow { .. } | Command::HoldSlots { .. } => false,
+            Command::GrantWindow { .. }
+            | Command::HoldSlots { .. }
+            | Command::RecordUsage { .. } => false,
             Command::SetClusterId { id } => {
                 if id.is_empty() {
                     return Err("cluster id is empty".into());

@@ -61,6 +61,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                     weight: d.weight.max(1),
                     context_length: context_length.max(listed.map_or(0, |m| m.context_length)),
                     limits: Some(limits(&d.limits)),
+                    input_usd_per_mtok: d.price.input_usd_per_mtok,
+                    output_usd_per_mtok: d.price.output_usd_per_mtok,
                     capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
                     free: is_free(endpoint, listed),
                 });
@@ -94,6 +96,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                     limits: Some(limits(&endpoint.limits)),
                     capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
                     free: is_free(endpoint, listed),
+                    // A model served without a declared group is priced 0 (local).
+                    ..Default::default()
                 });
             }
         }
@@ -121,6 +125,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 expires_at_ms: k.expires_at_ms,
                 revoked: k.revoked,
                 limits: Some(limits(&k.limits)),
+                budget_usd_per_day: k.budget.usd_per_day,
+                budget_usd_per_month: k.budget.usd_per_month,
             })
             .collect(),
         aliases: state
@@ -338,6 +344,7 @@ mod tests {
                 name: "llama3".into(),
                 deployments: vec![
                     DeploymentSpec {
+                        price: Default::default(),
                         endpoint_id: "groq".into(),
                         upstream_model: "llama-3.1-8b-instant".into(),
                         weight: 0,
@@ -348,6 +355,7 @@ mod tests {
                         },
                     },
                     DeploymentSpec {
+                        price: Default::default(),
                         endpoint_id: "missing".into(),
                         upstream_model: "x".into(),
                         weight: 1,
@@ -402,6 +410,7 @@ mod tests {
             group: ModelGroup {
                 name: "fast".into(),
                 deployments: vec![DeploymentSpec {
+                    price: Default::default(),
                     endpoint_id: "groq".into(),
                     upstream_model: "llama-3.1-8b-instant".into(),
                     weight: 1,
@@ -477,6 +486,7 @@ mod tests {
         });
         state.apply(Command::PutKey {
             key: ClientKey {
+                budget: Default::default(),
                 id: "k1".into(),
                 name: "team".into(),
                 sha256_hex: crate::seal::sha256_hex("sy_live_x"),

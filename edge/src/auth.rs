@@ -67,6 +67,10 @@ pub struct ClientKey {
     pub tpm: u64,
     /// Requests per day, across all edges; 0 = unlimited.
     pub rpd: u64,
+    /// Money per UTC day in billionths of a US dollar, across all edges; 0 = no budget.
+    pub budget_day_nanos: u64,
+    /// Money per UTC calendar month in billionths of a US dollar; 0 = no budget.
+    pub budget_month_nanos: u64,
 }
 
 impl ClientKey {
@@ -83,6 +87,8 @@ impl ClientKey {
             rpm: wire.limits.as_ref().map_or(0, |l| l.rpm),
             tpm: wire.limits.as_ref().map_or(0, |l| l.tpm),
             rpd: wire.limits.as_ref().map_or(0, |l| l.rpd),
+            budget_day_nanos: crate::limits::spend::usd_to_nanos(wire.budget_usd_per_day),
+            budget_month_nanos: crate::limits::spend::usd_to_nanos(wire.budget_usd_per_month),
         })
     }
 

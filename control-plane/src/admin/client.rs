@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::usage::UsageView;
 use super::views::{
     BrokenLinkView, Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint,
     NewKey, NewMember, ReloadReport, StatusView,
@@ -95,6 +96,15 @@ impl AdminClient {
     /// `GET {path}` (with its query), parsed as `T`: for routes without a method of their own.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    /// `GET /api/v1/usage?…`; `query` is `(name, value)` pairs, encoded here.
+    pub async fn usage(&self, query: &[(&str, String)]) -> Result<UsageView, Error> {
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        self.get(&format!("/api/v1/usage?{}", qs.join("&"))).await
     }
 
     /// `GET /api/v1/status`.
@@ -210,4 +220,17 @@ impl AdminClient {
     pub async fn chains(&self) -> Result<Vec<BrokenLinkView>, Error> {
         self.get("/api/v1/chains").await
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

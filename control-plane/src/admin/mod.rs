@@ -3,6 +3,7 @@
 //! - [`views`]: request and response bodies;
 //! - [`client`]: the client the `switchyard` CLI uses;
 //! - [`metrics`]: the Prometheus text;
+//! - [`usage`]: `GET /api/v1/usage`;
 //! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod metrics;
 pub mod ui;
+pub mod usage;
 pub mod views;
 
 use std::sync::Arc;
@@ -106,6 +108,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/catalog/audit", post(audit_catalog))
         .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
+        .route("/usage", get(usage::get_usage))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state.clone());
     Router::new()
@@ -449,7 +452,14 @@ async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
 
 async fn list_keys(State(s): State<AdminState>) -> Json<Vec<KeyView>> {
     let state = s.consensus.state().await;
-    Json(state.keys.values().map(KeyView::from).collect())
+    let now = now_ms();
+    Json(
+        state
+            .keys
+            .values()
+            .map(|k| KeyView::with_spend(k, &state.usage, now))
+            .collect(),
+    )
 }
 
 async fn create_key(
@@ -479,6 +489,7 @@ async fn create_key(
         limits: body.limits,
         created_ms: now_ms(),
         source: Source::Api,
+        budget: body.budget,
     };
     let view = KeyView::from(&key);
     commit(&s.consensus, Command::PutKey { key }).await?;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::liveness::GpuView;
 use crate::raft::Member;
-use crate::state::{ClientKey, Limits, Source};
+use crate::state::{ClientKey, KeyBudget, Limits, Source, UsageBook};
 
 /// `GET /api/v1/status`: the cluster as the answering voter sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +218,27 @@ pub struct KeyView {
     pub created_ms: u64,
     /// Where it was declared.
     pub source: Source,
+    /// Money budgets.
+    #[serde(default)]
+    pub budget: KeyBudget,
+    /// Spent in the current UTC day, US dollars (as far as edges have reported).
+    #[serde(default)]
+    pub spend_today_usd: f64,
+    /// Spent in the current UTC calendar month, US dollars.
+    #[serde(default)]
+    pub spend_month_usd: f64,
+}
+
+impl KeyView {
+    /// The view of `k` with what it spent by `at_ms` according to `usage`.
+    pub fn with_spend(k: &ClientKey, usage: &UsageBook, at_ms: u64) -> Self {
+        let (today, month) = usage.spend(&k.id, at_ms);
+        Self {
+            spend_today_usd: today as f64 / 1e9,
+            spend_month_usd: month as f64 / 1e9,
+            ..Self::from(k)
+        }
+    }
 }
 
 impl From<&ClientKey> for KeyView {
@@ -232,6 +253,9 @@ impl From<&ClientKey> for KeyView {
             limits: k.limits,
             created_ms: k.created_ms,
             source: k.source,
+            budget: k.budget,
+            spend_today_usd: 0.0,
+            spend_month_usd: 0.0,
         }
     }
 }
@@ -251,6 +275,9 @@ pub struct NewKey {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Money budgets.
+    #[serde(default)]
+    pub budget: KeyBudget,
     /// An existing secret to import as it is (a key another gateway issued, in any format);
     /// `None` mints a new `sy_live_…` key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -184,6 +184,7 @@ mod tests {
                     weight: 1,
                     context_length: 0,
                     limits: Limits::default(),
+                    price: Default::default(),
                 }],
                 source: Source::Config,
             },

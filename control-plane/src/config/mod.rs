@@ -203,6 +203,7 @@ pub fn declared_key(
         limits,
         created_ms: 0,
         source: Source::Config,
+        budget: Default::default(),
     })
 }
 

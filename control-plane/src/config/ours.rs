@@ -10,7 +10,7 @@ use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
     Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, HealthChecks,
-    Limits, ModelGroup, RouterSettings, Source,
+    KeyBudget, Limits, ModelGroup, Price, RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +128,8 @@ struct DeploymentDoc {
     context_length: u32,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    price: Price,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +180,8 @@ struct KeyDoc {
     expires_at_ms: i64,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    budget: KeyBudget,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +310,7 @@ pub fn parse(
                     weight: x.weight,
                     context_length: x.context_length,
                     limits: x.limits,
+                    price: x.price,
                 })
                 .collect(),
             source: Source::Config,
@@ -358,7 +363,7 @@ pub fn parse(
             }
         };
         let name = k.name.clone().unwrap_or_else(|| k.id.clone());
-        d.keys.push(declared_key(
+        let mut key = declared_key(
             &k.id,
             &name,
             secret.as_deref(),
@@ -366,7 +371,9 @@ pub fn parse(
             k.allowed_models,
             k.expires_at_ms,
             k.limits,
-        )?);
+        )?;
+        key.budget = k.budget;
+        d.keys.push(key);
     }
     parsed.discovery_peers = file.discovery.map(|x| x.peers).unwrap_or_default();
     parsed.disabled_providers = file.disabled_providers;

@@ -78,6 +78,9 @@ impl fmt::Display for Command {
             Command::PutDeadModels { endpoint_id, .. } => {
                 write!(f, "put_dead_models({endpoint_id})")
             }
+            Command::RecordUsage { edge, rows, .. } => {
+                write!(f, "record_usage({edge}, {})", rows.len())
+            }
         }
     }
 }

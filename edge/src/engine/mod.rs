@@ -26,6 +26,7 @@ use crate::routing::{Ask, Candidate, ModelGroup, RoutingTable, pick};
 use crate::state::EdgeState;
 use crate::upstream::RequestBody;
 use crate::upstream::client::UpstreamError;
+use crate::usage::Ticket;
 
 pub use book::{
     ATTEMPTS_HEADER, CREDENTIAL_HEADER, ENDPOINT_HEADER, MODEL_HEADER, is_context_error,
@@ -51,6 +52,8 @@ pub struct Job<'r> {
     pub deadline: Instant,
     /// The key's token reservation, which the serving response takes over.
     pub key_charge: Option<TokenCharge>,
+    /// The request's usage ticket, which the serving response settles.
+    pub ticket: Option<Ticket>,
 }
 
 /// Serves `job` from `group` (then its fallbacks): the first usable answer, or the error that
@@ -82,6 +85,7 @@ pub async fn run(job: Job<'_>, group: Arc<ModelGroup>) -> Result<Response, ApiEr
         tally: Tally::default(),
         key_charge: job.key_charge,
         upstream_charge: None,
+        ticket: job.ticket,
     };
     let result = plan.run(group).await;
     // A token reservation no response took over was not used upstream.
@@ -133,6 +137,8 @@ struct Plan<'r> {
     key_charge: Option<TokenCharge>,
     /// The current candidate's upstream token reservation.
     upstream_charge: Option<TokenCharge>,
+    /// The request's usage, until a response takes it over.
+    ticket: Option<Ticket>,
 }
 
 /// What one attempt produced.
@@ -292,6 +298,7 @@ impl Plan<'_> {
         let mut settlement = Settlement::default();
         settlement.push(self.key_charge.take());
         settlement.push(self.upstream_charge.take());
+        settlement.record(self.ticket.take());
         settlement
     }
 

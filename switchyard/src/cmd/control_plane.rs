@@ -93,6 +93,15 @@ pub struct ControlPlaneArgs {
     /// Milliseconds of agent silence before a node is marked down.
     #[arg(long, default_value_t = 15_000)]
     pub node_down_after_ms: u64,
+    /// Minutes of per-minute usage kept (0 = forever).
+    #[arg(long, default_value_t = 120)]
+    pub usage_minutes_kept: u64,
+    /// Hours of hourly usage kept (0 = forever).
+    #[arg(long, default_value_t = 168)]
+    pub usage_hours_kept: u64,
+    /// Days of daily usage kept (0 = forever).
+    #[arg(long, default_value_t = 400)]
+    pub usage_days_kept: u64,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 150)]
     pub heartbeat_ms: u64,
@@ -203,6 +212,11 @@ impl ControlPlaneArgs {
             tls_ca: self.tls.tls_ca.clone(),
             tls_cert: self.tls.tls_cert.clone(),
             tls_key: self.tls.tls_key.clone(),
+            usage_retention: switchyard_control_plane::state::Retention {
+                minutes_ms: self.usage_minutes_kept.saturating_mul(60_000),
+                hours_ms: self.usage_hours_kept.saturating_mul(3_600_000),
+                days_ms: self.usage_days_kept.saturating_mul(86_400_000),
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -3,7 +3,8 @@
 //!
 //! - roles: [`up`], [`control_plane`], [`node_agent`], [`edge`];
 //! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
-//!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
+//!   [`models`], [`members`], [`reload`], [`usage`] (shared access flags and table output in
+//!   [`admin`]);
 //! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
 //! - catalogs and providers: [`catalog`], [`ping`];
 //! - pointing coding tools at an edge: [`bind`] (their config files), [`run`] (their variables);
@@ -32,6 +33,7 @@ pub mod run;
 pub mod status;
 pub mod top;
 pub mod up;
+pub mod usage;
 
 /// Resolves when the process should stop (Ctrl-C, SIGTERM, or a test's signal).
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -106,4 +108,6 @@ commands! {
     Run(run::RunArgs),
     /// List providers (on/off) and send each a 1-token chat.
     Ping(ping::PingArgs),
+    /// Show requests, tokens and spend per key, model, deployment, hour or day.
+    Usage(usage::UsageArgs),
 }
