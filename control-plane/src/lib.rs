@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod health;
 pub mod lease;
 pub mod liveness;
 pub mod raft;

@@ -538,4 +538,71 @@ mod tests {
         let t = compile(&state, Some(&key)).table;
         assert!(!t.endpoints.iter().find(|e| e.id == "vllm").unwrap().healthy);
     }
+
+    #[test]
+    fn preset_endpoints_carry_their_protocol_auth_and_health() {
+        let key = ClusterKey::from_bytes(&[5u8; 32]).unwrap();
+        let state_of = |routing: bool| {
+            let mut state = ClusterState::default();
+            let text = "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/claude-sonnet-4-5, api_key: os.environ/ANTHROPIC_API_KEY}\n  - model_name: flash\n    litellm_params: {model: gemini/gemini-2.5-flash, api_key: os.environ/GEMINI_API_KEY}\n";
+            let env = std::collections::BTreeMap::from([(
+                "ANTHROPIC_API_KEY".to_string(),
+                "sk-ant-secret-1234".to_string(),
+            )]);
+            let current = ClusterState::default();
+            let sealer = crate::config::Sealer::new(Some(&key), &current);
+            let parsed = crate::config::parse(text, &env, &sealer).unwrap();
+            let mut declared = parsed.declared;
+            declared.settings = Some(crate::state::RouterSettings {
+                health_checks: crate::state::HealthChecks {
+                    enabled: true,
+                    routing,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+            state.apply(Command::ReplaceSource {
+                source: Source::Config,
+                declared,
+                at_ms: 1,
+            });
+            state.apply(Command::ReportHealth {
+                endpoint_id: "gemini".into(),
+                healthy: false,
+                error: "status 503".into(),
+                at_ms: 2,
+            });
+            state
+        };
+        let table = compile(&state_of(true), Some(&key)).table;
+        let claude = table
+            .endpoints
+            .iter()
+            .find(|e| e.id == "anthropic")
+            .unwrap();
+        assert_eq!(
+            (
+                claude.kind.as_str(),
+                claude.base_url.as_str(),
+                claude.auth_header.as_str()
+            ),
+            ("anthropic", "https://api.anthropic.com/v1", "x-api-key")
+        );
+        assert_eq!(claude.headers["anthropic-version"], "2023-06-01");
+        // The control plane had the variable: the edge gets the value, not a reference.
+        assert_eq!(claude.credentials[0].value, "sk-ant-secret-1234");
+        assert!(claude.healthy && !claude.checked);
+        let gemini = table.endpoints.iter().find(|e| e.id == "gemini").unwrap();
+        assert_eq!(
+            (gemini.kind.as_str(), gemini.auth_header.as_str()),
+            ("gemini", "x-goog-api-key")
+        );
+        assert_eq!(gemini.credentials[0].env, "GEMINI_API_KEY");
+        assert!(gemini.checked && !gemini.check_passed && !gemini.healthy);
+        assert_eq!(gemini.check_error, "status 503");
+        // Without health-check routing a failed check is reported, not acted on.
+        let table = compile(&state_of(false), Some(&key)).table;
+        let gemini = table.endpoints.iter().find(|e| e.id == "gemini").unwrap();
+        assert!(gemini.healthy && gemini.checked && !gemini.check_passed);
+    }
 }

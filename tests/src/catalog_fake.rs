@@ -46,6 +46,8 @@ struct Inner {
     models: Vec<FakeModel>,
     /// Status per model for chat; 200 when absent.
     answers: HashMap<String, u16>,
+    /// Status per bearer token, over the model's.
+    key_answers: HashMap<String, u16>,
     /// (model, bearer) of every chat.
     chats: Vec<(String, String)>,
     listings: usize,
@@ -97,6 +99,11 @@ impl CatalogFake {
     /// Makes chats for `model` answer `status` (200 answers normally).
     pub fn answer(&self, model: &str, status: u16) {
         self.lock().answers.insert(model.into(), status);
+    }
+
+    /// Makes every chat carrying bearer `key` answer `status`.
+    pub fn answer_key(&self, key: &str, status: u16) {
+        self.lock().key_answers.insert(key.into(), status);
     }
 
     /// Chats received for `model`.
@@ -160,8 +167,14 @@ async fn chat(
         let mut inner = inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let status = inner
+            .key_answers
+            .get(&bearer)
+            .or_else(|| inner.answers.get(&model))
+            .copied()
+            .unwrap_or(200);
         inner.chats.push((model.clone(), bearer));
-        inner.answers.get(&model).copied().unwrap_or(200)
+        status
     };
     if status == 200 {
         return Json(json!({

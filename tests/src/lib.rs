@@ -20,4 +20,5 @@ pub mod harness;
 pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;
+pub mod python;
 pub mod tmux;

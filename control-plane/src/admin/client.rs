@@ -10,6 +10,7 @@ use super::views::{
     BrokenLinkView, Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint,
     NewKey, NewMember, ReloadReport, StatusView,
 };
+use crate::catalog::probe::{AuditReport, AuditRequest};
 use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
 use crate::error::Error;
 use crate::raft::Member;
@@ -196,6 +197,12 @@ impl AdminClient {
     /// `POST /api/v1/catalog/refresh`.
     pub async fn refresh_catalog(&self) -> Result<RefreshReport, Error> {
         self.call::<(), RefreshReport>(Method::POST, "/api/v1/catalog/refresh", None)
+            .await
+    }
+
+    /// `POST /api/v1/catalog/audit`.
+    pub async fn audit_catalog(&self, request: &AuditRequest) -> Result<AuditReport, Error> {
+        self.call(Method::POST, "/api/v1/catalog/audit", Some(request))
             .await
     }
 

@@ -25,8 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
-use crate::catalog::Catalogue;
+use crate::catalog::probe::{AuditReport, AuditRequest};
 use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
+use crate::catalog::{Auditor, Catalogue};
 use crate::config::{self, Sealer, SecretRef};
 use crate::error::Error;
 use crate::liveness::Liveness;
@@ -34,12 +35,14 @@ use crate::raft::{Consensus, Forwarded, Member};
 use crate::reload::Declarations;
 use crate::seal::{self, ClusterKey};
 use crate::service::agent::now_ms;
-use crate::state::{ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Source};
+use crate::state::{
+    ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Secret, Source,
+};
 use crate::table;
 use subtle::ConstantTimeEq;
 use views::{
-    Cleared, CreatedKey, DeploymentView, EndpointView, ErrorBody, ErrorDetail, KeyView, ModelView,
-    NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
+    Cleared, CreatedKey, CredentialView, DeploymentView, EndpointView, ErrorBody, ErrorDetail,
+    KeyView, ModelView, NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
 };
 
 /// Tokens the admin API accepts.
@@ -77,6 +80,8 @@ pub struct AdminState {
     pub tokens: Arc<Tokens>,
     /// Lists declared endpoints' models on demand.
     pub catalogue: Catalogue,
+    /// Probes declared endpoints' models on demand.
+    pub auditor: Auditor,
 }
 
 /// The admin router: `/api/v1/…` behind token checks, the dashboard at `/ui` (which reads
@@ -98,6 +103,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/reload", post(reload))
         .route("/catalog", get(catalog))
         .route("/catalog/refresh", post(refresh_catalog))
+        .route("/catalog/audit", post(audit_catalog))
         .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -214,6 +220,32 @@ fn endpoint_views(state: &ClusterState, key: Option<&ClusterKey>) -> Vec<Endpoin
             models: e.models.clone(),
             credentials: e.credentials.iter().map(|c| c.id.clone()).collect(),
             weight: e.weight,
+            provider: e.upstream.provider.clone(),
+            credential_details: e
+                .credentials
+                .iter()
+                .map(|c| CredentialView {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                    models: c.models.clone(),
+                    last4: match &c.secret {
+                        Secret::Sealed { sealed } => key
+                            .and_then(|k| k.open(sealed))
+                            .map(|v| seal::last4(&v))
+                            .unwrap_or_default(),
+                        Secret::Env { .. } => String::new(),
+                    },
+                    env: match &c.secret {
+                        Secret::Env { name } => name.clone(),
+                        Secret::Sealed { .. } => String::new(),
+                    },
+                })
+                .collect(),
+            check_error: state
+                .checked
+                .get(&e.id)
+                .map(|c| c.error.clone())
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -353,6 +385,15 @@ async fn catalog(State(s): State<AdminState>) -> Json<Vec<EndpointCatalog>> {
 /// `POST /api/v1/catalog/refresh`: lists every catalogued endpoint now.
 async fn refresh_catalog(State(s): State<AdminState>) -> Result<Json<RefreshReport>, Error> {
     s.catalogue.refresh().await.map(Json)
+}
+
+/// `POST /api/v1/catalog/audit`: probes every model × credential; see [`crate::catalog::probe`].
+async fn audit_catalog(
+    State(s): State<AdminState>,
+    body: Option<Json<AuditRequest>>,
+) -> Result<Json<AuditReport>, Error> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    s.auditor.audit(&request).await.map(Json)
 }
 
 /// `GET /api/v1/chains`: fallbacks and aliases naming a group that serves nothing.

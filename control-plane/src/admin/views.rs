@@ -66,7 +66,7 @@ pub struct NodeView {
 }
 
 /// An endpoint as listings show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndpointView {
     /// Id.
     pub id: String,
@@ -86,6 +86,55 @@ pub struct EndpointView {
     pub credentials: Vec<String>,
     /// Traffic weight.
     pub weight: u32,
+    /// The provider preset it was made from; empty for none.
+    #[serde(default)]
+    pub provider: String,
+    /// Each credential: label, model filter and where its secret is (last four characters
+    /// or the variable's name, never the secret).
+    #[serde(default)]
+    pub credential_details: Vec<CredentialView>,
+    /// Why the last active health check failed; empty when it passed or none ran.
+    #[serde(default)]
+    pub check_error: String,
+}
+
+/// One upstream credential as listings show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialView {
+    /// `key`, `key_2`, ….
+    pub id: String,
+    /// Its label; empty for none.
+    #[serde(default)]
+    pub label: String,
+    /// Upstream model globs it serves; empty means all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// The last four characters of a stored secret; empty for one read from a variable.
+    #[serde(default)]
+    pub last4: String,
+    /// The variable an edge reads it from; empty for a stored secret.
+    #[serde(default)]
+    pub env: String,
+}
+
+impl CredentialView {
+    /// `key …abcd personal [*:free]` for a table cell.
+    pub fn describe(&self) -> String {
+        let mut out = self.id.clone();
+        if !self.last4.is_empty() {
+            out.push_str(&format!(" …{}", self.last4));
+        }
+        if !self.env.is_empty() {
+            out.push_str(&format!(" ${}", self.env));
+        }
+        if !self.label.is_empty() {
+            out.push_str(&format!(" {}", self.label));
+        }
+        if !self.models.is_empty() {
+            out.push_str(&format!(" [{}]", self.models.join(",")));
+        }
+        out
+    }
 }
 
 /// `POST /api/v1/endpoints` (also `POST /api/v1/registry`).
@@ -288,6 +337,38 @@ impl From<&switchyard_proto::v1::BrokenLink> for BrokenLinkView {
             owner: l.owner.clone(),
             target: l.target.clone(),
             reason: l.reason.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CredentialView;
+
+    #[test]
+    fn credentials_are_described_without_their_secret() {
+        let cases = [
+            (
+                CredentialView {
+                    id: "key".into(),
+                    label: "free-tier".into(),
+                    models: vec!["*:free".into()],
+                    last4: "3f9a".into(),
+                    env: String::new(),
+                },
+                "key …3f9a free-tier [*:free]",
+            ),
+            (
+                CredentialView {
+                    id: "key_2".into(),
+                    env: "OR_WORK".into(),
+                    ..Default::default()
+                },
+                "key_2 $OR_WORK",
+            ),
+        ];
+        for (view, want) in cases {
+            assert_eq!(view.describe(), want);
         }
     }
 }

@@ -53,6 +53,15 @@ pub fn catalogued(state: &ClusterState, endpoint: &Endpoint) -> bool {
 
 /// The models `endpoint` serves, sorted and unique.
 pub fn served<'a>(state: &'a ClusterState, endpoint: &'a Endpoint) -> Vec<ServedModel<'a>> {
+    let mut out = servable(state, endpoint);
+    let dead = state.dead_models.get(&endpoint.id);
+    out.retain(|m| !dead.is_some_and(|d| d.iter().any(|x| x.model == m.id)));
+    out
+}
+
+/// The models `endpoint` would serve if none were dead: what an audit probes, so that a dead
+/// model that recovers comes back.
+pub fn servable<'a>(state: &'a ClusterState, endpoint: &'a Endpoint) -> Vec<ServedModel<'a>> {
     let listing = state
         .catalogs
         .get(&endpoint.id)
@@ -64,8 +73,6 @@ pub fn served<'a>(state: &'a ClusterState, endpoint: &'a Endpoint) -> Vec<Served
         .catalog_filters
         .get(&endpoint.id)
         .map_or(&default_filter, |s| &s.filter);
-    let dead = state.dead_models.get(&endpoint.id);
-    let is_dead = |id: &str| dead.is_some_and(|d| d.iter().any(|m| m.model == id));
     let listed = |id: &str| listing.iter().find(|m| m.id == id);
 
     let mut out: Vec<ServedModel<'a>> = endpoint
@@ -85,7 +92,6 @@ pub fn served<'a>(state: &'a ClusterState, endpoint: &'a Endpoint) -> Vec<Served
                 listed: Some(m),
             }),
     );
-    out.retain(|m| !is_dead(m.id));
     out.sort_by(|a, b| a.id.cmp(b.id));
     out.dedup_by(|a, b| a.id == b.id);
     out

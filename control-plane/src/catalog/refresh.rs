@@ -191,13 +191,22 @@ pub fn view(state: &ClusterState, errors: &BTreeMap<String, String>) -> Vec<Endp
         .collect()
 }
 
-/// Runs on every voter; while it is the leader, refreshes every `every` (first at once).
-pub async fn run(catalogue: Catalogue, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut leadership = catalogue.consensus.watch_leadership();
+/// Runs on every voter; while it is the leader, calls `task` every `every` (first at once), so
+/// the cluster does it once, wherever the leader is.
+pub async fn while_leader<F, Fut>(
+    consensus: Consensus,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut task: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut leadership = consensus.watch_leadership();
     loop {
         let is_leader = *leadership.borrow_and_update();
-        if is_leader && let Err(e) = catalogue.refresh().await {
-            tracing::warn!(error = %e, "catalog refresh failed");
+        if is_leader {
+            task().await;
         }
         tokio::select! {
             () = tokio::time::sleep(every), if is_leader => {}
@@ -205,4 +214,15 @@ pub async fn run(catalogue: Catalogue, every: Duration, mut shutdown: watch::Rec
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// Refreshes every `every` while this voter leads.
+pub async fn run(catalogue: Catalogue, every: Duration, shutdown: watch::Receiver<bool>) {
+    let consensus = catalogue.consensus.clone();
+    while_leader(consensus, every, shutdown, || async {
+        if let Err(e) = catalogue.refresh().await {
+            tracing::warn!(error = %e, "catalog refresh failed");
+        }
+    })
+    .await;
 }

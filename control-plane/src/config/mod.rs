@@ -60,12 +60,17 @@ impl SecretRef {
 pub struct Sealer<'a> {
     key: Option<&'a ClusterKey>,
     current: &'a ClusterState,
+    env: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> Sealer<'a> {
     /// Seals with `key`, reusing ciphertext from `current` where the plaintext is unchanged.
     pub fn new(key: Option<&'a ClusterKey>, current: &'a ClusterState) -> Self {
-        Self { key, current }
+        Self {
+            key,
+            current,
+            env: None,
+        }
     }
 
     /// Whether secrets given by value can be stored (a cluster key is configured).
@@ -91,7 +96,14 @@ impl<'a> Sealer<'a> {
                             "{field}: os.environ/ needs a variable name"
                         )));
                     }
-                    SecretRef::Env(name) => Secret::Env { name: name.clone() },
+                    SecretRef::Env(name) => match self.env.and_then(|env| env.get(name)) {
+                        Some(value) if self.key.is_some() && !value.trim().is_empty() => {
+                            Secret::Sealed {
+                                sealed: self.seal(endpoint, &id, value.trim(), field)?,
+                            }
+                        }
+                        _ => Secret::Env { name: name.clone() },
+                    },
                     SecretRef::Value(value) => Secret::Sealed {
                         sealed: self.seal(endpoint, &id, value, field)?,
                     },
@@ -358,6 +370,14 @@ pub fn parse(
     sealer: &Sealer<'_>,
 ) -> Result<Parsed, String> {
     let value = yaml::parse(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    // `os.environ/NAME` references the control plane's environment sets are stored sealed,
+    // so edges on other hosts need not share the variable; others stay references that each
+    // edge reads.
+    let sealer = &Sealer {
+        key: sealer.key,
+        current: sealer.current,
+        env: Some(env),
+    };
     let is_litellm = value.as_mapping().is_some_and(|m| {
         ["model_list", "litellm_settings", "general_settings"]
             .iter()

@@ -42,17 +42,15 @@ pub enum Unbuilt {
 }
 
 impl Outbound {
-    /// The upstream request for `request` on `endpoint`, naming `model`; `add_usage` asks an
-    /// OpenAI-compatible stream for its usage chunk; `drop` names top-level fields an
-    /// OpenAI-compatible target refuses (`drop_params`).
+    /// The upstream request for `request` on `endpoint`, naming `model` and without the
+    /// `dropped` fields; `add_usage` asks an OpenAI-compatible stream for its usage chunk.
     pub fn build(
         self,
         endpoint: &Endpoint,
         operation: Operation,
         request: &RequestBody<'_>,
-        model: &str,
+        (model, dropped): (&str, &[String]),
         add_usage: bool,
-        drop: &[String],
     ) -> Result<Built, Unbuilt> {
         let built = |uri: Option<Uri>, body: Vec<u8>| {
             Ok(Built {
@@ -65,10 +63,10 @@ impl Outbound {
         match self {
             Self::OpenAi => built(
                 endpoint.uris.as_ref().map(|u| u[operation.index()].clone()),
-                request.upstream_body_without(model, add_usage, drop),
+                request.upstream_body_without(model, add_usage, dropped),
             ),
             Self::Ollama(op) => {
-                let openai = request.upstream_body(model, false);
+                let openai = request.upstream_body_without(model, false, dropped);
                 let native = match op {
                     NativeOp::Chat => ollama::chat_request(&openai),
                     NativeOp::Generate => ollama::completion_request(&openai),
@@ -96,7 +94,7 @@ impl Outbound {
                         ),
                     }));
                 }
-                let canonical = canonical_of(request, model)?;
+                let canonical = canonical_of(request, model, dropped)?;
                 let body =
                     serde_json::to_vec(&anthropic::request::encode(&canonical)).unwrap_or_default();
                 built(messages_uri(&endpoint.base_url), body)
@@ -191,8 +189,12 @@ impl Outbound {
 }
 
 /// The canonical form of the OpenAI body the engine holds.
-fn canonical_of(request: &RequestBody<'_>, model: &str) -> Result<Request, Unbuilt> {
-    let body = request.upstream_body(model, false);
+fn canonical_of(
+    request: &RequestBody<'_>,
+    model: &str,
+    dropped: &[String],
+) -> Result<Request, Unbuilt> {
+    let body = request.upstream_body_without(model, false, dropped);
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         Unbuilt::Refused(ApiError::InvalidJson {
             reason: e.to_string(),

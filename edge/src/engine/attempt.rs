@@ -60,7 +60,7 @@ impl Plan<'_> {
         let mut wire = self.outbound(candidate);
         loop {
             let d = &candidate.deployment;
-            // Under drop_params, what the endpoint is known to refuse is left out.
+            // With `drop_params`, what the endpoint is known to refuse is left out.
             let dropped: &[String] = if self.table.settings.drop_params {
                 &d.endpoint.unsupported_params
             } else {
@@ -70,9 +70,8 @@ impl Plan<'_> {
                 &d.endpoint,
                 self.operation,
                 self.request,
-                &d.upstream_model,
+                (&d.upstream_model, dropped),
                 self.add_usage,
-                dropped,
             );
             let built = match built {
                 Ok(built) => built,

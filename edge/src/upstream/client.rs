@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
-use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -14,8 +14,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::Error;
 use crate::metrics::AttemptOutcome;
-use crate::routing::table::Credential;
-use crate::routing::{Candidate, EndpointKind};
+use crate::routing::Candidate;
 
 /// Why an attempt at one upstream failed; failover reads the variant, never the text.
 /// Messages carry no URLs (a base URL may embed credentials).
@@ -178,26 +177,8 @@ impl UpstreamClient {
         for (name, value) in &endpoint.request_headers {
             headers.insert(name.clone(), value.clone());
         }
-        let credential = endpoint.credentials.get(candidate.slot);
-        match endpoint.kind {
-            // Anthropic and Gemini take the bare key in their own headers.
-            EndpointKind::Anthropic => {
-                headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
-                if let Some(key) = credential.and_then(bare_key) {
-                    headers.insert(X_API_KEY, key);
-                }
-            }
-            EndpointKind::Gemini => {
-                if let Some(key) = credential.and_then(bare_key) {
-                    headers.insert(X_GOOG_API_KEY, key);
-                }
-            }
-            // The preset decides the header (`authorization`, Azure's `api-key`, ...).
-            EndpointKind::OpenAi | EndpointKind::Ollama => {
-                if let Some(credential) = credential {
-                    headers.insert(credential.header.clone(), credential.authorization.clone());
-                }
-            }
+        if let Some(credential) = endpoint.credentials.get(candidate.slot) {
+            headers.insert(credential.header.clone(), credential.authorization.clone());
         }
         self.pool().request(request).await.map_err(|e| {
             if e.is_connect() {
@@ -209,20 +190,6 @@ impl UpstreamClient {
             }
         })
     }
-}
-
-const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
-
-/// The credential's secret without `Bearer `, still marked sensitive.
-fn bare_key(credential: &Credential) -> Option<HeaderValue> {
-    let mut value = HeaderValue::from_bytes(crate::upstream::redact::secret_of(
-        &credential.authorization,
-    ))
-    .ok()?;
-    value.set_sensitive(true);
-    Some(value)
 }
 
 /// TLS needs a process-wide crypto provider (the workspace builds rustls without a default).

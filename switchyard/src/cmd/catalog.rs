@@ -1,9 +1,11 @@
-//! `switchyard catalog`: what each catalogued endpoint lists, serves and filters out, and
-//! `catalog refresh` to list them all now instead of at the next scheduled refresh.
+//! `switchyard catalog`: what each catalogued endpoint lists, serves and filters out;
+//! `catalog refresh` to list them all now instead of at the next scheduled refresh; and
+//! `catalog audit` to probe every model × credential and prune the dead from the served set.
 
 use std::io::Write;
 
 use clap::{Args, Subcommand};
+use switchyard_control_plane::catalog::probe::{AuditReport, AuditRequest, Pruned};
 use switchyard_control_plane::catalog::refresh::EndpointCatalog;
 
 use super::admin::{self, AdminArgs};
@@ -28,12 +30,22 @@ impl Run for CatalogArgs {
 }
 
 /// `switchyard catalog …`.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CatalogCmd {
     /// Show each catalogued endpoint's listing, what it serves and what is filtered out.
     List,
     /// List every catalogued endpoint now and commit what changed.
     Refresh,
+    /// Send a 1-token chat to every model with each credential; models dead with every
+    /// credential leave the served set (your config file is never rewritten).
+    Audit {
+        /// Only this endpoint's models.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Report only; prune nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Runs `cmd` against the admin API, writing tables (or JSON with `--json`) to `out`.
@@ -41,6 +53,19 @@ pub async fn run(args: &AdminArgs, cmd: CatalogCmd, out: &mut impl Write) -> any
     let client = args.client()?;
     let endpoints = match cmd {
         CatalogCmd::List => client.catalog().await?,
+        CatalogCmd::Audit { endpoint, dry_run } => {
+            let report = client
+                .audit_catalog(&AuditRequest {
+                    endpoint,
+                    dry_run,
+                    first_only: false,
+                })
+                .await?;
+            if args.json {
+                return admin::print_json(out, &report);
+            }
+            return render_audit(out, &report);
+        }
         CatalogCmd::Refresh => {
             let report = client.refresh_catalog().await?;
             if args.json {
@@ -122,4 +147,46 @@ pub fn render(out: &mut impl Write, endpoints: &[EndpointCatalog]) -> anyhow::Re
     }
     writeln!(out)?;
     admin::table(out, &["ENDPOINT", "MODEL", "STATE"], rows)
+}
+
+/// The audit's text form: the model × credential table, then what was pruned and restored.
+pub fn render_audit(out: &mut impl Write, report: &AuditReport) -> anyhow::Result<()> {
+    let rows = report
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.key.endpoint.clone(),
+                r.key.model.clone(),
+                admin::or_dash(&r.key.credential),
+                r.outcome.as_str().to_string(),
+                if r.cached { "cached" } else { "-" }.to_string(),
+                r.latency_ms.to_string(),
+            ]
+        })
+        .collect();
+    admin::table(
+        out,
+        &["ENDPOINT", "MODEL", "CREDENTIAL", "OUTCOME", "CACHED", "MS"],
+        rows,
+    )?;
+    let list = |items: &[Pruned]| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items
+                .iter()
+                .map(|p| format!("{}/{} ({})", p.endpoint, p.model, p.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let verb = if report.applied {
+        "pruned"
+    } else {
+        "would prune"
+    };
+    writeln!(out, "\n{verb}: {}", list(&report.pruned))?;
+    writeln!(out, "restored: {}", list(&report.restored))?;
+    Ok(())
 }

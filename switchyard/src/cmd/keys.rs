@@ -69,9 +69,15 @@ pub enum KeysCmd {
 
 impl Run for KeysArgs {
     async fn run(self, _: Shutdown) -> anyhow::Result<()> {
+        self.run_to(&mut std::io::stdout().lock()).await
+    }
+}
+
+impl KeysArgs {
+    /// Runs the verb, writing what it prints to `out` (stdout from the CLI; a buffer in tests).
+    pub async fn run_to(self, mut out: &mut impl Write) -> anyhow::Result<()> {
         let client = self.admin.client()?;
         let json = self.admin.json;
-        let mut out = std::io::stdout().lock();
         match self.cmd {
             KeysCmd::Create {
                 name,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::dialect::Render;
 use crate::dialect::canonical::{
     Answer, Event, Message, Part, Request, Role, StopReason, Tool, Usage, parse_arguments,
+    push_tool_result,
 };
 
 /// Which Ollama operation a client called.
@@ -182,21 +183,7 @@ fn conversation(op: ApiOp, object: &Map<String, Value>, model: &str) -> Result<R
                     content,
                     is_error: false,
                 };
-                match request.messages.last_mut() {
-                    Some(last)
-                        if last.role == Role::User
-                            && last
-                                .parts
-                                .iter()
-                                .all(|p| matches!(p, Part::ToolResult { .. })) =>
-                    {
-                        last.parts.push(result);
-                    }
-                    _ => request.messages.push(Message {
-                        role: Role::User,
-                        parts: vec![result],
-                    }),
-                }
+                push_tool_result(&mut request.messages, result);
             }
             _ => {
                 return Err(format!(

@@ -11,51 +11,8 @@ use switchyard_control_plane::admin::ui::usage::{Counters, HOUR_MS, Range, Usage
 
 use super::snapshot::Snapshot;
 
-/// The views, in tab order; their digit (1-6) selects them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// Members and leader.
-    Cluster,
-    /// Node agents and GPUs.
-    Nodes,
-    /// Endpoints and cooldowns.
-    Endpoints,
-    /// Model groups.
-    Models,
-    /// Client keys with usage and spend.
-    Keys,
-    /// Requests, tokens, errors and latency per hour.
-    Usage,
-}
-
-impl View {
-    /// Every view, in tab order.
-    pub const ALL: [View; 6] = [
-        View::Cluster,
-        View::Nodes,
-        View::Endpoints,
-        View::Models,
-        View::Keys,
-        View::Usage,
-    ];
-
-    /// Its tab title.
-    pub fn title(self) -> &'static str {
-        match self {
-            View::Cluster => "Cluster",
-            View::Nodes => "Nodes",
-            View::Endpoints => "Endpoints",
-            View::Models => "Models",
-            View::Keys => "Keys",
-            View::Usage => "Usage",
-        }
-    }
-
-    /// Its position in [`View::ALL`].
-    pub fn index(self) -> usize {
-        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
-    }
-}
+/// The views, in tab order (the dashboard's pages); their digit (1-6) selects them.
+pub use switchyard_control_plane::admin::ui::pages::Page as View;
 
 const HEADER: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
 const GOOD: Style = Style::new().fg(Color::Green);
