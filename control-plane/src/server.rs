@@ -236,13 +236,7 @@ impl Config {
 
     /// The mutual-TLS files, when all three `tls_*` fields are set.
     pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
-        TlsFiles::from_parts(
-            self.tls_ca.clone(),
-            self.tls_cert.clone(),
-            self.tls_key.clone(),
-            "tls_ca, tls_cert and tls_key",
-        )
-        .map_err(tls_error)
+        TlsFiles::from_fields(&self.tls_ca, &self.tls_cert, &self.tls_key).map_err(tls_error)
     }
 
     fn raft_settings(&self) -> RaftSettings {
@@ -685,20 +679,10 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 
 /// A TLS problem as a config error naming the file's field, with its cause.
 fn tls_error(e: TlsError) -> Error {
-    let field = match &e {
-        TlsError::Incomplete { missing, .. } if missing.contains("CA") => "tls_ca",
-        TlsError::Incomplete { missing, .. } if missing.contains("key") => "tls_key",
-        TlsError::Read { what, .. } if what.contains("CA") => "tls_ca",
-        TlsError::Read { what, .. } if what.contains("key") => "tls_key",
-        _ => "tls_cert",
-    };
-    let mut reason = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        reason = format!("{reason}: {c}");
-        cause = c.source();
+    Error::Config {
+        field: e.field(),
+        reason: e.reason(),
     }
-    Error::Config { field, reason }
 }
 
 /// Resolves when `stopped` turns true (or its sender is gone).

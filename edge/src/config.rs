@@ -243,18 +243,10 @@ impl Config {
 
     /// The mutual-TLS files, when all three `tls_*` fields are set.
     pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
-        let files = TlsFiles::from_parts(
-            self.tls_ca.clone(),
-            self.tls_cert.clone(),
-            self.tls_key.clone(),
-            "tls_ca, tls_cert and tls_key",
-        );
+        let files = TlsFiles::from_fields(&self.tls_ca, &self.tls_cert, &self.tls_key);
         let invalid = |e: TlsError| Error::InvalidConfig {
-            field: "tls_cert",
-            reason: match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            },
+            field: e.field(),
+            reason: e.reason(),
         };
         let files = files.map_err(invalid)?;
         if let Some(f) = &files {

@@ -363,13 +363,7 @@ impl Config {
 
     /// The mutual-TLS files, when all three `tls_*` fields are set.
     pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
-        TlsFiles::from_parts(
-            self.tls_ca.clone(),
-            self.tls_cert.clone(),
-            self.tls_key.clone(),
-            "tls_ca, tls_cert and tls_key",
-        )
-        .map_err(tls_invalid)
+        TlsFiles::from_fields(&self.tls_ca, &self.tls_cert, &self.tls_key).map_err(tls_invalid)
     }
 
     /// Time between scans.
@@ -411,11 +405,8 @@ impl Config {
 /// A TLS problem as a config error, with its cause.
 pub(crate) fn tls_invalid(e: TlsError) -> Error {
     Error::InvalidConfig {
-        field: "tls_cert",
-        reason: match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
+        field: e.field(),
+        reason: e.reason(),
     }
 }
 

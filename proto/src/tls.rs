@@ -54,6 +54,30 @@ pub enum TlsError {
     Config(#[source] tonic::transport::Error),
 }
 
+impl TlsError {
+    /// The config field the problem is in: `tls_ca`, `tls_key`, or else `tls_cert`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Incomplete { missing, .. } if missing.contains("CA") => "tls_ca",
+            Self::Incomplete { missing, .. } if missing.contains("key") => "tls_key",
+            Self::Read { what, .. } if what.contains("CA") => "tls_ca",
+            Self::Read { what, .. } if what.contains("key") => "tls_key",
+            _ => "tls_cert",
+        }
+    }
+
+    /// The message followed by every cause, for a config error's reason.
+    pub fn reason(&self) -> String {
+        let mut reason = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            reason = format!("{reason}: {c}");
+            cause = c.source();
+        }
+        reason
+    }
+}
+
 /// The CA certificate, this node's certificate and its private key (PEM files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -88,6 +112,20 @@ impl TlsFiles {
                 },
             }),
         }
+    }
+
+    /// From a config's `tls_ca`, `tls_cert` and `tls_key` fields (every role names them so).
+    pub fn from_fields(
+        ca: &Option<PathBuf>,
+        cert: &Option<PathBuf>,
+        key: &Option<PathBuf>,
+    ) -> Result<Option<Self>, TlsError> {
+        Self::from_parts(
+            ca.clone(),
+            cert.clone(),
+            key.clone(),
+            "tls_ca, tls_cert and tls_key",
+        )
     }
 
     /// Reads and checks the three files, so a bad path fails at start, not at first connect.
