@@ -252,7 +252,10 @@ async fn litellm_config_env_and_reload() -> anyhow::Result<()> {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(err.contains("model_list[0].litellm_params.max_budget"), "{err}");
+    assert!(
+        err.contains("model_list[0].litellm_params.max_budget"),
+        "{err}"
+    );
     assert_eq!(cp.state().await.revision, revision);
     cp.stop().await?;
     Ok(())
