@@ -1,5 +1,6 @@
-//! `load`: one run measuring direct-to-upstream, the bare floor proxy and the edge (and
-//! LiteLLM when given) at 1 and 16 connections: requests/s, p50/p99 latency and what each
+//! `load`: one run measuring direct-to-upstream, the bare floor proxy, the edge, the edge
+//! translating (Anthropic Messages in, OpenAI-compatible out; target `translated`) and LiteLLM
+//! when given, at 1 and 16 connections: requests/s, p50/p99 latency and what each
 //! hop adds; streaming time to first byte; the edge's RSS idle and under load.
 
 use std::net::SocketAddr;
@@ -18,6 +19,11 @@ use tokio::process::{Child, Command};
 
 use crate::servers::{KEY, MODEL};
 
+/// The target name of the edge spoken to in Anthropic Messages.
+const TRANSLATED: &str = "translated";
+/// The edge of an earlier build (`--before-bin`), measured in the same rounds.
+const BEFORE: &str = "edge-before";
+
 /// Settings of a load run.
 pub struct LoadArgs {
     /// Seconds per (target, connections) measurement in each round.
@@ -31,6 +37,9 @@ pub struct LoadArgs {
     pub litellm_bin: Option<std::path::PathBuf>,
     /// Seconds to wait for LiteLLM to answer.
     pub litellm_wait: u64,
+    /// A `switchyard-bench` built from an earlier commit: its edge is measured in the same
+    /// rounds as `edge-before`, so a change's cost is read within one run.
+    pub before_bin: Option<std::path::PathBuf>,
 }
 
 /// A child server process.
@@ -43,7 +52,11 @@ pub(crate) struct Server {
 impl Server {
     /// Runs `serve <args>` of this binary and reads the address it prints.
     pub(crate) async fn spawn(args: &[String]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
+        Self::spawn_from(&std::env::current_exe()?, args).await
+    }
+
+    /// Runs `serve <args>` of the bench binary `exe` and reads the address it prints.
+    pub(crate) async fn spawn_from(exe: &std::path::Path, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .arg("serve")
             .args(args)
@@ -108,9 +121,22 @@ impl Sample {
     }
 }
 
-fn chat_body(stream: bool) -> Bytes {
+/// The protocol a load client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// OpenAI chat at `/v1/chat/completions` (the edge passes it through).
+    OpenAi,
+    /// Anthropic Messages at `/v1/messages` (the edge translates it to OpenAI and back).
+    Anthropic,
+}
+
+fn chat_body(stream: bool, wire: Wire) -> Bytes {
+    let max_tokens = match wire {
+        Wire::OpenAi => "",
+        Wire::Anthropic => r#","max_tokens":64"#,
+    };
     Bytes::from(format!(
-        r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":"Hello, how are you?"}}],"stream":{stream}}}"#
+        r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":"Hello, how are you?"}}],"stream":{stream}{max_tokens}}}"#
     ))
 }
 
@@ -126,8 +152,12 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<Full<Byt
     Ok(sender)
 }
 
-fn request(addr: SocketAddr, body: &Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
-    Ok(Request::post("/v1/chat/completions")
+fn request(addr: SocketAddr, body: &Bytes, wire: Wire) -> anyhow::Result<Request<Full<Bytes>>> {
+    let path = match wire {
+        Wire::OpenAi => "/v1/chat/completions",
+        Wire::Anthropic => "/v1/messages",
+    };
+    Ok(Request::post(path)
         .header("host", addr.to_string())
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {KEY}"))
@@ -141,7 +171,17 @@ pub(crate) async fn closed_loop(
     conns: usize,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
-    let body = chat_body(false);
+    closed_loop_as(addr, conns, duration, Wire::OpenAi).await
+}
+
+/// [`closed_loop`] speaking `wire`.
+async fn closed_loop_as(
+    addr: SocketAddr,
+    conns: usize,
+    duration: Duration,
+    wire: Wire,
+) -> anyhow::Result<Sample> {
+    let body = chat_body(false, wire);
     let started = Instant::now();
     let until = started + duration;
     let mut tasks = Vec::new();
@@ -153,7 +193,7 @@ pub(crate) async fn closed_loop(
             while Instant::now() < until {
                 sender.ready().await?;
                 let t = Instant::now();
-                let resp = sender.send_request(request(addr, &body)?).await?;
+                let resp = sender.send_request(request(addr, &body, wire)?).await?;
                 let status = resp.status();
                 resp.into_body().collect().await?;
                 if !status.is_success() {
@@ -188,15 +228,15 @@ pub async fn hammer(addr: SocketAddr, conns: usize, seconds: f64) -> anyhow::Res
 }
 
 /// Sequential streaming requests on one connection: time to the first body byte.
-async fn ttfb(addr: SocketAddr, n: usize) -> anyhow::Result<Sample> {
-    let body = chat_body(true);
+async fn ttfb(addr: SocketAddr, n: usize, wire: Wire) -> anyhow::Result<Sample> {
+    let body = chat_body(true, wire);
     let mut sender = connect(addr).await?;
     let mut sample = Sample::default();
     let started = Instant::now();
     for _ in 0..n {
         sender.ready().await?;
         let t = Instant::now();
-        let resp = sender.send_request(request(addr, &body)?).await?;
+        let resp = sender.send_request(request(addr, &body, wire)?).await?;
         let mut body = resp.into_body();
         let first = body.frame().await.context("no first frame")??;
         sample.micros.push(t.elapsed().as_micros() as u64);
@@ -270,6 +310,13 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         ("floor", floor.addr),
         ("edge", edge.addr),
     ];
+    let wire_of = |name: &str| {
+        if name == TRANSLATED {
+            Wire::Anthropic
+        } else {
+            Wire::OpenAi
+        }
+    };
     let litellm_dir = tempfile::tempdir()?;
     let _litellm = match &args.litellm_bin {
         Some(bin) => {
@@ -280,9 +327,20 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The same edge, spoken to in Anthropic Messages (translated to OpenAI and back).
+    targets.push((TRANSLATED, edge.addr));
+    let before = match &args.before_bin {
+        Some(bin) => {
+            let server =
+                Server::spawn_from(bin, &["edge".into(), upstream.addr.to_string()]).await?;
+            targets.push((BEFORE, server.addr));
+            Some(server)
+        }
+        None => None,
+    };
     // Warm every path (connections, pools, caches) before measuring.
-    for (_, addr) in &targets {
-        closed_loop(*addr, 4, Duration::from_millis(500)).await?;
+    for (name, addr) in &targets {
+        closed_loop_as(*addr, 4, Duration::from_millis(500), wire_of(name)).await?;
     }
     let rss_idle = edge.rss_kib();
 
@@ -300,7 +358,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 } else {
                     duration
                 };
-                let sampling = (*name == "edge").then(|| {
+                let sampling = (*name == "edge" || *name == TRANSLATED).then(|| {
                     let pid = edge.child.id();
                     tokio::spawn(async move {
                         let mut peak = 0;
@@ -312,7 +370,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                         peak
                     })
                 });
-                let sample = closed_loop(*addr, conns, d).await?;
+                let sample = closed_loop_as(*addr, conns, d, wire_of(name)).await?;
                 if let Some(task) = sampling {
                     rss_load = rss_load.max(task.await.unwrap_or(0));
                 }
@@ -327,7 +385,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         } else {
             args.ttfb_requests
         };
-        ttfbs.push(ttfb(*addr, n).await?);
+        ttfbs.push(ttfb(*addr, n, wire_of(name)).await?);
     }
 
     print_report(
@@ -339,7 +397,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         rss_load,
         &args,
     );
-    drop((upstream, floor, edge));
+    drop((upstream, floor, edge, before));
     Ok(())
 }
 
@@ -393,7 +451,27 @@ fn print_report(
             "| edge / floor added latency p99 | {conns} | {:.2} |",
             added(2, ci, 0.99, results) / added(1, ci, 0.99, results)
         );
-        if targets.len() > 3 {
+        let index = |target: &str| targets.iter().position(|(name, _)| *name == target);
+        let translated = index(TRANSLATED).unwrap_or(2);
+        println!(
+            "| translated / edge throughput | {conns} | {:.2} |",
+            results[translated][ci].rps() / results[2][ci].rps()
+        );
+        println!(
+            "| translated - edge latency p50 µs | {conns} | {} |",
+            results[translated][ci].quantile(0.5) as i64 - results[2][ci].quantile(0.5) as i64
+        );
+        if let Some(before) = index(BEFORE) {
+            println!(
+                "| edge / edge-before throughput | {conns} | {:.2} |",
+                results[2][ci].rps() / results[before][ci].rps()
+            );
+            println!(
+                "| edge / edge-before added latency p50 | {conns} | {:.2} |",
+                added(2, ci, 0.5, results) / added(before, ci, 0.5, results)
+            );
+        }
+        if args.litellm_bin.is_some() {
             println!(
                 "| edge / litellm throughput | {conns} | {:.1} |",
                 results[2][ci].rps() / results[3][ci].rps()

@@ -67,6 +67,10 @@ enum Bench {
         /// Seconds to wait for LiteLLM to start answering.
         #[arg(long, default_value_t = 120)]
         litellm_wait: u64,
+        /// A `switchyard-bench` built from an earlier commit; its edge is measured beside this
+        /// one as `edge-before`.
+        #[arg(long)]
+        before_bin: Option<std::path::PathBuf>,
     },
     /// Added latency of cluster-wide key limits: the edge with limits on vs off, 16 connections.
     Limits {
@@ -129,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             ttfb_requests,
             litellm_bin,
             litellm_wait,
+            before_bin,
         } => {
             load::run(load::LoadArgs {
                 seconds,
@@ -136,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 ttfb_requests,
                 litellm_bin,
                 litellm_wait,
+                before_bin,
             })
             .await
         }

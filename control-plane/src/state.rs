@@ -6,8 +6,10 @@
 //!
 //! - this file: endpoints, nodes, the command set and `apply`;
 //! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
-//! - [`sources`]: replacing everything one config source declares (config reload).
+//! - [`sources`]: replacing everything one config source declares (config reload);
+//! - [`catalog`]: what declared endpoints list, their catalog filters and dead models.
 
+mod catalog;
 mod health;
 mod policy;
 mod sources;
@@ -21,6 +23,7 @@ use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
 pub use health::{CheckMode, Checked, HealthChecks};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
@@ -404,6 +407,20 @@ pub enum Command {
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// What a declared endpoint's own listing holds now (an empty list forgets it).
+    PutListing {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Every model listed, unfiltered.
+        models: Vec<ListedModel>,
+    },
+    /// The models an audit verified dead on one endpoint (empty clears them).
+    PutDeadModels {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// The dead models and why.
+        dead: Vec<DeadModel>,
+    },
     /// An edge asks for a slice of a windowed limit.
     GrantWindow {
         /// The request, stamped with the proposal time.
@@ -482,6 +499,15 @@ pub struct ClusterState {
     /// Last committed active health check result per endpoint id.
     #[serde(default)]
     pub checked: BTreeMap<String, Checked>,
+    /// What declared endpoints list, unfiltered, by endpoint id.
+    #[serde(default)]
+    pub catalogs: Catalogs,
+    /// Catalog filters by endpoint id.
+    #[serde(default)]
+    pub catalog_filters: BTreeMap<String, CatalogSpec>,
+    /// Models an audit verified dead, by endpoint id.
+    #[serde(default)]
+    pub dead_models: BTreeMap<String, Vec<DeadModel>>,
 }
 
 impl ClusterState {
@@ -648,6 +674,11 @@ impl ClusterState {
                 full,
                 at_ms,
             } => self.report_backends(&node, upserted, &removed, full, at_ms),
+            Command::PutListing {
+                endpoint_id,
+                models,
+            } => self.put_listing(endpoint_id, models),
+            Command::PutDeadModels { endpoint_id, dead } => self.put_dead(endpoint_id, dead),
         })
     }
 

@@ -3,13 +3,15 @@
 //! The table is a resolved, denormalised view: every model name an edge can be asked for, with
 //! its deployments and their endpoints, and nothing of raft or of the control plane's bookkeeping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::{Deployment, ModelRoute, RouteEndpoint, RoutingTable};
 
+use crate::catalog::filter::{self, ServedModel};
+use crate::catalog::rot;
 use crate::seal::ClusterKey;
-use crate::state::{ClusterState, Endpoint, Facts, Limits, NodeStatus, Secret};
+use crate::state::{ClusterState, Endpoint, Facts, Limits, ListedModel, NodeStatus, Secret};
 
 /// Builds the routing table for the state's current revision.
 ///
@@ -36,54 +38,78 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 owned_by: "switchyard".into(),
             });
         for d in &group.deployments {
+            let dead = state
+                .dead_models
+                .get(&d.endpoint_id)
+                .is_some_and(|dead| dead.iter().any(|m| m.model == d.upstream_model));
+            if dead {
+                continue;
+            }
             if let Some(endpoint) = state.endpoints.get(&d.endpoint_id) {
                 route.created = oldest(route.created, endpoint.created_ms);
                 let context_length = match d.context_length {
                     0 => context_of(endpoint, &d.upstream_model),
                     n => n,
                 };
+                let listed = state
+                    .catalogs
+                    .get(&d.endpoint_id)
+                    .and_then(|l| l.iter().find(|m| m.id == d.upstream_model));
                 route.deployments.push(Deployment {
                     endpoint_id: d.endpoint_id.clone(),
                     upstream_model: d.upstream_model.clone(),
                     weight: d.weight.max(1),
-                    context_length,
+                    context_length: context_length.max(listed.map_or(0, |m| m.context_length)),
                     limits: Some(limits(&d.limits)),
+                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    free: is_free(endpoint, listed),
                 });
             }
         }
     }
     for endpoint in state.endpoints.values() {
-        for model in &endpoint.models {
-            let route = models.entry(model.clone()).or_insert_with(|| ModelRoute {
-                name: model.clone(),
-                deployments: Vec::new(),
-                created: 0,
-                owned_by: endpoint.kind.clone(),
-            });
+        for ServedModel { id: model, listed } in filter::served(state, endpoint) {
+            let route = models
+                .entry(model.to_string())
+                .or_insert_with(|| ModelRoute {
+                    name: model.to_string(),
+                    deployments: Vec::new(),
+                    created: 0,
+                    owned_by: endpoint.id.clone(),
+                });
             let already = route
                 .deployments
                 .iter()
-                .any(|d| d.endpoint_id == endpoint.id && &d.upstream_model == model);
+                .any(|d| d.endpoint_id == endpoint.id && d.upstream_model == model);
             if !already {
                 route.created = oldest(route.created, endpoint.created_ms);
                 route.deployments.push(Deployment {
                     endpoint_id: endpoint.id.clone(),
-                    upstream_model: model.clone(),
+                    upstream_model: model.to_string(),
                     weight: endpoint.weight.max(1),
-                    context_length: context_of(endpoint, model),
+                    context_length: match context_of(endpoint, model) {
+                        0 => listed.map_or(0, |m| m.context_length),
+                        n => n,
+                    },
                     limits: Some(limits(&endpoint.limits)),
+                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    free: is_free(endpoint, listed),
                 });
             }
         }
     }
+    // A group whose deployments all point at missing endpoints serves nothing.
+    models.retain(|_, m| !m.deployments.is_empty());
+    let served: BTreeSet<&str> = models
+        .keys()
+        .map(String::as_str)
+        .chain(state.aliases.keys().map(String::as_str))
+        .collect();
+    let broken_links = rot::broken(state, &served);
     let table = RoutingTable {
         version: state.revision,
         endpoints,
-        // A group whose deployments all point at missing endpoints serves nothing.
-        models: models
-            .into_values()
-            .filter(|m| !m.deployments.is_empty())
-            .collect(),
+        models: models.into_values().collect(),
         keys: state
             .keys
             .values()
@@ -136,6 +162,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
             drop_params: state.settings.drop_params,
         }),
         cluster_id: state.cluster_id.clone(),
+        broken_links,
     };
     Compiled { table, unopened }
 }
@@ -235,6 +262,13 @@ fn limits(l: &Limits) -> pb::Limits {
         rpd: l.rpd,
         max_concurrent: l.max_concurrent,
     }
+}
+
+/// Whether a deployment costs nothing per token: the listing says so, or it runs on a local
+/// model server.
+fn is_free(endpoint: &Endpoint, listed: Option<&ListedModel>) -> bool {
+    listed.is_some_and(|m| m.free == Some(true))
+        || matches!(endpoint.kind.as_str(), "ollama" | "lmstudio" | "vllm")
 }
 
 fn context_of(endpoint: &Endpoint, model: &str) -> u32 {

@@ -417,7 +417,8 @@ fn real(call: &Call) -> Response {
     .into_response()
 }
 
-/// A streamed chat answer as SSE frames: role, two content deltas, finish, optional usage, DONE.
+/// A streamed chat answer as SSE frames: role, two content deltas (or a tool call in fragments
+/// when tools are offered and none has answered yet), finish, optional usage, DONE.
 pub fn sse_chunks(call: &Call, include_usage: bool) -> Vec<Bytes> {
     let model = model_of(call);
     let null_usage = if include_usage { ",\"usage\":null" } else { "" };
@@ -426,14 +427,30 @@ pub fn sse_chunks(call: &Call, include_usage: bool) -> Vec<Bytes> {
             "data: {{\"id\":\"chatcmpl-fake\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"{model}\",\"choices\":{choices}{null_usage}}}\n\n"
         ))
     };
-    let mut out = vec![
-        frame(
-            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
-        ),
-        frame(json!([{"index": 0, "delta": {"content": "Hello"}, "finish_reason": null}])),
-        frame(json!([{"index": 0, "delta": {"content": " world"}, "finish_reason": null}])),
-        frame(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}])),
-    ];
+    let mut out = vec![frame(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+    )];
+    if wants_tool_call(call) {
+        // The call opens with its id and name, then its arguments arrive in fragments.
+        out.extend([
+            frame(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_abc123",
+                "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+                "finish_reason": null}]),
+            ),
+            frame(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": "{\"city\": "}}]}, "finish_reason": null}])),
+            frame(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": "\"Paris\"}"}}]}, "finish_reason": null}])),
+            frame(json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])),
+        ]);
+    } else {
+        out.extend([
+            frame(json!([{"index": 0, "delta": {"content": "Hello"}, "finish_reason": null}])),
+            frame(json!([{"index": 0, "delta": {"content": " world"}, "finish_reason": null}])),
+            frame(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}])),
+        ]);
+    }
     if include_usage {
         out.push(Bytes::from(format!(
             "data: {{\"id\":\"chatcmpl-fake\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"{model}\",\"choices\":[],\"usage\":{}}}\n\n",

@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::views::{
-    Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint, NewKey,
-    NewMember, ReloadReport, StatusView,
+    BrokenLinkView, Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint,
+    NewKey, NewMember, ReloadReport, StatusView,
 };
+use crate::catalog::probe::{AuditReport, AuditRequest};
+use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
 use crate::error::Error;
 use crate::raft::Member;
 use crate::state::Cooldown;
@@ -90,7 +92,8 @@ impl AdminClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    /// `GET {path}` (with its query), parsed as `T`: for routes without a method of their own.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.call::<(), T>(Method::GET, path, None).await
     }
 
@@ -184,5 +187,27 @@ impl AdminClient {
     pub async fn reload(&self) -> Result<ReloadReport, Error> {
         self.call::<(), ReloadReport>(Method::POST, "/api/v1/reload", None)
             .await
+    }
+
+    /// `GET /api/v1/catalog`.
+    pub async fn catalog(&self) -> Result<Vec<EndpointCatalog>, Error> {
+        self.get("/api/v1/catalog").await
+    }
+
+    /// `POST /api/v1/catalog/refresh`.
+    pub async fn refresh_catalog(&self) -> Result<RefreshReport, Error> {
+        self.call::<(), RefreshReport>(Method::POST, "/api/v1/catalog/refresh", None)
+            .await
+    }
+
+    /// `POST /api/v1/catalog/audit`.
+    pub async fn audit_catalog(&self, request: &AuditRequest) -> Result<AuditReport, Error> {
+        self.call(Method::POST, "/api/v1/catalog/audit", Some(request))
+            .await
+    }
+
+    /// `GET /api/v1/chains`.
+    pub async fn chains(&self) -> Result<Vec<BrokenLinkView>, Error> {
+        self.get("/api/v1/chains").await
     }
 }

@@ -25,6 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
+use crate::catalog::probe::{AuditReport, AuditRequest};
+use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
+use crate::catalog::{Auditor, Catalogue};
 use crate::config::{self, Sealer, SecretRef};
 use crate::error::Error;
 use crate::liveness::Liveness;
@@ -74,6 +77,10 @@ pub struct AdminState {
     pub key: Option<Arc<ClusterKey>>,
     /// Accepted tokens.
     pub tokens: Arc<Tokens>,
+    /// Lists declared endpoints' models on demand.
+    pub catalogue: Catalogue,
+    /// Probes declared endpoints' models on demand.
+    pub auditor: Auditor,
 }
 
 /// The admin router: `/api/v1/…` behind token checks, the dashboard at `/ui` (which reads
@@ -93,6 +100,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/members/{id}", delete(remove_member))
         .route("/members/{id}/promote", post(promote_member))
         .route("/reload", post(reload))
+        .route("/catalog", get(catalog))
+        .route("/catalog/refresh", post(refresh_catalog))
+        .route("/catalog/audit", post(audit_catalog))
+        .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state.clone());
@@ -362,6 +373,38 @@ async fn remove_endpoint(
     }
     commit(&s.consensus, Command::DeleteEndpoint { id }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/catalog`: every catalogued endpoint's listing, filter verdicts and dead models.
+async fn catalog(State(s): State<AdminState>) -> Json<Vec<EndpointCatalog>> {
+    let state = s.consensus.state().await;
+    Json(s.catalogue.view(&state))
+}
+
+/// `POST /api/v1/catalog/refresh`: lists every catalogued endpoint now.
+async fn refresh_catalog(State(s): State<AdminState>) -> Result<Json<RefreshReport>, Error> {
+    s.catalogue.refresh().await.map(Json)
+}
+
+/// `POST /api/v1/catalog/audit`: probes every model × credential; see [`crate::catalog::probe`].
+async fn audit_catalog(
+    State(s): State<AdminState>,
+    body: Option<Json<AuditRequest>>,
+) -> Result<Json<AuditReport>, Error> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    s.auditor.audit(&request).await.map(Json)
+}
+
+/// `GET /api/v1/chains`: fallbacks and aliases naming a group that serves nothing.
+async fn chains(State(s): State<AdminState>) -> Json<Vec<views::BrokenLinkView>> {
+    let state = s.consensus.state().await;
+    let t = table::compile(&state, None).table;
+    Json(
+        t.broken_links
+            .iter()
+            .map(views::BrokenLinkView::from)
+            .collect(),
+    )
 }
 
 async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {

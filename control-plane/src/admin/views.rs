@@ -317,6 +317,30 @@ pub struct ErrorDetail {
     pub code: String,
 }
 
+/// A fallback chain member or alias target that serves nothing (`GET /api/v1/chains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLinkView {
+    /// `fallback`, `context_fallback` or `alias`.
+    pub kind: String,
+    /// The model whose chain it is, or the alias's name.
+    pub owner: String,
+    /// The group named.
+    pub target: String,
+    /// `unknown`, `filtered`, `dead` or `no_deployments`.
+    pub reason: String,
+}
+
+impl From<&switchyard_proto::v1::BrokenLink> for BrokenLinkView {
+    fn from(l: &switchyard_proto::v1::BrokenLink) -> Self {
+        Self {
+            kind: l.kind.clone(),
+            owner: l.owner.clone(),
+            target: l.target.clone(),
+            reason: l.reason.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CredentialView;

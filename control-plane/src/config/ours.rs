@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, HealthChecks, Limits, ModelGroup,
-    RouterSettings, Source,
+    Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, HealthChecks,
+    Limits, ModelGroup, RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +105,9 @@ struct EndpointDoc {
     api_keys: Vec<String>,
     #[serde(default)]
     limits: Limits,
+    /// What to serve of the endpoint's own listing (see docs/catalog.md).
+    #[serde(default)]
+    catalog: Option<CatalogFilter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +236,13 @@ pub fn parse(
                 Box::default(),
             ),
         };
+        if let Some(filter) = e.catalog {
+            d.catalog.push(CatalogSpec {
+                endpoint: e.id.clone(),
+                filter,
+                source: Source::Config,
+            });
+        }
         d.endpoints.push(EndpointSpec {
             id: e.id,
             kind,

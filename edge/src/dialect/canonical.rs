@@ -311,6 +311,26 @@ impl Collector {
     }
 }
 
+/// Adds a tool result to the conversation: consecutive results share one user turn (as
+/// Anthropic requires), and so does the user text right after them.
+pub fn push_tool_result(messages: &mut Vec<Message>, result: Part) {
+    match messages.last_mut() {
+        Some(last) if last.role == Role::User && only_results(last) => last.parts.push(result),
+        _ => messages.push(Message {
+            role: Role::User,
+            parts: vec![result],
+        }),
+    }
+}
+
+/// Whether a message holds tool results and nothing else.
+pub fn only_results(message: &Message) -> bool {
+    message
+        .parts
+        .iter()
+        .all(|p| matches!(p, Part::ToolResult { .. }))
+}
+
 /// Tool-call arguments from their JSON text: an empty text is `{}`, and text that is not JSON
 /// is kept as a string rather than lost.
 pub fn parse_arguments(text: &str) -> Value {

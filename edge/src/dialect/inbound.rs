@@ -6,7 +6,9 @@ use axum::response::{IntoResponse as _, Response};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
+use tokio::time::Instant;
 
+use super::ollama::inbound::{self as ollama, ApiOp};
 use super::{anthropic, openai, translate_sse};
 use crate::error::ApiError;
 
@@ -20,6 +22,8 @@ pub enum Inbound {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Ollama's API, for this operation.
+    Ollama(ApiOp),
 }
 
 impl Inbound {
@@ -28,7 +32,7 @@ impl Inbound {
         let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
             reason: e.to_string(),
         })?;
-        let canonical = match self {
+        let openai_body = match self {
             Self::OpenAi => return Ok(body.to_vec()),
             Self::Anthropic => {
                 let request = anthropic::request::decode(&value)
@@ -38,13 +42,13 @@ impl Inbound {
                         message: "max_tokens: Field required".into(),
                     });
                 }
-                request
+                openai::request::encode(&request)
             }
+            Self::Ollama(op) => ollama::request(op, &value)
+                .map_err(|message| ApiError::InvalidRequest { message })?,
         };
-        serde_json::to_vec(&openai::request::encode(&canonical)).map_err(|e| {
-            ApiError::InvalidJson {
-                reason: e.to_string(),
-            }
+        serde_json::to_vec(&openai_body).map_err(|e| ApiError::InvalidJson {
+            reason: e.to_string(),
         })
     }
 
@@ -61,12 +65,21 @@ impl Inbound {
                 response.headers_mut().remove(CONTENT_LENGTH);
                 response
             }
+            Self::Ollama(_) => {
+                let message = e.to_string();
+                let mut response = e.into_response();
+                *response.body_mut() =
+                    Body::from(serde_json::json!({"error": message}).to_string());
+                response.headers_mut().remove(CONTENT_LENGTH);
+                response
+            }
         }
     }
 
     /// The engine's answer in this dialect: a stream translated event by event, a whole answer
-    /// or an upstream's error translated at once.
-    pub async fn answer(self, response: Response, model: &str) -> Response {
+    /// or an upstream's error translated at once. `started` is when the request arrived (for
+    /// Ollama's durations).
+    pub async fn answer(self, response: Response, model: &str, started: Instant) -> Response {
         if self == Self::OpenAi {
             return response;
         }
@@ -78,7 +91,14 @@ impl Inbound {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if parts.status.is_success() && is_sse {
-            let body = translate_sse(body, anthropic::stream::Encoder::new(model.to_owned()));
+            let body = match self {
+                Self::Ollama(op) => {
+                    let ndjson = HeaderValue::from_static("application/x-ndjson");
+                    parts.headers.insert(CONTENT_TYPE, ndjson);
+                    translate_sse(body, ollama::Ndjson::new(op, model.to_owned()))
+                }
+                _ => translate_sse(body, anthropic::stream::Encoder::new(model.to_owned())),
+            };
             return Response::from_parts(parts, body);
         }
         let whole = axum::body::to_bytes(body, MAX_ANSWER)
@@ -88,11 +108,23 @@ impl Inbound {
             .headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let translated = if parts.status.is_success() {
-            match openai::response::decode(&whole) {
-                Some(answer) => anthropic::response::encode(&answer),
+            let took = u64::try_from(started.elapsed().as_nanos())
+                .unwrap_or(0)
+                .max(1);
+            let answer = match self {
+                Self::Ollama(op @ (ApiOp::Embed | ApiOp::Embeddings)) => {
+                    ollama::embeddings(op, model, &whole)
+                }
+                Self::Ollama(op) => {
+                    openai::response::decode(&whole).map(|a| ollama::answer(op, model, &a, took))
+                }
+                _ => openai::response::decode(&whole).map(|a| anthropic::response::encode(&a)),
+            };
+            match answer {
+                Some(answer) => answer,
                 None => {
                     parts.status = StatusCode::BAD_GATEWAY;
-                    anthropic::response::error_json(502, "the upstream's answer was malformed")
+                    self.error_json(502, "the upstream's answer was malformed")
                 }
             }
         } else {
@@ -105,9 +137,19 @@ impl Inbound {
                     text.chars().take(500).collect()
                 }
             });
-            anthropic::response::error_json(parts.status.as_u16(), &message)
+            self.error_json(parts.status.as_u16(), &message)
         };
         Response::from_parts(parts, Body::from(translated.to_string()))
+    }
+}
+
+impl Inbound {
+    /// An error body in this dialect's shape.
+    fn error_json(self, status: u16, message: &str) -> Value {
+        match self {
+            Self::Ollama(_) => serde_json::json!({"error": message}),
+            _ => anthropic::response::error_json(status, message),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod canonical;
 mod inbound;
 pub mod ollama;
 pub mod openai;
+pub mod upstream;
 
 use std::convert::Infallible;
 
@@ -31,6 +32,8 @@ pub enum Outbound {
     OpenAi,
     /// Ollama's native `/api/*`.
     Ollama(NativeOp),
+    /// Anthropic Messages (`{base}/messages`).
+    Anthropic,
 }
 
 /// Writes canonical stream events in one dialect's wire format.
@@ -106,3 +109,28 @@ pub fn translate_sse<R: Render>(body: Body, render: R) -> Body {
     });
     Body::from_stream(stream)
 }
+
+/// Unix seconds as RFC 3339 UTC (`2026-01-02T03:04:05Z`).
+pub fn rfc3339(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests;

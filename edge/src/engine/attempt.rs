@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderValue};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -19,8 +19,8 @@ use tracing::{debug, info};
 use super::book::{body_failure, sent_secret, total_tokens};
 use super::{Attempt, Plan};
 use crate::dialect::Outbound;
-use crate::dialect::ollama::{self, Ids, NativeOp, NativeStream, Refusal};
-use crate::error::ApiError;
+use crate::dialect::ollama::{self, Ids, NativeOp};
+use crate::dialect::upstream::{Built, Unbuilt};
 use crate::limits;
 use crate::metrics::AttemptOutcome;
 use crate::routing::cooldown;
@@ -30,7 +30,6 @@ use crate::state::EdgeState;
 use crate::upstream::client::UpstreamError;
 use crate::upstream::redact;
 use crate::upstream::relay::{self, ByteStream, Meter, SseRelay};
-use crate::upstream::sse::Usage;
 
 /// Largest upstream error body read to decide what it means.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
@@ -43,14 +42,6 @@ struct Try {
     allowed: Duration,
     /// When the request went out (latency observations).
     sent_us: u64,
-}
-
-/// An upstream request, built in the attempt's dialect.
-struct Built {
-    uri: Uri,
-    body: Vec<u8>,
-    /// Embeddings on the native API: the client asked for base64 vectors.
-    base64: bool,
 }
 
 impl Plan<'_> {
@@ -68,20 +59,36 @@ impl Plan<'_> {
         let in_flight = candidate.deployment.target.start();
         let mut wire = self.outbound(candidate);
         loop {
-            let built = match self.build(candidate, wire) {
+            let d = &candidate.deployment;
+            // With `drop_params`, what the endpoint is known to refuse is left out.
+            let dropped: &[String] = if self.table.settings.drop_params {
+                &d.endpoint.unsupported_params
+            } else {
+                &[]
+            };
+            let built = wire.build(
+                &d.endpoint,
+                self.operation,
+                self.request,
+                (&d.upstream_model, dropped),
+                self.add_usage,
+            );
+            let built = match built {
                 Ok(built) => built,
-                Err(None) => return self.failed(candidate, UpstreamError::Connect),
-                Err(Some(refusal)) => {
-                    let endpoint = &candidate.deployment.endpoint.id;
+                Err(Unbuilt::NoUri) => return self.failed(candidate, UpstreamError::Connect),
+                Err(Unbuilt::Refused(error)) => {
                     let metrics = self.state.metrics();
-                    metrics.attempt(endpoint, AttemptOutcome::ClientError);
-                    let error = ApiError::InvalidParam {
-                        param: refusal.param,
-                        message: refusal.message,
-                    };
+                    metrics.attempt(&d.endpoint.id, AttemptOutcome::ClientError);
                     return Attempt::Answer(error.into_response());
                 }
             };
+            if !built.dropped.is_empty() {
+                debug!(
+                    endpoint = %d.endpoint.id,
+                    dropped = ?built.dropped,
+                    "request fields without a meaning upstream were dropped"
+                );
+            }
             let base64 = built.base64;
             let response = match send(self.state, self.headers, candidate, built, &t).await {
                 Ok(response) => response,
@@ -134,6 +141,9 @@ impl Plan<'_> {
     /// The wire to start the attempt on: the endpoint's protocol, or Ollama's native API while
     /// the server is known to lack the OpenAI surface and no re-probe is due yet.
     fn outbound(&self, candidate: &Candidate) -> Outbound {
+        if candidate.deployment.endpoint.kind == EndpointKind::Anthropic {
+            return Outbound::Anthropic;
+        }
         let Some(op) = self.ollama_op(candidate) else {
             return Outbound::OpenAi;
         };
@@ -142,66 +152,6 @@ impl Plan<'_> {
             Outbound::Ollama(op)
         } else {
             Outbound::OpenAi
-        }
-    }
-
-    /// The upstream request in `wire`'s shape; `Err` ends the attempt: `None` for an unusable
-    /// base URL, or what the dialect cannot express (the client's error).
-    fn build(&self, candidate: &Candidate, wire: Outbound) -> Result<Built, Option<Refusal>> {
-        let d = &candidate.deployment;
-        let endpoint = &d.endpoint;
-        let uri = match wire {
-            Outbound::OpenAi => endpoint
-                .uris
-                .as_ref()
-                .map(|u| u[self.operation.index()].clone()),
-            Outbound::Ollama(op) => ollama::native_uri(&endpoint.base_url, op),
-        };
-        let Some(uri) = uri else {
-            return Err(None);
-        };
-        let native = match wire {
-            Outbound::OpenAi => {
-                let dropped: &[String] = if self.table.settings.drop_params {
-                    &endpoint.unsupported_params
-                } else {
-                    &[]
-                };
-                return Ok(Built {
-                    uri,
-                    body: self.request.upstream_body_without(
-                        &d.upstream_model,
-                        self.add_usage,
-                        dropped,
-                    ),
-                    base64: false,
-                });
-            }
-            Outbound::Ollama(op) => {
-                let openai = self.request.upstream_body(&d.upstream_model, false);
-                match op {
-                    NativeOp::Chat => ollama::chat_request(&openai),
-                    NativeOp::Generate => ollama::completion_request(&openai),
-                    NativeOp::Embed => ollama::embed_request(&openai),
-                }
-            }
-        };
-        match native {
-            Ok(request) => {
-                if !request.dropped.is_empty() {
-                    debug!(
-                        endpoint = %endpoint.id,
-                        dropped = ?request.dropped,
-                        "request fields without an Ollama meaning were dropped"
-                    );
-                }
-                Ok(Built {
-                    uri,
-                    body: request.body,
-                    base64: request.base64,
-                })
-            }
-            Err(refusal) => Err(Some(refusal)),
         }
     }
 
@@ -229,36 +179,18 @@ impl Plan<'_> {
         let cfg = self.state.config();
         let raw = relay::byte_stream(body);
         let created = now_ms() / 1000;
-        let mut ids = Ids::new(fastrand::u64(..));
-        // A stream is relayed as it comes; `strip_usage` says whether the relay removes its
-        // usage chunk.
-        let stream = match wire {
-            Outbound::OpenAi => headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with("text/event-stream"))
-                .then_some((None, self.add_usage)),
-            // The translation always writes the usage chunk: metered, then removed unless the
-            // client asked for it.
-            Outbound::Ollama(op) if op != NativeOp::Embed && self.request.stream => {
-                Some((Some(op), !self.request.client_wants_usage))
-            }
-            Outbound::Ollama(_) => None,
-        };
-        if let Some((native, strip_usage)) = stream {
-            let sse = match native {
-                None => raw,
-                Some(op) => {
-                    let model = &d.upstream_model;
-                    let translator = if op == NativeOp::Chat {
-                        NativeStream::chat(model, created, ids)
-                    } else {
-                        NativeStream::completion(model, created, ids)
-                    };
-                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-                    ollama::sse_from_ndjson(raw, translator, cfg.max_response_bytes)
-                }
+        let ids = Ids::new(fastrand::u64(..));
+        let model = &d.upstream_model;
+        if wire.streams(&headers, self.request) {
+            // A translated stream always carries the usage chunk: metered, then removed unless
+            // the client asked for it.
+            let strip_usage = if wire.translates() {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                !self.request.client_wants_usage
+            } else {
+                self.add_usage
             };
+            let sse = wire.stream(raw, model, created, ids, cfg.max_response_bytes);
             return match self.relay(candidate, sse, strip_usage, t, in_flight).await {
                 Ok(body) => self.serve(candidate, status, &headers, body),
                 Err(e) => self.failed(candidate, e),
@@ -271,28 +203,13 @@ impl Plan<'_> {
                 Ok(whole) => whole,
                 Err(e) => return self.failed(candidate, body_failure(e, t.allowed)),
             };
-        let decoded: Option<(Bytes, Option<Usage>)> = match wire {
-            Outbound::OpenAi => relay::json_usage(&whole).map(|usage| (whole, usage)),
-            Outbound::Ollama(op) => {
-                let model = &d.upstream_model;
-                let answer = match op {
-                    NativeOp::Chat => ollama::chat_response(&whole, model, created, &mut ids),
-                    NativeOp::Generate => {
-                        ollama::completion_response(&whole, model, created, &mut ids)
-                    }
-                    NativeOp::Embed => ollama::embed_response(&whole, model, base64),
-                };
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                answer.map(|a| (a.body, Some(a.usage)))
-            }
+        let (body, usage) = match wire.whole(whole, model, created, ids, base64) {
+            Ok(decoded) => decoded,
+            Err(what) => return self.failed(candidate, UpstreamError::Protocol { what }),
         };
-        let Some((body, usage)) = decoded else {
-            let what = match wire {
-                Outbound::OpenAi => "the upstream answered with malformed JSON",
-                Outbound::Ollama(_) => "the upstream's native answer was malformed",
-            };
-            return self.failed(candidate, UpstreamError::Protocol { what });
-        };
+        if wire.translates() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         self.settlement().settle(usage.map(total_tokens));
         if let Some(u) = usage {
             self.tokens(d, u);
@@ -394,13 +311,10 @@ impl Plan<'_> {
             std::borrow::Cow::Borrowed(_) => whole,
             std::borrow::Cow::Owned(masked) => Bytes::from(masked),
         };
-        let body = match wire {
-            Outbound::OpenAi => whole,
-            Outbound::Ollama(_) => {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                ollama::error_body(status.as_u16(), &whole)
-            }
-        };
+        if wire.translates() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let body = wire.error(status.as_u16(), whole);
         let answer = self.answer(status, &headers, Body::from(body), candidate);
         if context {
             Attempt::ContextExceeded(answer)

@@ -297,16 +297,24 @@ impl Plan<'_> {
 
     fn push_front(&self, queue: &mut VecDeque<Arc<ModelGroup>>, chain: Option<&Vec<String>>) {
         for name in chain.into_iter().flatten().rev() {
-            if let Some(g) = self.table.models.get(name) {
-                queue.push_front(g.clone());
+            match self.table.models.get(name) {
+                Some(g) => queue.push_front(g.clone()),
+                None => debug!(
+                    fallback = %name,
+                    "the fallback names a model group that serves nothing; skipped (see `switchyard doctor`)"
+                ),
             }
         }
     }
 
     fn push_back(&self, queue: &mut VecDeque<Arc<ModelGroup>>, chain: Option<&Vec<String>>) {
         for name in chain.into_iter().flatten() {
-            if let Some(g) = self.table.models.get(name) {
-                queue.push_back(g.clone());
+            match self.table.models.get(name) {
+                Some(g) => queue.push_back(g.clone()),
+                None => debug!(
+                    fallback = %name,
+                    "the fallback names a model group that serves nothing; skipped (see `switchyard doctor`)"
+                ),
             }
         }
     }

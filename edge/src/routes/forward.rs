@@ -59,7 +59,7 @@ pub async fn forward(
             }
         })
     };
-    let response = match serve(state, operation, inbound, &parts.headers, body).await {
+    let response = match serve(state, operation, inbound, &parts.headers, body, started).await {
         Ok(response) => response,
         Err(e) => inbound.error(e),
     };
@@ -107,6 +107,7 @@ async fn serve(
     inbound: Inbound,
     headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
+    started: Instant,
 ) -> Result<Response, ApiError> {
     let table = state.table_or_wait().await;
     let now = now_ms();
@@ -129,6 +130,11 @@ async fn serve(
     let table = table.ok_or(ApiError::NoRoutingTable)?;
     let group = table
         .resolve(&model)
+        .or_else(|| match inbound {
+            // Ollama clients (Open WebUI) tag every name: `gpt-4o` is asked for as `gpt-4o:latest`.
+            Inbound::Ollama(_) => model.strip_suffix(":latest").and_then(|m| table.resolve(m)),
+            _ => None,
+        })
         .ok_or_else(|| ApiError::ModelNotFound {
             model: model.clone(),
         })?;
@@ -158,7 +164,7 @@ async fn serve(
         key_charge: admission.take_token_charge(),
     };
     let response = engine::run(job, group).await?;
-    let mut response = inbound.answer(response, &model).await;
+    let mut response = inbound.answer(response, &model, started).await;
     admission.headers(response.headers_mut());
     // A concurrency slot lasts until the body has been sent, not just its headers.
     Ok(admission.hold_until_sent(response))

@@ -1,5 +1,5 @@
 //! The HTTP surface: the forwarding path for the model POSTs of every dialect (OpenAI `/v1`,
-//! Anthropic `/v1/messages`) and one file per other endpoint, assembled here into the edge's
+//! Anthropic `/v1/messages`, Ollama's `/api/*`) and one file per other endpoint, assembled here into the edge's
 //! service.
 
 pub mod anthropic;
@@ -7,6 +7,7 @@ pub mod forward;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod ollama;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,9 +60,10 @@ impl App {
         if let Some(op) = Operation::ALL.into_iter().find(|op| op.path() == path) {
             return Some((op, Inbound::OpenAi));
         }
-        anthropic::MESSAGES
-            .contains(&path)
-            .then_some((Operation::Chat, Inbound::Anthropic))
+        if anthropic::MESSAGES.contains(&path) {
+            return Some((Operation::Chat, Inbound::Anthropic));
+        }
+        ollama::operation(path)
     }
 }
 
@@ -106,6 +108,12 @@ fn router(state: EdgeState) -> Router {
         };
         router = router.route(operation.path(), post(handle));
     }
+    for (path, operation, inbound) in ollama::POSTS {
+        let handle = move |State(state): State<EdgeState>, request: axum::extract::Request| async move {
+            forward::forward(&state, operation, inbound, request).await
+        };
+        router = router.route(path, post(handle));
+    }
     for path in anthropic::MESSAGES {
         let handle = |State(state): State<EdgeState>, request: axum::extract::Request| async move {
             forward::forward(&state, Operation::Chat, Inbound::Anthropic, request).await
@@ -119,6 +127,11 @@ fn router(state: EdgeState) -> Router {
             post(anthropic::count_tokens),
         )
         .route("/anthropic/v1/models", get(anthropic::models))
+        .route("/", get(ollama::running).head(ollama::running))
+        .route("/api/version", get(ollama::version).head(ollama::version))
+        .route("/api/tags", get(ollama::tags).head(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/metrics", get(metrics::render))

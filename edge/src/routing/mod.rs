@@ -1,6 +1,7 @@
 //! Routing: the compiled table, live per-target state, and the pure choice of upstreams.
 
 pub mod cooldown;
+mod endpoint;
 pub mod pick;
 pub mod table;
 pub mod target;

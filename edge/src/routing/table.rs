@@ -10,6 +10,9 @@ use http::{HeaderName, HeaderValue};
 use switchyard_proto::v1;
 use tracing::warn;
 
+use super::endpoint::{
+    host_header, operation_uris, request_headers, resolve_credentials, unsupported_params,
+};
 use super::target::{CredState, Target};
 use crate::auth::KeyStore;
 use crate::metrics::DeploymentSeries;
@@ -98,23 +101,28 @@ pub enum Strategy {
 pub enum EndpointKind {
     /// Any OpenAI-compatible server (vLLM, LM Studio, LiteLLM, cloud providers).
     OpenAi,
-    /// Ollama's OpenAI surface (ignores `n`).
+    /// Ollama's OpenAI surface (ignores `n`), or its native API when that surface is missing.
     Ollama,
+    /// Anthropic's Messages API (`{base}/messages`, `x-api-key`).
+    Anthropic,
+    /// Google's Gemini `generateContent` API (`x-goog-api-key`).
+    Gemini,
 }
 
 impl EndpointKind {
-    /// Maps the table's kind string.
+    /// Maps the table's kind string (unknown kinds are OpenAI-compatible).
     pub fn parse(kind: &str) -> Self {
-        if kind.eq_ignore_ascii_case("ollama") {
-            Self::Ollama
-        } else {
-            Self::OpenAi
+        match kind.to_ascii_lowercase().as_str() {
+            "ollama" => Self::Ollama,
+            "anthropic" => Self::Anthropic,
+            "gemini" => Self::Gemini,
+            _ => Self::OpenAi,
         }
     }
 
     /// Whether the server honours `n > 1`.
     pub fn supports_n(self) -> bool {
-        !matches!(self, Self::Ollama)
+        matches!(self, Self::OpenAi)
     }
 }
 
@@ -234,6 +242,10 @@ pub struct Deployment {
     pub limits: UpstreamLimits,
     /// Its metric series, looked up at its first answer.
     pub series: OnceLock<DeploymentSeries>,
+    /// What the model accepts or does (`vision`, `embed`, `tools`, ...), for listings.
+    pub capabilities: Vec<String>,
+    /// Costs nothing per token (marked free, or a local server), for listings.
+    pub free: bool,
 }
 
 /// An upstream deployment's limits per credential; 0 means none.
@@ -417,6 +429,8 @@ impl RoutingTable {
                         }
                     }),
                     series: OnceLock::new(),
+                    capabilities: d.capabilities.clone(),
+                    free: d.free,
                 }));
             }
             let group = ModelGroup {
@@ -488,6 +502,8 @@ impl RoutingTable {
             target,
             limits: UpstreamLimits::default(),
             series: OnceLock::new(),
+            capabilities: Vec::new(),
+            free: false,
         };
         Some(Arc::new(ModelGroup {
             name: Arc::from(name),
@@ -529,132 +545,6 @@ impl Settings {
             drop_params: w.drop_params,
         }
     }
-}
-
-/// The three operation URIs under `base`, each with `query` (Azure's `api-version`) when
-/// set; a bad base URL is logged and leaves none.
-fn operation_uris(id: &str, base: &str, query: &str) -> Option<[http::Uri; 3]> {
-    let parse = |path: &str| {
-        if query.is_empty() {
-            format!("{base}{path}").parse::<http::Uri>()
-        } else {
-            format!("{base}{path}?{query}").parse::<http::Uri>()
-        }
-    };
-    match (
-        parse("/chat/completions"),
-        parse("/completions"),
-        parse("/embeddings"),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) if a.scheme().is_some() && a.host().is_some() => Some([a, b, c]),
-        _ => {
-            warn!(endpoint = %id, "endpoint base URL is not a valid http(s) URL; it cannot be used");
-            None
-        }
-    }
-}
-
-/// The `host` header a request to `uri` carries.
-fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
-    let host = uri.host()?;
-    let default_port = match uri.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    match uri.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
-        _ => HeaderValue::from_str(host).ok(),
-    }
-}
-
-/// What an endpoint refuses: the table's list, and `n` where the kind ignores it.
-fn unsupported_params(e: &v1::RouteEndpoint) -> Vec<String> {
-    let mut out = e.unsupported_params.clone();
-    if !EndpointKind::parse(&e.kind).supports_n() && !out.iter().any(|p| p == "n") {
-        out.push("n".into());
-    }
-    out
-}
-
-/// The fixed headers of an endpoint's requests: its own, and a `user-agent` unless it sets
-/// one. Names or values that are not valid headers are skipped with a warning.
-fn request_headers(e: &v1::RouteEndpoint) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out: Vec<(HeaderName, HeaderValue)> = e
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
-                (Ok(n), Ok(v)) => Some((n, v)),
-                _ => {
-                    warn!(endpoint = %e.id, header = %name, "endpoint header is not a valid header; skipped");
-                    None
-                }
-            }
-        })
-        .collect();
-    if !out.iter().any(|(n, _)| n == http::header::USER_AGENT) {
-        out.push((
-            http::header::USER_AGENT,
-            HeaderValue::from_static(USER_AGENT),
-        ));
-    }
-    out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-    out
-}
-
-/// Resolves an endpoint's credentials: values as given, `env` names from this process's
-/// environment. Unusable ones are skipped with a warning naming only the id and variable.
-fn resolve_credentials(e: &v1::RouteEndpoint) -> Vec<Credential> {
-    let header = match e.auth_header.as_str() {
-        "" => None,
-        name => match HeaderName::try_from(name) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                warn!(endpoint = %e.id, header = %name, "auth header is not a valid header name; using authorization");
-                None
-            }
-        },
-    };
-    e.credentials
-        .iter()
-        .filter_map(|c| {
-            let secret = if !c.value.is_empty() {
-                c.value.clone()
-            } else if !c.env.is_empty() {
-                match std::env::var(&c.env) {
-                    Ok(v) if !v.is_empty() => v,
-                    _ => {
-                        warn!(
-                            endpoint = %e.id,
-                            credential = %c.id,
-                            env = %c.env,
-                            "credential's environment variable is not set on this edge; skipped"
-                        );
-                        return None;
-                    }
-                }
-            } else {
-                warn!(endpoint = %e.id, credential = %c.id, "credential has neither value nor env; skipped");
-                return None;
-            };
-            let value = match header {
-                None => HeaderValue::from_str(&format!("Bearer {secret}")),
-                Some(_) => HeaderValue::from_str(&secret),
-            };
-            let Ok(mut authorization) = value else {
-                warn!(endpoint = %e.id, credential = %c.id, "credential is not a valid header value; skipped");
-                return None;
-            };
-            authorization.set_sensitive(true);
-            Some(Credential {
-                id: Arc::from(c.id.as_str()),
-                header: header.clone().unwrap_or(http::header::AUTHORIZATION),
-                authorization,
-                id_header: HeaderValue::from_str(&c.id).ok(),
-                models: c.models.clone(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -723,6 +613,7 @@ mod tests {
                             rpm: 30,
                             ..Default::default()
                         }),
+                        ..Default::default()
                     },
                     v1::Deployment {
                         endpoint_id: "gone".into(),

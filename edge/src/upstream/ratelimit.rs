@@ -1,6 +1,7 @@
 //! Reading an upstream's rate-limit headers: how long a 429 (or an exhausted budget) should
 //! cool a target down. `Retry-After` (seconds or HTTP date), `retry-after-ms`, then the
-//! `x-ratelimit-reset-requests/-tokens` Go durations (`6s`, `1m26.4s`, `185ms`).
+//! `x-ratelimit-reset-requests/-tokens` Go durations (`6s`, `1m26.4s`, `185ms`), then
+//! Anthropic's `anthropic-ratelimit-*-reset` RFC 3339 instants.
 
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +28,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             return at.duration_since(now).ok().filter(|d| !d.is_zero());
         }
     }
-    reset_wait(headers, false)
+    reset_wait(headers, false).or_else(|| anthropic_wait(headers, now, false))
 }
 
 /// When the upstream reports `x-ratelimit-remaining-requests: 0` (or `-tokens: 0`) on any
@@ -35,9 +36,98 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 pub fn exhausted(headers: &HeaderMap) -> Option<Duration> {
     let zero = |name| header_str(headers, name).is_some_and(|v| v.trim() == "0");
     if !zero("x-ratelimit-remaining-requests") && !zero("x-ratelimit-remaining-tokens") {
-        return None;
+        return anthropic_exhausted(headers, SystemTime::now());
     }
     Some(reset_wait(headers, true).unwrap_or(Duration::from_secs(1)))
+}
+
+/// Anthropic's budgets (`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*`).
+const ANTHROPIC_BUDGETS: [&str; 4] = ["requests", "tokens", "input-tokens", "output-tokens"];
+
+/// [`exhausted`] for Anthropic's headers, whose resets are RFC 3339 instants.
+fn anthropic_exhausted(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let zero = ANTHROPIC_BUDGETS.iter().any(|b| {
+        header_str(headers, &format!("anthropic-ratelimit-{b}-remaining"))
+            .is_some_and(|v| v.trim() == "0")
+    });
+    zero.then(|| anthropic_wait(headers, now, true).unwrap_or(Duration::from_secs(1)))
+}
+
+/// The wait until Anthropic's latest exhausted reset (with `only_exhausted`), else its earliest
+/// reset.
+fn anthropic_wait(headers: &HeaderMap, now: SystemTime, only_exhausted: bool) -> Option<Duration> {
+    let mut exhausted_max: Option<Duration> = None;
+    let mut any_min: Option<Duration> = None;
+    for budget in ANTHROPIC_BUDGETS {
+        let Some(reset) = header_str(headers, &format!("anthropic-ratelimit-{budget}-reset"))
+            .and_then(parse_rfc3339)
+            .and_then(|at| at.duration_since(now).ok())
+            .filter(|d| !d.is_zero())
+        else {
+            continue;
+        };
+        let remaining = format!("anthropic-ratelimit-{budget}-remaining");
+        if header_str(headers, &remaining).is_some_and(|v| v.trim() == "0") {
+            exhausted_max = Some(exhausted_max.map_or(reset, |m| m.max(reset)));
+        }
+        any_min = Some(any_min.map_or(reset, |m| m.min(reset)));
+    }
+    if only_exhausted {
+        exhausted_max
+    } else {
+        exhausted_max.or(any_min)
+    }
+}
+
+/// Parses an RFC 3339 instant (`2026-01-02T03:04:05Z`, fractional seconds and `±hh:mm`
+/// offsets allowed).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let t = text.trim().as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = t.get(from..from + len)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(digits).ok()?.parse().ok())?
+    };
+    if t.len() < 20 || t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let mut at = 19;
+    let mut nanos = 0u32;
+    if t.get(at) == Some(&b'.') {
+        at += 1;
+        let start = at;
+        while t.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        let frac = std::str::from_utf8(&t[start..at.min(start + 9)]).ok()?;
+        nanos = format!("{frac:0<9}").parse().ok()?;
+    }
+    let offset = match t.get(at)? {
+        b'Z' | b'z' => 0,
+        sign @ (b'+' | b'-') => {
+            let minutes = num(at + 1, 2)? * 60 + num(at + 4, 2)?;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset * 60;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// The limits an upstream announces in `x-ratelimit-limit-requests` and
@@ -50,8 +140,8 @@ pub fn announced_limits(headers: &HeaderMap) -> (Option<u64>, Option<u64>) {
             .filter(|n| *n > 0)
     };
     (
-        read("x-ratelimit-limit-requests"),
-        read("x-ratelimit-limit-tokens"),
+        read("x-ratelimit-limit-requests").or_else(|| read("anthropic-ratelimit-requests-limit")),
+        read("x-ratelimit-limit-tokens").or_else(|| read("anthropic-ratelimit-tokens-limit")),
     )
 }
 
@@ -211,6 +301,56 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn rfc3339_instants_parse() {
+        let at = |secs: u64, nanos: u32| Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), at(0, 0));
+        assert_eq!(parse_rfc3339("2024-02-29T12:30:45Z"), at(1_709_209_845, 0));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:30:45.5Z"),
+            at(1_709_209_845, 500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T14:30:45+02:00"),
+            at(1_709_209_845, 0)
+        );
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("soon"), None);
+    }
+
+    #[test]
+    fn anthropic_headers_cool_and_announce() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_209_800);
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-ratelimit-requests-limit", "50".parse().unwrap());
+        h.insert("anthropic-ratelimit-tokens-limit", "40000".parse().unwrap());
+        h.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "0".parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-requests-reset",
+            "2024-02-29T12:30:45Z".parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-tokens-remaining",
+            "100".parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-tokens-reset",
+            "2024-02-29T12:30:10Z".parse().unwrap(),
+        );
+        assert_eq!(announced_limits(&h), (Some(50), Some(40_000)));
+        assert_eq!(anthropic_exhausted(&h, now), Some(Duration::from_secs(45)));
+        // A 429 without retry-after waits for the exhausted budget's reset.
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(45)));
+        h.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "3".parse().unwrap(),
+        );
+        assert_eq!(anthropic_exhausted(&h, now), None);
     }
 
     #[test]

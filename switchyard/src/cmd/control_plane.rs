@@ -34,6 +34,19 @@ pub struct ControlPlaneArgs {
         default_value = "127.0.0.1:7701"
     )]
     pub admin_listen: SocketAddr,
+    /// Seconds between listings of catalogued endpoints' models (0: only on demand).
+    #[arg(long, env = "SWITCHYARD_CATALOG_REFRESH_SECS", default_value_t = 300)]
+    pub catalog_refresh_secs: u64,
+    /// Seconds between scheduled audits of every model × credential (0: only on demand).
+    #[arg(long, env = "SWITCHYARD_CATALOG_AUDIT_SECS", default_value_t = 0)]
+    pub catalog_audit_secs: u64,
+    /// Seconds a failed probe is not repeated.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CATALOG_FAILURE_TTL_SECS",
+        default_value_t = 3_600
+    )]
+    pub catalog_failure_ttl_secs: u64,
     /// config.yaml to load: Switchyard's format or LiteLLM's, as-is. Reloaded on SIGHUP.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -166,6 +179,9 @@ impl ControlPlaneArgs {
             config_file: self.config.clone(),
             env: None,
             mdns: !self.no_mdns,
+            catalog_refresh_secs: self.catalog_refresh_secs,
+            catalog_audit_secs: self.catalog_audit_secs,
+            catalog_failure_ttl_secs: self.catalog_failure_ttl_secs,
             backend: if self.etcd_endpoints.is_empty() {
                 switchyard_control_plane::etcd::BackendKind::Raft
             } else {

@@ -33,7 +33,7 @@ pub enum EndpointsCmd {
         /// Models it serves (comma-separated).
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
-        /// Server kind.
+        /// Server kind: openai (any OpenAI-compatible server), ollama, anthropic or gemini.
         #[arg(long, default_value = "openai")]
         kind: String,
         /// Environment variable edges read the upstream key from.

@@ -21,7 +21,7 @@ pub fn decode(body: &Value) -> Result<Request, String> {
         top_p: object.get("top_p").and_then(Value::as_f64),
         top_k: object.get("top_k").and_then(Value::as_u64),
         stream: object.get("stream").and_then(Value::as_bool) == Some(true),
-        user: object["metadata"]["user_id"].as_str().map(str::to_owned),
+        user: body["metadata"]["user_id"].as_str().map(str::to_owned),
         ..Request::default()
     };
     match object.get("system") {

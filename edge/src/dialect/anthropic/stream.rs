@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::response::{message_id, stop_of, stop_reason, usage_json, usage_of};
 use crate::dialect::Render;
 use crate::dialect::canonical::{Event, StopReason, Usage};
+use crate::dialect::upstream::Decode;
 
 /// What kind of block is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,11 +201,10 @@ pub struct Decoder {
     usage: Usage,
 }
 
-impl Decoder {
-    /// The events of one payload.
-    pub fn decode(&mut self, data: &[u8], out: &mut Vec<Event>) {
+impl Decode for Decoder {
+    fn decode(&mut self, data: &[u8], out: &mut Vec<Event>) -> bool {
         let Ok(v) = serde_json::from_slice::<Value>(data) else {
-            return;
+            return false;
         };
         match v["type"].as_str() {
             Some("message_start") => {
@@ -261,13 +261,16 @@ impl Decoder {
                 }
                 out.push(Event::Usage(self.usage));
             }
-            Some("error") => out.push(Event::Error(
-                v["error"]["message"]
+            Some("message_stop") => return true,
+            Some("error") => {
+                let message = v["error"]["message"]
                     .as_str()
-                    .unwrap_or("the upstream failed mid-stream")
-                    .to_owned(),
-            )),
+                    .unwrap_or("the upstream failed mid-stream");
+                out.push(Event::Error(message.to_owned()));
+                // The error event ends the stream: no `[DONE]` follows an upstream failure.
+            }
             _ => {}
         }
+        false
     }
 }

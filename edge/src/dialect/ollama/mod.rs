@@ -5,6 +5,7 @@
 //! endpoint sends. This file owns which servers lack the OpenAI surface. Everything here is
 //! pure: the clock and ids come in as arguments.
 
+pub mod inbound;
 mod request;
 mod response;
 mod stream;

@@ -372,20 +372,7 @@ pub fn error_body(status: u16, native: &[u8]) -> Bytes {
             text.chars().take(MAX_ERROR_TEXT).collect()
         }
     });
-    let (kind, param, code) = match status {
-        401 => ("authentication_error", None, None),
-        403 => ("permission_error", None, None),
-        404 => (
-            "invalid_request_error",
-            Some("model"),
-            Some("model_not_found"),
-        ),
-        413 => ("invalid_request_error", None, Some("request_too_large")),
-        429 => ("rate_limit_error", None, Some("rate_limit_exceeded")),
-        500..=599 => ("api_error", None, None),
-        _ => ("invalid_request_error", None, None),
-    };
-    Bytes::from(crate::error::error_json(&message, kind, param, code).to_string())
+    crate::dialect::openai::response::error_body(status, &message)
 }
 
 /// Standard base64 with padding (what OpenAI's `encoding_format: base64` uses).

@@ -2,7 +2,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::dialect::canonical::{Message, Part, Request, Role, Tool, ToolChoice};
+use crate::dialect::canonical::{
+    Message, Part, Request, Role, Tool, ToolChoice, only_results, push_tool_result,
+};
 
 /// The OpenAI chat body for `request`. A stream asks for the usage chunk, which the edge meters
 /// and the translating dialect turns into its own usage.
@@ -202,7 +204,7 @@ pub fn decode(body: &Value) -> Result<Request, String> {
     request.json = match object.get("response_format").map(|f| &f["type"]) {
         Some(Value::String(t)) if t == "json_object" => Some(Value::Null),
         Some(Value::String(t)) if t == "json_schema" => {
-            Some(object["response_format"]["json_schema"]["schema"].clone())
+            Some(body["response_format"]["json_schema"]["schema"].clone())
         }
         _ => None,
     };
@@ -261,22 +263,7 @@ fn decode_message(m: &Value, request: &mut Request) -> Result<(), String> {
                     .collect(),
                 is_error: false,
             };
-            // Consecutive results (and the user text after them) make one user turn.
-            match request.messages.last_mut() {
-                Some(last)
-                    if last.role == Role::User
-                        && last
-                            .parts
-                            .iter()
-                            .all(|p| matches!(p, Part::ToolResult { .. })) =>
-                {
-                    last.parts.push(result);
-                }
-                _ => request.messages.push(Message {
-                    role: Role::User,
-                    parts: vec![result],
-                }),
-            }
+            push_tool_result(&mut request.messages, result);
             return Ok(());
         }
         _ => {}
@@ -311,10 +298,7 @@ fn decode_message(m: &Value, request: &mut Request) -> Result<(), String> {
     if role == Role::User
         && let Some(last) = request.messages.last_mut()
         && last.role == Role::User
-        && last
-            .parts
-            .iter()
-            .all(|p| matches!(p, Part::ToolResult { .. }))
+        && only_results(last)
     {
         last.parts.extend(parts);
         return Ok(());

@@ -128,3 +128,23 @@ pub fn error_message(body: &[u8]) -> Option<String> {
         e => e["message"].as_str().map(str::to_owned),
     }
 }
+
+/// OpenAI error JSON for an upstream error of another dialect, with the type and code its
+/// status means there.
+pub fn error_body(status: u16, message: &str) -> bytes::Bytes {
+    let (kind, param, code) = match status {
+        401 => ("authentication_error", None, None),
+        403 => ("permission_error", None, None),
+        404 => (
+            "invalid_request_error",
+            Some("model"),
+            Some("model_not_found"),
+        ),
+        413 => ("invalid_request_error", None, Some("request_too_large")),
+        429 => ("rate_limit_error", None, Some("rate_limit_exceeded")),
+        500..=599 => ("api_error", None, None),
+        _ => ("invalid_request_error", None, None),
+    };
+    let body = crate::error::error_json(message, kind, param, code);
+    bytes::Bytes::from(body.to_string())
+}
