@@ -26,6 +26,10 @@ use crate::seal::ClusterKey;
 use crate::service::agent::now_ms;
 use crate::state::{CheckMode, ClusterState, Command, Endpoint, Secret, Source};
 
+/// How often a voter that runs no checks looks whether it should (a leadership change or a
+/// committed change wakes it at once).
+const IDLE_TICK: Duration = Duration::from_secs(5);
+
 /// How long one check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,6 +81,7 @@ pub async fn watch_endpoints(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut leadership = consensus.watch_leadership();
+    let mut tables = consensus.watch_table();
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     // Built at the first check, so a cluster without checks never needs one.
     let mut client: Option<reqwest::Client> = None;
@@ -134,11 +139,21 @@ pub async fn watch_endpoints(
                 }
             }
         }
-        // Wake often enough to keep short intervals, rarely enough to cost nothing.
-        let tick = Duration::from_millis((interval / 4).clamp(100, 1_000));
+        // Wake often enough to keep short intervals, rarely enough to cost nothing; a voter
+        // with nothing to check looks again only now and then (reading the state copies it).
+        let tick = if leading && checks.enabled {
+            Duration::from_millis((interval / 4).clamp(100, 1_000))
+        } else {
+            IDLE_TICK
+        };
+        // While idle, a committed change (checks turned on) is looked at at once; while
+        // checking, the tick is short anyway and commits do not each cost a state copy.
+        let idle = !(leading && checks.enabled);
+        tables.borrow_and_update();
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
             changed = leadership.changed() => if changed.is_err() { return },
+            changed = tables.changed(), if idle => if changed.is_err() { return },
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
