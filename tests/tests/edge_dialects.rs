@@ -22,7 +22,9 @@ async fn read_until(mut response: reqwest::Response, want: &str) -> String {
     while !got.contains(want) {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())
             .await
-            .unwrap_or_else(|_| panic!("no {want:?} within 5 s while the upstream paused; got {got:?}"))
+            .unwrap_or_else(|_| {
+                panic!("no {want:?} within 5 s while the upstream paused; got {got:?}")
+            })
             .unwrap();
         let Some(chunk) = chunk else {
             panic!("the stream ended before {want:?}: {got:?}");
@@ -36,16 +38,15 @@ async fn read_until(mut response: reqwest::Response, want: &str) -> String {
 async fn translated_streams_arrive_before_the_upstream_finishes() {
     let fake = OpenAiFake::start().await.unwrap();
     // Role, "Hello", " world", then silence: the upstream never finishes.
-    fake.script(
-        "paused-up",
-        vec![Behavior::StallMidStream { events: 3 }],
-    );
+    fake.script("paused-up", vec![Behavior::StallMidStream { events: 3 }]);
     let table = Table::new(1)
         .endpoint("fake", &fake.base_url())
         .model("paused", &[("fake", "paused-up")])
         .key("k", KEY, |_| {})
         .build();
-    let edge = TestEdge::start(Config::default(), Some(table)).await.unwrap();
+    let edge = TestEdge::start(Config::default(), Some(table))
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
 
     let anthropic = http
@@ -61,7 +62,10 @@ async fn translated_streams_arrive_before_the_upstream_finishes() {
     let got = read_until(anthropic, "\"text\":\" world\"").await;
     assert!(got.starts_with("event: message_start\n"), "{got}");
     assert!(got.contains("event: content_block_delta"), "{got}");
-    assert!(!got.contains("message_stop"), "the stream cannot have ended: {got}");
+    assert!(
+        !got.contains("message_stop"),
+        "the stream cannot have ended: {got}"
+    );
 
     let ollama = http
         .post(format!("{}/api/chat", edge.url))
@@ -77,5 +81,8 @@ async fn translated_streams_arrive_before_the_upstream_finishes() {
         "Ollama streams NDJSON by default"
     );
     let got = read_until(ollama, "\"content\":\" world\"").await;
-    assert!(!got.contains("\"done\":true"), "the stream cannot have ended: {got}");
+    assert!(
+        !got.contains("\"done\":true"),
+        "the stream cannot have ended: {got}"
+    );
 }
