@@ -21,6 +21,8 @@ use crate::servers::{KEY, MODEL};
 
 /// The target name of the edge spoken to in Anthropic Messages.
 const TRANSLATED: &str = "translated";
+/// The edge of an earlier build (`--before-bin`), measured in the same rounds.
+const BEFORE: &str = "edge-before";
 
 /// Settings of a load run.
 pub struct LoadArgs {
@@ -35,6 +37,9 @@ pub struct LoadArgs {
     pub litellm_bin: Option<std::path::PathBuf>,
     /// Seconds to wait for LiteLLM to answer.
     pub litellm_wait: u64,
+    /// A `switchyard-bench` built from an earlier commit: its edge is measured in the same
+    /// rounds as `edge-before`, so a change's cost is read within one run.
+    pub before_bin: Option<std::path::PathBuf>,
 }
 
 /// A child server process.
@@ -47,7 +52,11 @@ pub(crate) struct Server {
 impl Server {
     /// Runs `serve <args>` of this binary and reads the address it prints.
     pub(crate) async fn spawn(args: &[String]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
+        Self::spawn_from(&std::env::current_exe()?, args).await
+    }
+
+    /// Runs `serve <args>` of the bench binary `exe` and reads the address it prints.
+    pub(crate) async fn spawn_from(exe: &std::path::Path, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .arg("serve")
             .args(args)
@@ -320,6 +329,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     };
     // The same edge, spoken to in Anthropic Messages (translated to OpenAI and back).
     targets.push((TRANSLATED, edge.addr));
+    let before = match &args.before_bin {
+        Some(bin) => {
+            let server =
+                Server::spawn_from(bin, &["edge".into(), upstream.addr.to_string()]).await?;
+            targets.push((BEFORE, server.addr));
+            Some(server)
+        }
+        None => None,
+    };
     // Warm every path (connections, pools, caches) before measuring.
     for (name, addr) in &targets {
         closed_loop_as(*addr, 4, Duration::from_millis(500), wire_of(name)).await?;
@@ -379,7 +397,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         rss_load,
         &args,
     );
-    drop((upstream, floor, edge));
+    drop((upstream, floor, edge, before));
     Ok(())
 }
 
@@ -433,7 +451,8 @@ fn print_report(
             "| edge / floor added latency p99 | {conns} | {:.2} |",
             added(2, ci, 0.99, results) / added(1, ci, 0.99, results)
         );
-        let translated = targets.len() - 1;
+        let index = |target: &str| targets.iter().position(|(name, _)| *name == target);
+        let translated = index(TRANSLATED).unwrap_or(2);
         println!(
             "| translated / edge throughput | {conns} | {:.2} |",
             results[translated][ci].rps() / results[2][ci].rps()
@@ -442,6 +461,16 @@ fn print_report(
             "| translated - edge latency p50 µs | {conns} | {} |",
             results[translated][ci].quantile(0.5) as i64 - results[2][ci].quantile(0.5) as i64
         );
+        if let Some(before) = index(BEFORE) {
+            println!(
+                "| edge / edge-before throughput | {conns} | {:.2} |",
+                results[2][ci].rps() / results[before][ci].rps()
+            );
+            println!(
+                "| edge / edge-before added latency p50 | {conns} | {:.2} |",
+                added(2, ci, 0.5, results) / added(before, ci, 0.5, results)
+            );
+        }
         if args.litellm_bin.is_some() {
             println!(
                 "| edge / litellm throughput | {conns} | {:.1} |",

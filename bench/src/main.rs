@@ -12,8 +12,12 @@
 //!
 //! `limits`: the edge with a key's cluster-wide limits on (leased from a real control plane)
 //! vs off, at 16 connections: what admission adds.
+//!
+//! `usage`: the edge with usage accounting on (reporting to a real control plane) vs off, at 16
+//! connections: what accounting costs in throughput.
 
 mod limits;
+mod usage;
 /// The same allocator as the `switchyard` binary, so the edge measured here is the one shipped.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -67,9 +71,25 @@ enum Bench {
         /// Seconds to wait for LiteLLM to start answering.
         #[arg(long, default_value_t = 120)]
         litellm_wait: u64,
+        /// A `switchyard-bench` built from an earlier commit; its edge is measured beside this
+        /// one as `edge-before`.
+        #[arg(long)]
+        before_bin: Option<std::path::PathBuf>,
     },
     /// Added latency of cluster-wide key limits: the edge with limits on vs off, 16 connections.
     Limits {
+        /// Seconds per target in each round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds, interleaving the targets.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Connections.
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+    },
+    /// Throughput cost of usage accounting: the edge with accounting on vs off, 16 connections.
+    Usage {
         /// Seconds per target in each round.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
@@ -111,6 +131,12 @@ enum Serve {
         /// Lease the key's limits from this control plane (gRPC URL); without it, no limits.
         #[arg(long)]
         limits_from: Option<String>,
+        /// Report usage to this control plane (gRPC URL).
+        #[arg(long)]
+        usage_to: Option<String>,
+        /// Count no usage at all.
+        #[arg(long)]
+        no_usage: bool,
     },
 }
 
@@ -129,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
             ttfb_requests,
             litellm_bin,
             litellm_wait,
+            before_bin,
         } => {
             load::run(load::LoadArgs {
                 seconds,
@@ -136,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
                 ttfb_requests,
                 litellm_bin,
                 litellm_wait,
+                before_bin,
             })
             .await
         }
@@ -144,6 +172,11 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             conns,
         } => limits::run(seconds, rounds, conns).await,
+        Bench::Usage {
+            seconds,
+            rounds,
+            conns,
+        } => usage::run(seconds, rounds, conns).await,
         Bench::Hammer {
             addr,
             conns,
@@ -155,7 +188,15 @@ async fn main() -> anyhow::Result<()> {
             Serve::Edge {
                 upstream,
                 limits_from,
-            } => servers::edge(upstream, limits_from).await,
+                usage_to,
+                no_usage,
+            } => {
+                let usage = servers::Accounting {
+                    on: !no_usage,
+                    to: usage_to,
+                };
+                servers::edge(upstream, limits_from, usage).await
+            }
         },
     }
 }

@@ -152,6 +152,16 @@ pub async fn floor(upstream: SocketAddr) -> anyhow::Result<()> {
     .await
 }
 
+/// Whether the bench edge counts usage, and where it reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Accounting {
+    /// Count usage.
+    pub on: bool,
+    /// Control plane to report to (gRPC URL); none: reports fail and are kept, as on an edge
+    /// whose control plane is away.
+    pub to: Option<String>,
+}
+
 /// Requests and tokens per minute of the bench key when limits are on: far above any load, so
 /// nothing is refused and only the cost of admission is measured.
 pub const HUGE: u64 = 1_000_000_000_000;
@@ -159,13 +169,20 @@ pub const HUGE: u64 = 1_000_000_000_000;
 /// The edge, with a table routing [`MODEL`] to `upstream` and one client key ([`KEY`]). With
 /// `limits` (a control plane's gRPC URL), the key has cluster-wide `rpm` and `tpm` limits leased
 /// from that control plane.
-pub async fn edge(upstream: SocketAddr, limits: Option<String>) -> anyhow::Result<()> {
+pub async fn edge(
+    upstream: SocketAddr,
+    limits: Option<String>,
+    usage: Accounting,
+) -> anyhow::Result<()> {
     let (listener, _) = bind().await?;
     let mut cfg = switchyard_edge::Config::default();
-    if let Some(control_plane) = &limits {
+    if let Some(control_plane) = limits.as_ref().or(usage.to.as_ref()) {
         cfg.control_plane.clone_from(control_plane);
         cfg.edge_name = "bench-edge".into();
     }
+    cfg.usage_accounting = usage.on;
+    // Reports every second, so the bench sees the flush's cost too.
+    cfg.usage_flush_ms = 1_000;
     let state = switchyard_edge::EdgeState::new(cfg).context("edge state")?;
     let table = v1::RoutingTable {
         version: 1,

@@ -1,6 +1,7 @@
 //! Switchyard's control plane: the replicated source of truth for endpoints, models and nodes.
 //!
 //! - [`state`]: the pure `ClusterState::apply(Command) -> Outcome`.
+//! - [`catalog`]: listing declared endpoints' models, filters, chains that name nothing.
 //! - [`table`]: compiles the state into the edge-ready routing table.
 //! - [`raft`]: openraft over a durable redb log and state machine (the only openraft user),
 //!   behind `Consensus`, which can instead run on [`etcd`] (feature `etcd`).
@@ -13,9 +14,11 @@
 //! - [`server`]: starts a voter on bound listeners.
 
 pub mod admin;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod health;
 pub mod lease;
 pub mod liveness;
 pub mod raft;

@@ -84,10 +84,19 @@ impl Declarations {
             }
         }
         tracing::info!(changed, revision, "declared configuration applied");
+        let mut warnings = loaded.warnings;
+        // A chain naming a group that serves nothing is accepted (the group may appear with
+        // the next listing) but said out loud, at every load.
+        let state = consensus.state().await;
+        for link in crate::table::compile(&state, None).table.broken_links {
+            let line = crate::catalog::rot::describe(&link);
+            tracing::warn!(kind = %link.kind, owner = %link.owner, target = %link.target, reason = %link.reason, "{line}");
+            warnings.push(line);
+        }
         Ok(ReloadReport {
             changed,
             revision,
-            warnings: loaded.warnings,
+            warnings,
         })
     }
 }

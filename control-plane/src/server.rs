@@ -20,6 +20,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::views::ReloadReport;
 use crate::admin::{self, AdminState, Tokens};
+use crate::catalog::{Auditor, Catalogue, probe, refresh};
 use crate::error::Error;
 use crate::etcd::{BackendKind, EtcdSettings};
 use crate::liveness::{self, DownPolicy, Liveness};
@@ -100,6 +101,17 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// This voter's private key (PEM). Default none.
     pub tls_key: Option<PathBuf>,
+    /// How long usage is kept per granularity (minutes 2 h, hours 7 days, days 400 days by
+    /// default); the leader compacts with the retention of the voter that took the batch.
+    pub usage_retention: crate::state::Retention,
+    /// Seconds between the leader's listings of catalogued endpoints (declared without a model
+    /// list, or with a `catalog` filter); 0 lists only on demand. Default 300.
+    pub catalog_refresh_secs: u64,
+    /// Seconds between scheduled audits (a 1-token chat per model × credential, dead models
+    /// pruned from the served set); 0, the default, audits only on demand.
+    pub catalog_audit_secs: u64,
+    /// Seconds a failed probe is not repeated. Default 3600.
+    pub catalog_failure_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -133,6 +145,10 @@ impl Default for Config {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            usage_retention: crate::state::Retention::default(),
+            catalog_refresh_secs: 300,
+            catalog_audit_secs: 0,
+            catalog_failure_ttl_secs: 3_600,
         }
     }
 }
@@ -318,10 +334,10 @@ impl ControlPlane {
                 liveness.clone(),
                 stopped.clone(),
             )))
-            .add_service(EdgeServiceServer::new(EdgeServer::new(
-                consensus.clone(),
-                stopped.clone(),
-            )))
+            .add_service(EdgeServiceServer::new(
+                EdgeServer::new(consensus.clone(), stopped.clone())
+                    .with_usage_retention(cfg.usage_retention),
+            ))
             .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));
         let server = tokio::spawn(
             router
@@ -337,6 +353,32 @@ impl ControlPlane {
             },
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(crate::health::watch_endpoints(
+            consensus.clone(),
+            Some(key.clone()),
+            stopped.clone(),
+        )));
+
+        let catalogue = Catalogue::new(consensus.clone(), Some(key.clone()));
+        if cfg.catalog_refresh_secs > 0 {
+            tasks.push(tokio::spawn(refresh::run(
+                catalogue.clone(),
+                Duration::from_secs(cfg.catalog_refresh_secs),
+                stopped.clone(),
+            )));
+        }
+        let auditor = Auditor::new(
+            consensus.clone(),
+            Some(key.clone()),
+            cfg.catalog_failure_ttl_secs.saturating_mul(1_000),
+        );
+        if cfg.catalog_audit_secs > 0 {
+            tasks.push(tokio::spawn(probe::run(
+                auditor.clone(),
+                Duration::from_secs(cfg.catalog_audit_secs),
+                stopped.clone(),
+            )));
+        }
 
         let admin_token = match cfg.admin_tokens.first() {
             Some(token) => token.clone(),
@@ -359,6 +401,8 @@ impl ControlPlane {
                 declarations: declarations.clone(),
                 key: Some(key.clone()),
                 tokens: Arc::new(tokens),
+                catalogue: catalogue.clone(),
+                auditor: auditor.clone(),
             });
             let stopping = until(stopped.clone());
             tasks.push(tokio::spawn(async move {

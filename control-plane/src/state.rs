@@ -6,14 +6,20 @@
 //!
 //! - this file: endpoints, nodes, the command set and `apply`;
 //! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
-//! - [`sources`]: replacing everything one config source declares (config reload).
+//! - [`sources`]: replacing everything one config source declares (config reload);
+//! - [`catalog`]: what declared endpoints list, their catalog filters and dead models;
+//! - [`spend`]: deployment prices and key budgets;
+//! - [`usage`]: usage and spend reported by edges, with hourly and daily rollups.
 
+mod catalog;
 mod health;
 mod policy;
 mod sources;
+mod spend;
 #[cfg(test)]
 mod tests;
 mod upstream;
+pub mod usage;
 
 use std::collections::BTreeMap;
 
@@ -21,10 +27,13 @@ use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
 pub use health::{CheckMode, Checked, HealthChecks};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
+pub use spend::{KeyBudget, Price};
 pub use upstream::UpstreamStyle;
+pub use usage::{MinuteRow, Retention, UsageBook};
 
 /// Where an item was declared; decides precedence and is shown in every listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +241,9 @@ pub struct DeploymentSpec {
     /// Upstream limits of this deployment (LiteLLM's rpm/tpm).
     #[serde(default)]
     pub limits: Limits,
+    /// What it costs per 1M tokens; free by default.
+    #[serde(default)]
+    pub price: Price,
 }
 
 /// A public model name and the deployments that serve it.
@@ -404,6 +416,20 @@ pub enum Command {
         /// Proposal time, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// What a declared endpoint's own listing holds now (an empty list forgets it).
+    PutListing {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// Every model listed, unfiltered.
+        models: Vec<ListedModel>,
+    },
+    /// The models an audit verified dead on one endpoint (empty clears them).
+    PutDeadModels {
+        /// Endpoint id.
+        endpoint_id: String,
+        /// The dead models and why.
+        dead: Vec<DeadModel>,
+    },
     /// An edge asks for a slice of a windowed limit.
     GrantWindow {
         /// The request, stamped with the proposal time.
@@ -413,6 +439,19 @@ pub enum Command {
     HoldSlots {
         /// The request, stamped with the proposal time.
         request: SlotRequest,
+    },
+    /// One batch of an edge's usage aggregates.
+    RecordUsage {
+        /// The reporting edge.
+        edge: String,
+        /// The edge's batch number; one already applied is skipped.
+        batch: u64,
+        /// Per (key, model, deployment, minute).
+        rows: Vec<MinuteRow>,
+        /// How long each granularity is kept, as the proposer is configured.
+        keep: Retention,
+        /// Proposal time, ms since the Unix epoch (drives compaction).
+        at_ms: u64,
     },
 }
 
@@ -482,6 +521,18 @@ pub struct ClusterState {
     /// Last committed active health check result per endpoint id.
     #[serde(default)]
     pub checked: BTreeMap<String, Checked>,
+    /// What declared endpoints list, unfiltered, by endpoint id.
+    #[serde(default)]
+    pub catalogs: Catalogs,
+    /// Catalog filters by endpoint id.
+    #[serde(default)]
+    pub catalog_filters: BTreeMap<String, CatalogSpec>,
+    /// Models an audit verified dead, by endpoint id.
+    #[serde(default)]
+    pub dead_models: BTreeMap<String, Vec<DeadModel>>,
+    /// Usage reported by edges. Not part of the routing table.
+    #[serde(default)]
+    pub usage: UsageBook,
 }
 
 impl ClusterState {
@@ -497,6 +548,19 @@ impl ClusterState {
             Command::HoldSlots { request } => {
                 return Outcome::SlotsHeld {
                     grant: self.leases.hold_slots(&request),
+                };
+            }
+            // Usage is read by the admin API, never by edges: no new revision either.
+            Command::RecordUsage {
+                edge,
+                batch,
+                rows,
+                keep,
+                at_ms,
+            } => {
+                self.usage.record(&edge, batch, &rows, keep, at_ms);
+                return Outcome::Unchanged {
+                    revision: self.revision,
                 };
             }
             other => other,
@@ -520,7 +584,9 @@ impl ClusterState {
     fn apply_inner(&mut self, command: Command) -> Result<bool, String> {
         Ok(match command {
             // Answered in `apply`.
-            Command::GrantWindow { .. } | Command::HoldSlots { .. } => false,
+            Command::GrantWindow { .. }
+            | Command::HoldSlots { .. }
+            | Command::RecordUsage { .. } => false,
             Command::SetClusterId { id } => {
                 if id.is_empty() {
                     return Err("cluster id is empty".into());
@@ -648,6 +714,11 @@ impl ClusterState {
                 full,
                 at_ms,
             } => self.report_backends(&node, upserted, &removed, full, at_ms),
+            Command::PutListing {
+                endpoint_id,
+                models,
+            } => self.put_listing(endpoint_id, models),
+            Command::PutDeadModels { endpoint_id, dead } => self.put_dead(endpoint_id, dead),
         })
     }
 

@@ -3,13 +3,15 @@
 //! The table is a resolved, denormalised view: every model name an edge can be asked for, with
 //! its deployments and their endpoints, and nothing of raft or of the control plane's bookkeeping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::{Deployment, ModelRoute, RouteEndpoint, RoutingTable};
 
+use crate::catalog::filter::{self, ServedModel};
+use crate::catalog::rot;
 use crate::seal::ClusterKey;
-use crate::state::{ClusterState, Endpoint, Facts, Limits, NodeStatus, Secret};
+use crate::state::{ClusterState, Endpoint, Facts, Limits, ListedModel, NodeStatus, Secret};
 
 /// Builds the routing table for the state's current revision.
 ///
@@ -36,54 +38,82 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 owned_by: "switchyard".into(),
             });
         for d in &group.deployments {
+            let dead = state
+                .dead_models
+                .get(&d.endpoint_id)
+                .is_some_and(|dead| dead.iter().any(|m| m.model == d.upstream_model));
+            if dead {
+                continue;
+            }
             if let Some(endpoint) = state.endpoints.get(&d.endpoint_id) {
                 route.created = oldest(route.created, endpoint.created_ms);
                 let context_length = match d.context_length {
                     0 => context_of(endpoint, &d.upstream_model),
                     n => n,
                 };
+                let listed = state
+                    .catalogs
+                    .get(&d.endpoint_id)
+                    .and_then(|l| l.iter().find(|m| m.id == d.upstream_model));
                 route.deployments.push(Deployment {
                     endpoint_id: d.endpoint_id.clone(),
                     upstream_model: d.upstream_model.clone(),
                     weight: d.weight.max(1),
-                    context_length,
+                    context_length: context_length.max(listed.map_or(0, |m| m.context_length)),
                     limits: Some(limits(&d.limits)),
+                    input_usd_per_mtok: d.price.input_usd_per_mtok,
+                    output_usd_per_mtok: d.price.output_usd_per_mtok,
+                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    free: is_free(endpoint, listed),
                 });
             }
         }
     }
     for endpoint in state.endpoints.values() {
-        for model in &endpoint.models {
-            let route = models.entry(model.clone()).or_insert_with(|| ModelRoute {
-                name: model.clone(),
-                deployments: Vec::new(),
-                created: 0,
-                owned_by: endpoint.kind.clone(),
-            });
+        for ServedModel { id: model, listed } in filter::served(state, endpoint) {
+            let route = models
+                .entry(model.to_string())
+                .or_insert_with(|| ModelRoute {
+                    name: model.to_string(),
+                    deployments: Vec::new(),
+                    created: 0,
+                    owned_by: endpoint.id.clone(),
+                });
             let already = route
                 .deployments
                 .iter()
-                .any(|d| d.endpoint_id == endpoint.id && &d.upstream_model == model);
+                .any(|d| d.endpoint_id == endpoint.id && d.upstream_model == model);
             if !already {
                 route.created = oldest(route.created, endpoint.created_ms);
                 route.deployments.push(Deployment {
                     endpoint_id: endpoint.id.clone(),
-                    upstream_model: model.clone(),
+                    upstream_model: model.to_string(),
                     weight: endpoint.weight.max(1),
-                    context_length: context_of(endpoint, model),
+                    context_length: match context_of(endpoint, model) {
+                        0 => listed.map_or(0, |m| m.context_length),
+                        n => n,
+                    },
                     limits: Some(limits(&endpoint.limits)),
+                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    free: is_free(endpoint, listed),
+                    // A model served without a declared group is priced 0 (local).
+                    ..Default::default()
                 });
             }
         }
     }
+    // A group whose deployments all point at missing endpoints serves nothing.
+    models.retain(|_, m| !m.deployments.is_empty());
+    let served: BTreeSet<&str> = models
+        .keys()
+        .map(String::as_str)
+        .chain(state.aliases.keys().map(String::as_str))
+        .collect();
+    let broken_links = rot::broken(state, &served);
     let table = RoutingTable {
         version: state.revision,
         endpoints,
-        // A group whose deployments all point at missing endpoints serves nothing.
-        models: models
-            .into_values()
-            .filter(|m| !m.deployments.is_empty())
-            .collect(),
+        models: models.into_values().collect(),
         keys: state
             .keys
             .values()
@@ -95,6 +125,8 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 expires_at_ms: k.expires_at_ms,
                 revoked: k.revoked,
                 limits: Some(limits(&k.limits)),
+                budget_usd_per_day: k.budget.usd_per_day,
+                budget_usd_per_month: k.budget.usd_per_month,
             })
             .collect(),
         aliases: state
@@ -136,6 +168,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
             drop_params: state.settings.drop_params,
         }),
         cluster_id: state.cluster_id.clone(),
+        broken_links,
     };
     Compiled { table, unopened }
 }
@@ -237,6 +270,13 @@ fn limits(l: &Limits) -> pb::Limits {
     }
 }
 
+/// Whether a deployment costs nothing per token: the listing says so, or it runs on a local
+/// model server.
+fn is_free(endpoint: &Endpoint, listed: Option<&ListedModel>) -> bool {
+    listed.is_some_and(|m| m.free == Some(true))
+        || matches!(endpoint.kind.as_str(), "ollama" | "lmstudio" | "vllm")
+}
+
 fn context_of(endpoint: &Endpoint, model: &str) -> u32 {
     endpoint
         .facts
@@ -304,6 +344,7 @@ mod tests {
                 name: "llama3".into(),
                 deployments: vec![
                     DeploymentSpec {
+                        price: Default::default(),
                         endpoint_id: "groq".into(),
                         upstream_model: "llama-3.1-8b-instant".into(),
                         weight: 0,
@@ -314,6 +355,7 @@ mod tests {
                         },
                     },
                     DeploymentSpec {
+                        price: Default::default(),
                         endpoint_id: "missing".into(),
                         upstream_model: "x".into(),
                         weight: 1,
@@ -368,6 +410,7 @@ mod tests {
             group: ModelGroup {
                 name: "fast".into(),
                 deployments: vec![DeploymentSpec {
+                    price: Default::default(),
                     endpoint_id: "groq".into(),
                     upstream_model: "llama-3.1-8b-instant".into(),
                     weight: 1,
@@ -443,6 +486,7 @@ mod tests {
         });
         state.apply(Command::PutKey {
             key: ClientKey {
+                budget: Default::default(),
                 id: "k1".into(),
                 name: "team".into(),
                 sha256_hex: crate::seal::sha256_hex("sy_live_x"),
@@ -503,5 +547,72 @@ mod tests {
         });
         let t = compile(&state, Some(&key)).table;
         assert!(!t.endpoints.iter().find(|e| e.id == "vllm").unwrap().healthy);
+    }
+
+    #[test]
+    fn preset_endpoints_carry_their_protocol_auth_and_health() {
+        let key = ClusterKey::from_bytes(&[5u8; 32]).unwrap();
+        let state_of = |routing: bool| {
+            let mut state = ClusterState::default();
+            let text = "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/claude-sonnet-4-5, api_key: os.environ/ANTHROPIC_API_KEY}\n  - model_name: flash\n    litellm_params: {model: gemini/gemini-2.5-flash, api_key: os.environ/GEMINI_API_KEY}\n";
+            let env = std::collections::BTreeMap::from([(
+                "ANTHROPIC_API_KEY".to_string(),
+                "sk-ant-secret-1234".to_string(),
+            )]);
+            let current = ClusterState::default();
+            let sealer = crate::config::Sealer::new(Some(&key), &current);
+            let parsed = crate::config::parse(text, &env, &sealer).unwrap();
+            let mut declared = parsed.declared;
+            declared.settings = Some(crate::state::RouterSettings {
+                health_checks: crate::state::HealthChecks {
+                    enabled: true,
+                    routing,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+            state.apply(Command::ReplaceSource {
+                source: Source::Config,
+                declared,
+                at_ms: 1,
+            });
+            state.apply(Command::ReportHealth {
+                endpoint_id: "gemini".into(),
+                healthy: false,
+                error: "status 503".into(),
+                at_ms: 2,
+            });
+            state
+        };
+        let table = compile(&state_of(true), Some(&key)).table;
+        let claude = table
+            .endpoints
+            .iter()
+            .find(|e| e.id == "anthropic")
+            .unwrap();
+        assert_eq!(
+            (
+                claude.kind.as_str(),
+                claude.base_url.as_str(),
+                claude.auth_header.as_str()
+            ),
+            ("anthropic", "https://api.anthropic.com/v1", "x-api-key")
+        );
+        assert_eq!(claude.headers["anthropic-version"], "2023-06-01");
+        // The control plane had the variable: the edge gets the value, not a reference.
+        assert_eq!(claude.credentials[0].value, "sk-ant-secret-1234");
+        assert!(claude.healthy && !claude.checked);
+        let gemini = table.endpoints.iter().find(|e| e.id == "gemini").unwrap();
+        assert_eq!(
+            (gemini.kind.as_str(), gemini.auth_header.as_str()),
+            ("gemini", "x-goog-api-key")
+        );
+        assert_eq!(gemini.credentials[0].env, "GEMINI_API_KEY");
+        assert!(gemini.checked && !gemini.check_passed && !gemini.healthy);
+        assert_eq!(gemini.check_error, "status 503");
+        // Without health-check routing a failed check is reported, not acted on.
+        let table = compile(&state_of(false), Some(&key)).table;
+        let gemini = table.endpoints.iter().find(|e| e.id == "gemini").unwrap();
+        assert!(gemini.healthy && gemini.checked && !gemini.check_passed);
     }
 }

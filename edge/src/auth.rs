@@ -67,6 +67,10 @@ pub struct ClientKey {
     pub tpm: u64,
     /// Requests per day, across all edges; 0 = unlimited.
     pub rpd: u64,
+    /// Money per UTC day in billionths of a US dollar, across all edges; 0 = no budget.
+    pub budget_day_nanos: u64,
+    /// Money per UTC calendar month in billionths of a US dollar; 0 = no budget.
+    pub budget_month_nanos: u64,
 }
 
 impl ClientKey {
@@ -83,6 +87,8 @@ impl ClientKey {
             rpm: wire.limits.as_ref().map_or(0, |l| l.rpm),
             tpm: wire.limits.as_ref().map_or(0, |l| l.tpm),
             rpd: wire.limits.as_ref().map_or(0, |l| l.rpd),
+            budget_day_nanos: crate::limits::spend::usd_to_nanos(wire.budget_usd_per_day),
+            budget_month_nanos: crate::limits::spend::usd_to_nanos(wire.budget_usd_per_month),
         })
     }
 
@@ -222,28 +228,7 @@ pub fn authenticate(
     Ok(Principal::Key(key.clone()))
 }
 
-/// Matches `name` against a glob where `*` is any run of characters and `?` exactly one.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+pub use switchyard_proto::glob;
 
 #[cfg(test)]
 mod tests {

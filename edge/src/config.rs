@@ -71,6 +71,12 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// This edge's private key (PEM). Default none.
     pub tls_key: Option<PathBuf>,
+    /// Count usage per (client key, model, deployment, minute) and report it to the control
+    /// plane. Default true; off only to measure what accounting costs.
+    pub usage_accounting: bool,
+    /// Time between usage reports to the control plane, in milliseconds: what a crashed edge
+    /// can lose. Default 10000.
+    pub usage_flush_ms: u64,
 }
 
 /// A secret string whose `Debug` shows only its last four characters.
@@ -127,6 +133,8 @@ impl Default for Config {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            usage_accounting: true,
+            usage_flush_ms: 10_000,
         }
     }
 }
@@ -200,6 +208,7 @@ impl Config {
             ("idle_timeout_ms", self.idle_timeout_ms),
             ("body_read_timeout_ms", self.body_read_timeout_ms),
             ("max_connections", self.max_connections as u64),
+            ("usage_flush_ms", self.usage_flush_ms),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0".to_owned()));

@@ -135,6 +135,18 @@ pub enum ApiError {
         /// The key's limit.
         limit: u32,
     },
+    /// The key spent its money budget for the day or the month, cluster-wide.
+    #[error(
+        "budget exhausted for this API key: {budget_usd} US dollars per {period}; retry after {retry_after_ms} ms"
+    )]
+    KeyBudgetExhausted {
+        /// The budget, US dollars.
+        budget_usd: f64,
+        /// `day` or `month` (UTC).
+        period: &'static str,
+        /// When the next day or month starts.
+        retry_after_ms: u64,
+    },
     /// The key spent a windowed limit, cluster-wide.
     #[error("rate limit reached for this API key: {limit} {unit}; retry after {retry_after_ms} ms")]
     KeyRateLimited {
@@ -301,6 +313,13 @@ impl ApiError {
                 None,
                 Some("rate_limit_exceeded"),
             ),
+            // OpenAI's type for money running out; the code names the gateway's budget.
+            Self::KeyBudgetExhausted { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                None,
+                Some("budget_exceeded"),
+            ),
             Self::ModelNotFound { .. } => (
                 StatusCode::NOT_FOUND,
                 INVALID,
@@ -355,6 +374,7 @@ impl ApiError {
         match self {
             Self::RateLimited { retry_after_ms, .. }
             | Self::KeyRateLimited { retry_after_ms, .. }
+            | Self::KeyBudgetExhausted { retry_after_ms, .. }
             | Self::NoUpstreamAvailable { retry_after_ms, .. } => Some(*retry_after_ms),
             Self::KeyConcurrency { .. } => Some(1_000),
             _ => None,

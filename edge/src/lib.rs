@@ -8,6 +8,7 @@
 //! - [`upstream`]: the request body rewrite and the upstream HTTP client.
 //! - [`routes`]: the HTTP endpoints, assembled by [`app`] (the `/v1` POSTs go to [`routes::forward`]).
 //! - [`metrics`]: Prometheus metrics; [`report`]: cooldown reports to the control plane.
+//! - [`usage`]: usage accounting, flushed to the control plane in batches.
 //! - [`server`]: the HTTP server loop with its connection cap and header, idle and body timeouts.
 //! - [`error`]: [`Error`] for running, [`ApiError`] for clients.
 
@@ -25,6 +26,7 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod usage;
 pub mod watch;
 pub mod worker;
 
@@ -66,8 +68,15 @@ pub async fn run(
         "edge serving"
     );
     let options = ServeOptions::from(state.config());
-    let served = serve(listener, app(state), options, shutdown).await;
+    let served = serve(listener, app(state.clone()), options, shutdown).await;
     watcher.abort();
+    // What was counted since the last flush goes now, not with the process.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), state.usage().flush_now())
+        .await
+        .is_err()
+    {
+        warn!("usage not reported at shutdown: no control plane answered in time");
+    }
     info!("edge stopped");
     served
 }

@@ -177,6 +177,17 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 4.0, 11))
 }
 
+impl Metrics {
+    /// Registers the usage accounting's counters.
+    pub fn register_usage(&mut self, usage: &crate::usage::Usage) {
+        self.registry.register(
+            "usage_batches_dropped",
+            "Usage batches dropped unsent because no control plane answered for too long",
+            usage.dropped_batches().clone(),
+        );
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("switchyard_edge");

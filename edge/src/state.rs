@@ -1,5 +1,5 @@
 //! What every request handler shares: config, the current routing table, the upstream client,
-//! metrics, the cooldown reporter and the limiter.
+//! metrics, the cooldown reporter, the limiter and usage accounting.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::routing::RoutingTable;
 use crate::upstream::UpstreamClient;
+use crate::usage::{self, Usage};
 
 /// How long a request waits for the edge's first routing table before it is refused with
 /// `no_routing_table`.
@@ -42,6 +43,7 @@ struct Inner {
     reporter: OnceLock<Reporter>,
     limiter: Limiter,
     ollama: Surfaces,
+    usage: Usage,
 }
 
 impl EdgeState {
@@ -50,13 +52,26 @@ impl EdgeState {
     pub fn new(cfg: Config) -> Result<Self, Error> {
         let upstream = UpstreamClient::new(cfg.connect_timeout(), cfg.workers)?;
         let tls = cfg.tls_files()?;
+        let usage = Usage::new(
+            cfg.usage_accounting,
+            usage::flush::Settings {
+                control_planes: cfg.control_plane_urls(),
+                edge_name: cfg.edge_name.clone(),
+                interval: std::time::Duration::from_millis(cfg.usage_flush_ms),
+                connect_timeout: cfg.connect_timeout(),
+                tls: tls.clone(),
+            },
+        );
+        let mut metrics = Metrics::default();
+        metrics.register_usage(&usage);
         let state = Self {
             inner: Arc::new(Inner {
                 table: ArcSwapOption::empty(),
                 first_table: Notify::new(),
                 upstream,
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
-                metrics: Arc::default(),
+                metrics: Arc::new(metrics),
+                usage,
                 reporter: OnceLock::new(),
                 ollama: Surfaces::default(),
                 limiter: Limiter::with_tls(cfg.primary_control_plane(), cfg.edge_name.clone(), tls),
@@ -170,6 +185,11 @@ impl EdgeState {
     /// The cluster-wide limiter for client-key limits.
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// Usage accounting.
+    pub fn usage(&self) -> &Usage {
+        &self.inner.usage
     }
 
     /// Which Ollama servers were found without the OpenAI surface (native API fallback).

@@ -47,6 +47,13 @@ impl EdgeService for FakeControlPlane {
         Err(tonic::Status::unimplemented("not part of this test"))
     }
 
+    async fn report_usage(
+        &self,
+        _request: tonic::Request<v1::UsageReport>,
+    ) -> Result<tonic::Response<v1::UsageAck>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not part of this test"))
+    }
+
     async fn watch_routing_table(
         &self,
         request: tonic::Request<v1::WatchRoutingTableRequest>,

@@ -1,7 +1,7 @@
 //! `switchyard`: parses arguments, sets up logging and TLS, and runs the chosen role.
 
 use clap::Parser;
-use switchyard::cli::{self, Cli};
+use switchyard::cli::{self, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the edge allocates on every request, and it costs less than glibc's malloc there.
@@ -10,12 +10,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
-        )
-        .init();
+    // Parsed first: the log format is an argument. A parse error prints and exits here.
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     // One TLS provider for every client in the process (reqwest and tonic use rustls).
     if rustls::crypto::ring::default_provider()
         .install_default()
@@ -23,7 +26,6 @@ async fn main() -> std::process::ExitCode {
     {
         tracing::debug!("a TLS crypto provider was already installed");
     }
-    let cli = Cli::parse();
     match cli::run(cli, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -107,6 +107,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     proxied: bool,
+    /// Extra arguments every voter starts with.
+    args: Vec<String>,
     /// The voters, by position (voter `id` is at `id - 1`).
     pub voters: Vec<Voter>,
 }
@@ -114,11 +116,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` voters: the first bootstraps, the others join it; waits until all vote.
     pub async fn start(n: u64, proxied: bool) -> anyhow::Result<Self> {
+        Self::start_with_args(n, proxied, &[]).await
+    }
+
+    /// As [`Cluster::start`], every voter started with `args` too (e.g. `--config <file>`).
+    pub async fn start_with_args(n: u64, proxied: bool, args: &[&str]) -> anyhow::Result<Self> {
         crate::harness::init();
         let mut cluster = Self {
             dir: tempfile::tempdir()?,
             bin: switchyard_bin()?,
             proxied,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             voters: Vec::new(),
         };
         cluster.add_voter(Start::Bootstrap).await?;
@@ -167,6 +175,7 @@ impl Cluster {
             _ => None,
         };
         let bin = self.bin.clone();
+        let extra = self.args.clone();
         let voter = &mut self.voters[(id - 1) as usize];
         let ip = voter.ip();
         let addr_file = voter.data.join("addrs.json");
@@ -192,6 +201,7 @@ impl Cluster {
             .args(["--election-max-ms", "800"])
             .args(["--snapshot-every", "50"])
             .args(["--keep-logs", "20"])
+            .args(&extra)
             .env("RUST_LOG", "warn,switchyard_control_plane=info")
             .env_remove("SWITCHYARD_CONFIG")
             .stdin(Stdio::null())

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// The workspace root (the directory holding `helm/`, `deploy/` and `.ci/`).
 pub fn workspace_root() -> PathBuf {
@@ -127,14 +127,8 @@ pub fn render_ci(name: &str) -> anyhow::Result<Vec<Value>> {
 
 /// Parses a multi-document YAML stream, dropping empty documents.
 pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = <Value as serde::Deserialize>::deserialize(document)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
 /// The manifest of `kind` named `name`.
@@ -167,7 +161,7 @@ pub fn all_of<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 pub fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.')
         .try_fold(value, |v, key| match key.parse::<usize>() {
-            Ok(index) if v.is_sequence() => v.get(index),
+            Ok(index) if v.is_array() => v.get(index),
             _ => v.get(key),
         })
 }
@@ -190,7 +184,7 @@ pub fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
 /// A container's env entry by name.
 pub fn env_entry<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
     at(container, "env")?
-        .as_sequence()?
+        .as_array()?
         .iter()
         .find(|e| str_at(e, "name") == Some(name))
 }
@@ -198,7 +192,7 @@ pub fn env_entry<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
 /// A container's args as strings.
 pub fn args(container: &Value) -> Vec<String> {
     at(container, "args")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))

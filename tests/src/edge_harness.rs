@@ -192,6 +192,7 @@ pub struct FakeControlPlane {
     pub url: String,
     table: watch::Sender<v1::RoutingTable>,
     reports: Arc<Mutex<Vec<v1::UpstreamEvents>>>,
+    usage: Arc<Mutex<Vec<v1::UsageReport>>>,
     task: Arc<JoinHandle<()>>,
 }
 
@@ -199,6 +200,7 @@ pub struct FakeControlPlane {
 struct Service {
     table: watch::Sender<v1::RoutingTable>,
     reports: Arc<Mutex<Vec<v1::UpstreamEvents>>>,
+    usage: Arc<Mutex<Vec<v1::UsageReport>>>,
     implemented: bool,
 }
 
@@ -237,6 +239,20 @@ impl EdgeService for Service {
             .push(request.into_inner());
         Ok(Response::new(v1::UpstreamEventsAck { applied_version: 0 }))
     }
+
+    async fn report_usage(
+        &self,
+        request: Request<v1::UsageReport>,
+    ) -> Result<Response<v1::UsageAck>, Status> {
+        if !self.implemented {
+            return Err(Status::unimplemented("not yet"));
+        }
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request.into_inner());
+        Ok(Response::new(v1::UsageAck {}))
+    }
 }
 
 impl FakeControlPlane {
@@ -246,9 +262,11 @@ impl FakeControlPlane {
         let addr: SocketAddr = listener.local_addr()?;
         let (tx, _rx) = watch::channel(table);
         let reports = Arc::new(Mutex::new(Vec::new()));
+        let usage = Arc::new(Mutex::new(Vec::new()));
         let service = Service {
             table: tx.clone(),
             reports: reports.clone(),
+            usage: usage.clone(),
             implemented,
         };
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -265,6 +283,7 @@ impl FakeControlPlane {
             url: format!("http://{addr}"),
             table: tx,
             reports,
+            usage,
             task: Arc::new(task),
         })
     }
@@ -282,6 +301,14 @@ impl FakeControlPlane {
             .iter()
             .flat_map(|r| r.cooldowns.clone())
             .collect()
+    }
+
+    /// Every usage batch reported so far.
+    pub fn usage_reports(&self) -> Vec<v1::UsageReport> {
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops serving.

@@ -4,9 +4,11 @@
 //! - [`harness`]: starting `up` in-process and waiting on conditions instead of sleeping.
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 //! - [`browser`]: headless chromium for the dashboard tests.
+//! - [`tmux`]: a detached tmux session for the `switchyard top` test.
 
 pub mod anthropic_fake;
 pub mod browser;
+pub mod catalog_fake;
 pub mod cluster;
 pub mod deploy;
 pub mod discovery_cluster;
@@ -18,3 +20,5 @@ pub mod harness;
 pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;
+pub mod python;
+pub mod tmux;

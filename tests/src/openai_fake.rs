@@ -86,6 +86,8 @@ impl Behavior {
 pub struct Call {
     /// Path, e.g. `/v1/chat/completions`.
     pub path: String,
+    /// Query string without `?`, empty when none.
+    pub query: String,
     /// Request headers.
     pub headers: HeaderMap,
     /// Parsed body.
@@ -93,6 +95,11 @@ pub struct Call {
 }
 
 impl Call {
+    /// A header's value as text, if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// The bearer token sent, if any.
     pub fn bearer(&self) -> Option<String> {
         self.headers
@@ -124,13 +131,28 @@ pub struct OpenAiFake {
 impl OpenAiFake {
     /// Starts on an ephemeral loopback port; every model behaves `Real` until scripted.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0".parse().map_err(std::io::Error::other)?).await
+    }
+
+    /// Starts on `addr` (a stopped fake's address, to bring it back).
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let script = Arc::new(Mutex::new(Script::default()));
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .route("/v1/completions", post(handle))
             .route("/v1/embeddings", post(handle))
+            .route("/v1/models", axum::routing::get(list_models))
+            // Azure OpenAI's and Cloudflare Workers AI's URL shapes.
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(handle),
+            )
+            .route(
+                "/client/v4/accounts/{account}/ai/v1/chat/completions",
+                post(handle),
+            )
             .with_state(script.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -201,6 +223,7 @@ async fn handle(
     };
     let call = Call {
         path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
         headers,
         body,
     };
@@ -221,6 +244,29 @@ async fn handle(
         })
     };
     respond(behavior, &call).await
+}
+
+/// `GET /v1/models`: the scripted models (a health check's target); recorded as a call.
+async fn list_models(
+    State(script): State<Arc<Mutex<Script>>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = script
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.calls.push(Call {
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
+        headers,
+        body: Value::Null,
+    });
+    let data: Vec<Value> = s
+        .by_model
+        .keys()
+        .map(|id| json!({"id": id, "object": "model", "owned_by": "fake"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 async fn respond(behavior: Behavior, call: &Call) -> Response {

@@ -240,10 +240,10 @@ async fn litellm_config_env_and_reload() -> anyhow::Result<()> {
     assert_eq!(status_of(admin.remove_endpoint("groq").await), 409);
     admin.remove_endpoint("mine").await?;
 
-    // A bad file is refused whole, naming the field, and the state stays.
+    // A dangerous file is refused whole, naming the setting, and the state stays.
     std::fs::write(
         dir.path().join("config.yaml"),
-        "model_list: [{model_name: a, litellm_params: {model: bedrock/claude}}]",
+        "model_list: [{model_name: a, litellm_params: {model: groq/x, max_budget: 10}}]",
     )?;
     let revision = cp.state().await.revision;
     let err = admin
@@ -252,7 +252,10 @@ async fn litellm_config_env_and_reload() -> anyhow::Result<()> {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(err.contains("model_list[0].litellm_params.model"), "{err}");
+    assert!(
+        err.contains("model_list[0].litellm_params.max_budget"),
+        "{err}"
+    );
     assert_eq!(cp.state().await.revision, revision);
     cp.stop().await?;
     Ok(())

@@ -141,6 +141,27 @@ async fn every_page_renders_the_live_cluster_in_chromium() -> anyhow::Result<()>
         .send()
         .await?
         .status();
+    let recorded = usage_route != reqwest::StatusCode::NOT_FOUND;
+    if recorded {
+        // Edges flush usage in batches; wait until team-b's five requests (21 tokens each
+        // from the fake) have reached the replicated state.
+        let api = reqwest::Client::new();
+        wait_for(WAIT, "team-b's usage to reach the API", || async {
+            let usage: serde_json::Value = api
+                .get(format!("{base}/api/v1/usage?group_by=key"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let rows = usage["rows"].as_array()?;
+            let row = rows.iter().find(|r| r["group"] == team_b.key.id.as_str())?;
+            (row["requests"] == 5).then_some(())
+        })
+        .await?;
+    }
     let shots = std::env::var_os("SWITCHYARD_SCREENSHOTS").map(std::path::PathBuf::from);
 
     // Each page, signed in with a one-time `?token=` that the dashboard turns into a cookie
@@ -192,10 +213,26 @@ async fn every_page_renders_the_live_cluster_in_chromium() -> anyhow::Result<()>
         for want in *wants {
             assert!(dom.contains(want), "{path} lacks `{want}`: {dom}");
         }
-        if usage_route == reqwest::StatusCode::NOT_FOUND
-            && matches!(*path, "/ui/keys" | "/ui/usage")
-        {
-            assert!(dom.contains("no usage recorded"), "{path}: {dom}");
+        match (recorded, *path) {
+            (false, "/ui/keys" | "/ui/usage") => {
+                assert!(dom.contains("no usage recorded"), "{path}: {dom}");
+            }
+            // team-b: 5 requests, 105 tokens, no price configured.
+            (true, "/ui/keys") => {
+                assert!(
+                    dom.contains("<td>5</td><td>105</td><td>$0.00</td>"),
+                    "{dom}"
+                );
+            }
+            (true, "/ui/usage") => {
+                assert_eq!(dom.matches("<svg").count(), 4, "{dom}");
+                assert!(
+                    dom.contains("By model") && dom.contains("<td>llama3</td>"),
+                    "{dom}"
+                );
+                assert!(!dom.contains("no usage recorded"), "{dom}");
+            }
+            _ => {}
         }
         if let Some(dir) = &shots {
             let name = match path.trim_start_matches("/ui").trim_start_matches('/') {

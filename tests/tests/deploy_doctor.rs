@@ -59,6 +59,7 @@ async fn a_working_up_passes_every_check_including_a_chat() -> anyhow::Result<()
     // `up` runs without a join token: accepted, with a warning to set one.
     assert_eq!(status(&report, names::JOIN_TOKEN), Status::Warn, "{report}");
     assert_eq!(status(&report, names::BACKENDS), Status::Pass, "{report}");
+    assert_eq!(status(&report, names::CHAINS), Status::Pass, "{report}");
     assert_eq!(status(&report, names::EDGE_TABLE), Status::Pass, "{report}");
     assert_eq!(
         status(&report, names::TEST_REQUEST),
@@ -68,7 +69,7 @@ async fn a_working_up_passes_every_check_including_a_chat() -> anyhow::Result<()
     let text = report.to_string();
     assert!(text.contains("✓ test request succeeds"), "{text}");
     assert!(text.contains("a chat to demo answered"), "{text}");
-    assert!(text.ends_with("all 5 checks passed"), "{text}");
+    assert!(text.ends_with("all 6 checks passed"), "{text}");
 
     // A token given to a cluster that checks none is flagged too.
     let mut with_token = args(up.grpc_addr(), &format!("http://{edge}"));
@@ -125,7 +126,7 @@ async fn nothing_listening_fails_fast_with_a_hint() -> anyhow::Result<()> {
         text.contains("→ is `switchyard control-plane` running"),
         "{text}"
     );
-    assert!(text.ends_with("2 of 5 checks failed"), "{text}");
+    assert!(text.ends_with("2 of 6 checks failed"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // The edge's port given as the control plane: reachable over TCP, but not gRPC health.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
-use serde_yaml::Value;
+use serde_json::Value;
 use switchyard_tests::deploy::{
     args, container, data_entry, find, flags_of, long_flags, render, str_at, switchyard_bin,
     workspace_root,
@@ -114,21 +114,16 @@ fn dockerfile_is_multi_stage_and_runs_unprivileged() -> anyhow::Result<()> {
 #[test]
 fn compose_wires_three_voters_two_edges_and_an_agent() -> anyhow::Result<()> {
     let text = read("deploy/compose.yaml")?;
-    let mut compose: Value = serde_yaml::from_str(&text)?;
-    // `<<: *switchyard` merges, as compose does.
-    compose.apply_merge()?;
+    // `<<: *switchyard` merges as compose does (serde-saphyr expands merge keys).
+    let compose: Value = serde_saphyr::from_str(&text)?;
     let services = compose
         .get("services")
-        .and_then(Value::as_mapping)
+        .and_then(Value::as_object)
         .context("compose.yaml has no services")?;
     let declared_volumes: BTreeSet<String> = compose
         .get("volumes")
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_owned))
-                .collect()
-        })
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
 
     let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -136,7 +131,7 @@ fn compose_wires_three_voters_two_edges_and_an_agent() -> anyhow::Result<()> {
     let mut bootstrappers = Vec::new();
     let mut joins = Vec::new();
     for (name, service) in services {
-        let name = name.as_str().unwrap_or_default().to_owned();
+        let name = name.clone();
         // Merged from the x-switchyard anchor: hardened like the chart's pods.
         assert_eq!(
             service.get("read_only").and_then(Value::as_bool),
@@ -146,7 +141,7 @@ fn compose_wires_three_voters_two_edges_and_an_agent() -> anyhow::Result<()> {
         assert_eq!(str_at(service, "user"), Some("65532:65532"), "{name}");
         let command: Vec<String> = service
             .get("command")
-            .and_then(Value::as_sequence)
+            .and_then(Value::as_array)
             .with_context(|| format!("{name} has no command list"))?
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
@@ -168,7 +163,7 @@ fn compose_wires_three_voters_two_edges_and_an_agent() -> anyhow::Result<()> {
 
         let volumes: Vec<String> = service
             .get("volumes")
-            .and_then(Value::as_sequence)
+            .and_then(Value::as_array)
             .map(|v| {
                 v.iter()
                     .filter_map(|x| x.as_str().map(str::to_owned))
@@ -211,7 +206,7 @@ fn compose_wires_three_voters_two_edges_and_an_agent() -> anyhow::Result<()> {
                     .map(|(_, p)| p.to_owned());
                 let ports: Vec<String> = service
                     .get("ports")
-                    .and_then(Value::as_sequence)
+                    .and_then(Value::as_array)
                     .map(|v| {
                         v.iter()
                             .filter_map(|x| x.as_str().map(str::to_owned))
@@ -248,7 +243,7 @@ fn compose_wires_three_voters_two_edges_and_an_agent() -> anyhow::Result<()> {
         if let Some(test) = service
             .get("healthcheck")
             .and_then(|h| h.get("test"))
-            .and_then(Value::as_sequence)
+            .and_then(Value::as_array)
         {
             let test: Vec<&str> = test.iter().filter_map(Value::as_str).collect();
             assert_eq!(

@@ -2,7 +2,7 @@
 //!
 //! Needs helm (`.ci/install-helm`); fails, naming that script, when it is missing.
 
-use serde_yaml::Value;
+use serde_json::Value;
 use switchyard_tests::deploy::{
     all_of, args, at, container, data_entry, env_entry, env_value, find, helm_run, render,
     render_ci, str_at,
@@ -93,7 +93,7 @@ fn bootstrap_is_wired_from_the_ordinal() -> anyhow::Result<()> {
     let sts = find(&docs, "StatefulSet", STS)?;
     let cp = container(sts)?;
     let command: Vec<&str> = at(cp, "command")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .map(|c| c.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     assert_eq!(
@@ -132,7 +132,7 @@ fn bootstrap_is_wired_from_the_ordinal() -> anyhow::Result<()> {
     }
     // The script is mounted where the command runs it from.
     let volumes = at(sts, "spec.template.spec.volumes")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let start = volumes
@@ -357,7 +357,7 @@ fn dev_values_run_one_voter_without_budgets_or_volumes() -> anyhow::Result<()> {
     assert_eq!(int(sts, "spec.replicas"), Some(1));
     assert!(at(sts, "spec.volumeClaimTemplates").is_none());
     let volumes = at(sts, "spec.template.spec.volumes")
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     assert!(

@@ -314,7 +314,8 @@ async fn models_by_id() {
     let card: Value = get("llama3").await.unwrap().json().await.unwrap();
     assert_eq!(
         card,
-        json!({"id": "llama3", "object": "model", "created": 1_700_000_000, "owned_by": "switchyard"})
+        json!({"id": "llama3", "object": "model", "created": 1_700_000_000, "owned_by": "switchyard",
+               "free": false, "status": "healthy"})
     );
     let card: Value = get("fast").await.unwrap().json().await.unwrap();
     assert_eq!(card["id"], "fast");

@@ -3,14 +3,8 @@
 //! upstreams. The venv is
 //! created once under `target/py-conformance` (guarded by a file lock). Without Python or pip
 //! this test fails; it never skips.
-#![expect(
-    clippy::unwrap_used,
-    reason = "test scaffolding outside #[test] fns panics on failure"
-)]
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use switchyard_edge::Config;
@@ -18,70 +12,10 @@ use switchyard_proto::v1;
 use switchyard_tests::anthropic_fake::AnthropicFake;
 use switchyard_tests::edge_harness::{Table, TestEdge};
 use switchyard_tests::openai_fake::{Behavior, OpenAiFake};
+use switchyard_tests::python::{venv_python, workspace};
 
 const KEY: &str = "sy_live_conformanceconformance";
 const NARROW: &str = "sy_test_narrownarrownarrownarrow";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}. Install python3 with venv and pip (Debian: apt-get install python3-venv python3-pip)."));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The venv's python, creating the venv and installing the pinned packages once.
-fn venv_python() -> PathBuf {
-    let target = target_dir();
-    std::fs::create_dir_all(&target).unwrap();
-    let venv = target.join("py-conformance");
-    let requirements = workspace().join("tests/conformance/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    let marker = venv.join(".switchyard-installed");
-    // Parallel test processes take turns; the first installs, the rest find the marker.
-    let lock = File::create(target.join("py-conformance.lock")).unwrap();
-    lock.lock().unwrap();
-    let python = venv.join("bin").join("python");
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-        run(
-            Command::new("python3")
-                .args(["-m", "venv", "--clear"])
-                .arg(&venv),
-            "creating the Python venv (python3 -m venv)",
-        );
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(&requirements),
-            "installing the pinned SDKs (tests/conformance/requirements.txt) with pip",
-        );
-        std::fs::write(&marker, &wanted).unwrap();
-    }
-    lock.unlock().unwrap();
-    python
-}
 
 #[tokio::test]
 async fn openai_sdk_and_langchain_work_against_the_edge() {
@@ -147,7 +81,7 @@ async fn run_script(python: &Path, script: &str, env: &[(&str, String)]) {
     let Ok(out) = tokio::time::timeout(Duration::from_secs(180), cmd.output()).await else {
         panic!("{script} did not finish in 180 s");
     };
-    let out = out.unwrap();
+    let out = out.unwrap_or_else(|e| panic!("{script}: cannot run python: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -501,6 +501,7 @@ async fn voters_join_and_forward_writes_over_mutual_tls() -> anyhow::Result<()> 
                     expires_at_ms: 0,
                     limits: Default::default(),
                     secret: None,
+                    ..Default::default()
                 };
                 let a = first.create_key(&body).await.ok()?;
                 let b = second.create_key(&body).await.ok()?;

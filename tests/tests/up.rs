@@ -280,3 +280,28 @@ async fn bootstrap_key_makes_up_require_a_key() -> anyhow::Result<()> {
     up.stop().await?;
     Ok(())
 }
+
+/// The README's first step: `up --demo` and a request at once. The edge holds a request that
+/// arrives before its first routing table (at most a few seconds) instead of answering 503, so
+/// the very first request succeeds, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_right_after_up_demo_answers_200_every_time() -> anyhow::Result<()> {
+    switchyard_tests::harness::init();
+    let client = reqwest::Client::new();
+    let request = json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]});
+    for round in 0..5 {
+        let data = tempfile::tempdir()?;
+        let up = start_up(data.path(), true, None).await?;
+        let edge = up.edge_addr();
+        let response = client
+            .post(format!("http://{edge}/v1/chat/completions"))
+            .json(&request)
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await?;
+        assert_eq!(status, 200, "round {round}: {body}");
+        up.stop().await?;
+    }
+    Ok(())
+}

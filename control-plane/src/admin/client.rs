@@ -6,10 +6,13 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::usage::UsageView;
 use super::views::{
-    Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint, NewKey,
-    NewMember, ReloadReport, StatusView,
+    BrokenLinkView, Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint,
+    NewKey, NewMember, ReloadReport, StatusView,
 };
+use crate::catalog::probe::{AuditReport, AuditRequest};
+use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
 use crate::error::Error;
 use crate::raft::Member;
 use crate::state::Cooldown;
@@ -90,8 +93,18 @@ impl AdminClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    /// `GET {path}` (with its query), parsed as `T`: for routes without a method of their own.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    /// `GET /api/v1/usage?…`; `query` is `(name, value)` pairs, encoded here.
+    pub async fn usage(&self, query: &[(&str, String)]) -> Result<UsageView, Error> {
+        let qs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        self.get(&format!("/api/v1/usage?{}", qs.join("&"))).await
     }
 
     /// `GET /api/v1/status`.
@@ -185,4 +198,39 @@ impl AdminClient {
         self.call::<(), ReloadReport>(Method::POST, "/api/v1/reload", None)
             .await
     }
+
+    /// `GET /api/v1/catalog`.
+    pub async fn catalog(&self) -> Result<Vec<EndpointCatalog>, Error> {
+        self.get("/api/v1/catalog").await
+    }
+
+    /// `POST /api/v1/catalog/refresh`.
+    pub async fn refresh_catalog(&self) -> Result<RefreshReport, Error> {
+        self.call::<(), RefreshReport>(Method::POST, "/api/v1/catalog/refresh", None)
+            .await
+    }
+
+    /// `POST /api/v1/catalog/audit`.
+    pub async fn audit_catalog(&self, request: &AuditRequest) -> Result<AuditReport, Error> {
+        self.call(Method::POST, "/api/v1/catalog/audit", Some(request))
+            .await
+    }
+
+    /// `GET /api/v1/chains`.
+    pub async fn chains(&self) -> Result<Vec<BrokenLinkView>, Error> {
+        self.get("/api/v1/chains").await
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

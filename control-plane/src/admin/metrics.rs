@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AdminState;
+use crate::catalog::rot::Reason;
 use crate::state::{NodeStatus, Source};
 
 /// `GET /metrics`.
@@ -134,6 +135,24 @@ pub async fn render(State(s): State<AdminState>) -> impl IntoResponse {
         "switchyard_client_keys",
         "Client keys, revoked included.",
         &[("", state.keys.len() as f64)],
+    );
+    let broken = crate::table::compile(&state, None).table.broken_links;
+    let labels: Vec<String> = Reason::ALL
+        .iter()
+        .map(|r| format!("{{reason=\"{}\"}}", r.as_str()))
+        .collect();
+    let samples: Vec<(&str, f64)> = Reason::ALL
+        .iter()
+        .zip(&labels)
+        .map(|(r, l)| {
+            let n = broken.iter().filter(|b| b.reason == r.as_str()).count();
+            (l.as_str(), n as f64)
+        })
+        .collect();
+    gauge(
+        "switchyard_broken_chain_links",
+        "Fallback chain members and alias targets that name a group serving nothing, by reason.",
+        &samples,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

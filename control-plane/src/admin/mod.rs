@@ -3,6 +3,7 @@
 //! - [`views`]: request and response bodies;
 //! - [`client`]: the client the `switchyard` CLI uses;
 //! - [`metrics`]: the Prometheus text;
+//! - [`usage`]: `GET /api/v1/usage`;
 //! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod metrics;
 pub mod ui;
+pub mod usage;
 pub mod views;
 
 use std::sync::Arc;
@@ -25,18 +27,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
+use crate::catalog::probe::{AuditReport, AuditRequest};
+use crate::catalog::refresh::{EndpointCatalog, RefreshReport};
+use crate::catalog::{Auditor, Catalogue};
 use crate::config::{self, Sealer, SecretRef};
 use crate::error::Error;
 use crate::liveness::Liveness;
 use crate::raft::{Consensus, Forwarded, Member};
 use crate::reload::Declarations;
 use crate::seal::{self, ClusterKey};
-use crate::service::agent::{constant_time_eq, now_ms};
-use crate::state::{ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Source};
+use crate::service::agent::now_ms;
+use crate::state::{
+    ClientKey, ClusterState, Command, EndpointSpec, NodeStatus, Outcome, Secret, Source,
+};
 use crate::table;
+use subtle::ConstantTimeEq;
 use views::{
-    Cleared, CreatedKey, DeploymentView, EndpointView, ErrorBody, ErrorDetail, KeyView, ModelView,
-    NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
+    Cleared, CreatedKey, CredentialView, DeploymentView, EndpointView, ErrorBody, ErrorDetail,
+    KeyView, ModelView, NewEndpoint, NewKey, NewMember, NodeView, ReloadReport, StatusView,
 };
 
 /// Tokens the admin API accepts.
@@ -72,6 +80,10 @@ pub struct AdminState {
     pub key: Option<Arc<ClusterKey>>,
     /// Accepted tokens.
     pub tokens: Arc<Tokens>,
+    /// Lists declared endpoints' models on demand.
+    pub catalogue: Catalogue,
+    /// Probes declared endpoints' models on demand.
+    pub auditor: Auditor,
 }
 
 /// The admin router: `/api/v1/…` behind token checks, the dashboard at `/ui` (which reads
@@ -91,7 +103,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/members/{id}", delete(remove_member))
         .route("/members/{id}/promote", post(promote_member))
         .route("/reload", post(reload))
+        .route("/catalog", get(catalog))
+        .route("/catalog/refresh", post(refresh_catalog))
+        .route("/catalog/audit", post(audit_catalog))
+        .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
+        .route("/usage", get(usage::get_usage))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state.clone());
     Router::new()
@@ -119,7 +136,7 @@ async fn authorize(
         !presented.is_empty()
             && tokens
                 .iter()
-                .any(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+                .any(|t| bool::from(t.as_bytes().ct_eq(presented.as_bytes())))
     };
     let is_admin = matches(&state.tokens.admin);
     let is_reader = matches(&state.tokens.read_only);
@@ -206,6 +223,32 @@ fn endpoint_views(state: &ClusterState, key: Option<&ClusterKey>) -> Vec<Endpoin
             models: e.models.clone(),
             credentials: e.credentials.iter().map(|c| c.id.clone()).collect(),
             weight: e.weight,
+            provider: e.upstream.provider.clone(),
+            credential_details: e
+                .credentials
+                .iter()
+                .map(|c| CredentialView {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                    models: c.models.clone(),
+                    last4: match &c.secret {
+                        Secret::Sealed { sealed } => key
+                            .and_then(|k| k.open(sealed))
+                            .map(|v| seal::last4(&v))
+                            .unwrap_or_default(),
+                        Secret::Env { .. } => String::new(),
+                    },
+                    env: match &c.secret {
+                        Secret::Env { name } => name.clone(),
+                        Secret::Sealed { .. } => String::new(),
+                    },
+                })
+                .collect(),
+            check_error: state
+                .checked
+                .get(&e.id)
+                .map(|c| c.error.clone())
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -336,6 +379,38 @@ async fn remove_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /api/v1/catalog`: every catalogued endpoint's listing, filter verdicts and dead models.
+async fn catalog(State(s): State<AdminState>) -> Json<Vec<EndpointCatalog>> {
+    let state = s.consensus.state().await;
+    Json(s.catalogue.view(&state))
+}
+
+/// `POST /api/v1/catalog/refresh`: lists every catalogued endpoint now.
+async fn refresh_catalog(State(s): State<AdminState>) -> Result<Json<RefreshReport>, Error> {
+    s.catalogue.refresh().await.map(Json)
+}
+
+/// `POST /api/v1/catalog/audit`: probes every model × credential; see [`crate::catalog::probe`].
+async fn audit_catalog(
+    State(s): State<AdminState>,
+    body: Option<Json<AuditRequest>>,
+) -> Result<Json<AuditReport>, Error> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    s.auditor.audit(&request).await.map(Json)
+}
+
+/// `GET /api/v1/chains`: fallbacks and aliases naming a group that serves nothing.
+async fn chains(State(s): State<AdminState>) -> Json<Vec<views::BrokenLinkView>> {
+    let state = s.consensus.state().await;
+    let t = table::compile(&state, None).table;
+    Json(
+        t.broken_links
+            .iter()
+            .map(views::BrokenLinkView::from)
+            .collect(),
+    )
+}
+
 async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
     let state = s.consensus.state().await;
     let t = table::compile(&state, None).table;
@@ -377,7 +452,14 @@ async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
 
 async fn list_keys(State(s): State<AdminState>) -> Json<Vec<KeyView>> {
     let state = s.consensus.state().await;
-    Json(state.keys.values().map(KeyView::from).collect())
+    let now = now_ms();
+    Json(
+        state
+            .keys
+            .values()
+            .map(|k| KeyView::with_spend(k, &state.usage, now))
+            .collect(),
+    )
 }
 
 async fn create_key(
@@ -407,6 +489,7 @@ async fn create_key(
         limits: body.limits,
         created_ms: now_ms(),
         source: Source::Api,
+        budget: body.budget,
     };
     let view = KeyView::from(&key);
     commit(&s.consensus, Command::PutKey { key }).await?;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::liveness::GpuView;
 use crate::raft::Member;
-use crate::state::{ClientKey, Limits, Source};
+use crate::state::{ClientKey, KeyBudget, Limits, Source, UsageBook};
 
 /// `GET /api/v1/status`: the cluster as the answering voter sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ pub struct NodeView {
 }
 
 /// An endpoint as listings show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EndpointView {
     /// Id.
     pub id: String,
@@ -86,6 +86,55 @@ pub struct EndpointView {
     pub credentials: Vec<String>,
     /// Traffic weight.
     pub weight: u32,
+    /// The provider preset it was made from; empty for none.
+    #[serde(default)]
+    pub provider: String,
+    /// Each credential: label, model filter and where its secret is (last four characters
+    /// or the variable's name, never the secret).
+    #[serde(default)]
+    pub credential_details: Vec<CredentialView>,
+    /// Why the last active health check failed; empty when it passed or none ran.
+    #[serde(default)]
+    pub check_error: String,
+}
+
+/// One upstream credential as listings show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialView {
+    /// `key`, `key_2`, ….
+    pub id: String,
+    /// Its label; empty for none.
+    #[serde(default)]
+    pub label: String,
+    /// Upstream model globs it serves; empty means all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// The last four characters of a stored secret; empty for one read from a variable.
+    #[serde(default)]
+    pub last4: String,
+    /// The variable an edge reads it from; empty for a stored secret.
+    #[serde(default)]
+    pub env: String,
+}
+
+impl CredentialView {
+    /// `key …abcd personal [*:free]` for a table cell.
+    pub fn describe(&self) -> String {
+        let mut out = self.id.clone();
+        if !self.last4.is_empty() {
+            out.push_str(&format!(" …{}", self.last4));
+        }
+        if !self.env.is_empty() {
+            out.push_str(&format!(" ${}", self.env));
+        }
+        if !self.label.is_empty() {
+            out.push_str(&format!(" {}", self.label));
+        }
+        if !self.models.is_empty() {
+            out.push_str(&format!(" [{}]", self.models.join(",")));
+        }
+        out
+    }
 }
 
 /// `POST /api/v1/endpoints` (also `POST /api/v1/registry`).
@@ -169,6 +218,27 @@ pub struct KeyView {
     pub created_ms: u64,
     /// Where it was declared.
     pub source: Source,
+    /// Money budgets.
+    #[serde(default)]
+    pub budget: KeyBudget,
+    /// Spent in the current UTC day, US dollars (as far as edges have reported).
+    #[serde(default)]
+    pub spend_today_usd: f64,
+    /// Spent in the current UTC calendar month, US dollars.
+    #[serde(default)]
+    pub spend_month_usd: f64,
+}
+
+impl KeyView {
+    /// The view of `k` with what it spent by `at_ms` according to `usage`.
+    pub fn with_spend(k: &ClientKey, usage: &UsageBook, at_ms: u64) -> Self {
+        let (today, month) = usage.spend(&k.id, at_ms);
+        Self {
+            spend_today_usd: today as f64 / 1e9,
+            spend_month_usd: month as f64 / 1e9,
+            ..Self::from(k)
+        }
+    }
 }
 
 impl From<&ClientKey> for KeyView {
@@ -183,6 +253,9 @@ impl From<&ClientKey> for KeyView {
             limits: k.limits,
             created_ms: k.created_ms,
             source: k.source,
+            budget: k.budget,
+            spend_today_usd: 0.0,
+            spend_month_usd: 0.0,
         }
     }
 }
@@ -202,6 +275,9 @@ pub struct NewKey {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Money budgets.
+    #[serde(default)]
+    pub budget: KeyBudget,
     /// An existing secret to import as it is (a key another gateway issued, in any format);
     /// `None` mints a new `sy_live_…` key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,4 +342,60 @@ pub struct ErrorDetail {
     pub message: String,
     /// Machine-readable kind.
     pub code: String,
+}
+
+/// A fallback chain member or alias target that serves nothing (`GET /api/v1/chains`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenLinkView {
+    /// `fallback`, `context_fallback` or `alias`.
+    pub kind: String,
+    /// The model whose chain it is, or the alias's name.
+    pub owner: String,
+    /// The group named.
+    pub target: String,
+    /// `unknown`, `filtered`, `dead` or `no_deployments`.
+    pub reason: String,
+}
+
+impl From<&switchyard_proto::v1::BrokenLink> for BrokenLinkView {
+    fn from(l: &switchyard_proto::v1::BrokenLink) -> Self {
+        Self {
+            kind: l.kind.clone(),
+            owner: l.owner.clone(),
+            target: l.target.clone(),
+            reason: l.reason.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CredentialView;
+
+    #[test]
+    fn credentials_are_described_without_their_secret() {
+        let cases = [
+            (
+                CredentialView {
+                    id: "key".into(),
+                    label: "free-tier".into(),
+                    models: vec!["*:free".into()],
+                    last4: "3f9a".into(),
+                    env: String::new(),
+                },
+                "key …3f9a free-tier [*:free]",
+            ),
+            (
+                CredentialView {
+                    id: "key_2".into(),
+                    env: "OR_WORK".into(),
+                    ..Default::default()
+                },
+                "key_2 $OR_WORK",
+            ),
+        ];
+        for (view, want) in cases {
+            assert_eq!(view.describe(), want);
+        }
+    }
 }

@@ -49,15 +49,7 @@ pub fn endpoints(
         let credentials = sealer
             .credentials(&id, &secrets, &format!("{PREFIX}{name}_KEY"))
             .map_err(|e| e.to_string())?;
-        let models = get("MODELS")
-            .map(|m| {
-                m.split(',')
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let models = get("MODELS").map(|m| list(m)).unwrap_or_default();
         let kind = match get("PROVIDER").map(|p| p.trim().to_ascii_lowercase()) {
             None => "openai".to_string(),
             Some(p) if p.is_empty() || p == "openai-compatible" => "openai".to_string(),
@@ -126,15 +118,9 @@ pub fn providers(
             .credentials(preset.name, &secrets, &ring[0])
             .map_err(|e| e.to_string())?;
         let stem = preset.env_stem;
-        let models: Vec<String> = env
+        let models = env
             .get(&format!("{stem}_MODELS"))
-            .map(|m| {
-                m.split(',')
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|m| list(m))
             .unwrap_or_default();
         if models.is_empty() {
             warnings.push(format!(
@@ -158,6 +144,15 @@ pub fn providers(
     Ok(out)
 }
 
+/// A comma-separated list, trimmed, without empty items.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Client keys other gateways read from the environment, imported as they are: LLMProxy's
 /// `LLM_PROXY_API_KEYS` (comma-separated), lmrelay's `LMRELAY_TOKEN` and LiteLLM's
 /// `LITELLM_MASTER_KEY`.
@@ -175,9 +170,8 @@ pub fn keys(env: &BTreeMap<String, String>) -> Result<Vec<ClientKey>, String> {
         )?);
         Ok(())
     };
-    if let Some(list) = env.get("LLM_PROXY_API_KEYS") {
-        let secrets = list.split(',').map(str::trim).filter(|s| !s.is_empty());
-        for (i, secret) in secrets.enumerate() {
+    if let Some(secrets) = env.get("LLM_PROXY_API_KEYS") {
+        for (i, secret) in list(secrets).iter().enumerate() {
             push(format!("llm-proxy-{}", i + 1), "LLM_PROXY_API_KEYS", secret)?;
         }
     }

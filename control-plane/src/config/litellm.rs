@@ -13,13 +13,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::{Mapping, Value};
+use super::yaml::{Mapping, Value};
 
 use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, CheckMode, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, RouterSettings,
-    Source, UpstreamStyle,
+    Alias, CheckMode, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, Price,
+    RouterSettings, Source, UpstreamStyle,
 };
 
 /// OpenAI-compatible prefixes without a preset, with their base URL (`None`: `api_base` is
@@ -207,6 +207,7 @@ fn model_list(
                 weight: d.weight,
                 context_length: d.context_length,
                 limits: d.limits,
+                price: d.price,
             });
     }
     for (id, (mut spec, secrets)) in endpoints {
@@ -234,6 +235,7 @@ struct Entry {
     weight: u32,
     context_length: u32,
     limits: Limits,
+    price: Price,
 }
 
 /// Resolves one entry; `None` (with a warning) when its provider cannot be served.
@@ -329,8 +331,12 @@ fn deployment(
         ));
     }
     let mut context_length = 0;
+    let (mut input_cost, mut output_cost) = (0.0, 0.0);
     for (k, v) in info.into_iter().flatten() {
         match k.as_str().unwrap_or_default() {
+            // US dollars per token; ours are per 1M tokens.
+            "input_cost_per_token" => input_cost = cost(at, "input_cost_per_token", v)?,
+            "output_cost_per_token" => output_cost = cost(at, "output_cost_per_token", v)?,
             "max_input_tokens" => {
                 context_length = u32::try_from(number(at, "max_input_tokens", v)?).unwrap_or(0);
             }
@@ -351,6 +357,7 @@ fn deployment(
         weight,
         context_length,
         limits,
+        price: Price::per_token(input_cost, output_cost),
     }))
 }
 
@@ -370,6 +377,16 @@ fn refuse_or_warn(at: &str, key: &str, warnings: &mut Vec<String>) -> Result<(),
         warnings.push(format!("{at}: not implemented by Switchyard; ignored"));
     }
     Ok(())
+}
+
+/// A `model_info` cost per token: a number of 0 or more.
+fn cost(at: &str, field: &str, v: &Value) -> Result<f64, String> {
+    match v.as_f64() {
+        Some(c) if c.is_finite() && c >= 0.0 => Ok(c),
+        _ => Err(format!(
+            "{at}.model_info.{field}: must be a number of 0 or more (US dollars per token)"
+        )),
+    }
 }
 
 /// Ollama's and LM Studio's `api_base` is the server root; ours ends in `/v1`.

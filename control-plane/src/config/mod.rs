@@ -13,6 +13,7 @@ pub mod env;
 pub mod litellm;
 pub mod ours;
 pub mod providers;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -59,12 +60,17 @@ impl SecretRef {
 pub struct Sealer<'a> {
     key: Option<&'a ClusterKey>,
     current: &'a ClusterState,
+    env: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> Sealer<'a> {
     /// Seals with `key`, reusing ciphertext from `current` where the plaintext is unchanged.
     pub fn new(key: Option<&'a ClusterKey>, current: &'a ClusterState) -> Self {
-        Self { key, current }
+        Self {
+            key,
+            current,
+            env: None,
+        }
     }
 
     /// Whether secrets given by value can be stored (a cluster key is configured).
@@ -90,7 +96,14 @@ impl<'a> Sealer<'a> {
                             "{field}: os.environ/ needs a variable name"
                         )));
                     }
-                    SecretRef::Env(name) => Secret::Env { name: name.clone() },
+                    SecretRef::Env(name) => match self.env.and_then(|env| env.get(name)) {
+                        Some(value) if self.key.is_some() && !value.trim().is_empty() => {
+                            Secret::Sealed {
+                                sealed: self.seal(endpoint, &id, value.trim(), field)?,
+                            }
+                        }
+                        _ => Secret::Env { name: name.clone() },
+                    },
                     SecretRef::Value(value) => Secret::Sealed {
                         sealed: self.seal(endpoint, &id, value, field)?,
                     },
@@ -190,6 +203,7 @@ pub fn declared_key(
         limits,
         created_ms: 0,
         source: Source::Config,
+        budget: Default::default(),
     })
 }
 
@@ -356,12 +370,19 @@ pub fn parse(
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Parsed, String> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let value = yaml::parse(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    // `os.environ/NAME` references the control plane's environment sets are stored sealed,
+    // so edges on other hosts need not share the variable; others stay references that each
+    // edge reads.
+    let sealer = &Sealer {
+        key: sealer.key,
+        current: sealer.current,
+        env: Some(env),
+    };
     let is_litellm = value.as_mapping().is_some_and(|m| {
         ["model_list", "litellm_settings", "general_settings"]
             .iter()
-            .any(|k| m.contains_key(*k))
+            .any(|k| m.contains_key(k))
     });
     if is_litellm {
         litellm::parse(value, env, sealer)

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, DeploymentSpec, EndpointSpec, Fallback, HealthChecks, Limits, ModelGroup,
-    RouterSettings, Source,
+    Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, HealthChecks,
+    KeyBudget, Limits, ModelGroup, Price, RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +105,9 @@ struct EndpointDoc {
     api_keys: Vec<String>,
     #[serde(default)]
     limits: Limits,
+    /// What to serve of the endpoint's own listing (see docs/catalog.md).
+    #[serde(default)]
+    catalog: Option<CatalogFilter>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +128,8 @@ struct DeploymentDoc {
     context_length: u32,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    price: Price,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +180,8 @@ struct KeyDoc {
     expires_at_ms: i64,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    budget: KeyBudget,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,11 +193,11 @@ struct DiscoveryDoc {
 
 /// Parses our format from an already-read YAML value.
 pub fn parse(
-    value: serde_yaml::Value,
+    value: super::yaml::Value,
     env: &BTreeMap<String, String>,
     sealer: &Sealer<'_>,
 ) -> Result<Parsed, String> {
-    let file: File = serde_yaml::from_value(value).map_err(|e| e.to_string())?;
+    let file: File = serde_json::from_value(value.into_json()).map_err(|e| e.to_string())?;
     let mut parsed = Parsed::default();
     let d = &mut parsed.declared;
     for e in file.endpoints {
@@ -233,6 +240,13 @@ pub fn parse(
                 Box::default(),
             ),
         };
+        if let Some(filter) = e.catalog {
+            d.catalog.push(CatalogSpec {
+                endpoint: e.id.clone(),
+                filter,
+                source: Source::Config,
+            });
+        }
         d.endpoints.push(EndpointSpec {
             id: e.id,
             kind,
@@ -296,6 +310,7 @@ pub fn parse(
                     weight: x.weight,
                     context_length: x.context_length,
                     limits: x.limits,
+                    price: x.price,
                 })
                 .collect(),
             source: Source::Config,
@@ -348,7 +363,7 @@ pub fn parse(
             }
         };
         let name = k.name.clone().unwrap_or_else(|| k.id.clone());
-        d.keys.push(declared_key(
+        let mut key = declared_key(
             &k.id,
             &name,
             secret.as_deref(),
@@ -356,7 +371,9 @@ pub fn parse(
             k.allowed_models,
             k.expires_at_ms,
             k.limits,
-        )?);
+        )?;
+        key.budget = k.budget;
+        d.keys.push(key);
     }
     parsed.discovery_peers = file.discovery.map(|x| x.peers).unwrap_or_default();
     parsed.disabled_providers = file.disabled_providers;

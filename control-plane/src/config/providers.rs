@@ -317,6 +317,11 @@ impl Preset {
         if let Some(base) = &place.base_url
             && self.name != "azure"
         {
+            // An override may keep the account placeholder (a proxy in front of Cloudflare).
+            let base = match &place.account_id {
+                Some(account) => base.replace("{account_id}", account.trim()),
+                None => base.clone(),
+            };
             return Ok(base.trim_end_matches('/').to_string());
         }
         let url = match self.name {

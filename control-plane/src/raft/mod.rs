@@ -74,6 +74,13 @@ impl fmt::Display for Command {
             Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
             Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
             Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
+            Command::PutListing { endpoint_id, .. } => write!(f, "put_listing({endpoint_id})"),
+            Command::PutDeadModels { endpoint_id, .. } => {
+                write!(f, "put_dead_models({endpoint_id})")
+            }
+            Command::RecordUsage { edge, rows, .. } => {
+                write!(f, "record_usage({edge}, {})", rows.len())
+            }
         }
     }
 }
@@ -114,6 +121,10 @@ impl Default for RaftSettings {
 /// What a follower hands to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a message decoded once per forwarded write; boxing the command saves nothing that matters"
+)]
 pub enum Forwarded {
     /// A state change.
     Write {

@@ -8,6 +8,7 @@
 
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
 
 use futures::{Stream, StreamExt};
 use switchyard_proto::v1::agent_message::Body as AgentBody;
@@ -188,7 +189,8 @@ impl Session {
             return Err("node_name is empty".into());
         }
         match &self.join_token {
-            Some(token) if !constant_time_eq(token.as_bytes(), hello.join_token.as_bytes()) => {
+            // Compared in constant time, so timing does not tell where a guess differs.
+            Some(token) if !bool::from(token.as_bytes().ct_eq(hello.join_token.as_bytes())) => {
                 Err("join token not accepted".into())
             }
             _ => Ok(()),
@@ -271,14 +273,6 @@ fn backends(reported: Vec<Backend>) -> Vec<DiscoveredBackend> {
             }),
         })
         .collect()
-}
-
-/// Compares secrets without leaking where they differ through timing.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Milliseconds since the Unix epoch; commands carry time so `apply` needs no clock.

@@ -11,19 +11,21 @@ use std::pin::Pin;
 use futures::Stream;
 use switchyard_proto::v1::edge_service_server::EdgeService;
 use switchyard_proto::v1::{
-    RoutingTable, UpstreamEvents, UpstreamEventsAck, WatchRoutingTableRequest,
+    RoutingTable, UpstreamEvents, UpstreamEventsAck, UsageAck, UsageReport,
+    WatchRoutingTableRequest,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::raft::Consensus;
 use crate::service::agent::now_ms;
-use crate::state::{Command, Cooldown, Outcome};
+use crate::state::{Command, Cooldown, Outcome, Retention};
 
 /// Serves routing-table watches from this voter's applied state.
 pub struct EdgeServer {
     consensus: Consensus,
     shutdown: watch::Receiver<bool>,
+    usage_retention: Retention,
 }
 
 impl EdgeServer {
@@ -32,7 +34,14 @@ impl EdgeServer {
         Self {
             consensus,
             shutdown,
+            usage_retention: Retention::default(),
         }
+    }
+
+    /// Keeps usage buckets for `keep` (see [`Retention`]).
+    pub fn with_usage_retention(mut self, keep: Retention) -> Self {
+        self.usage_retention = keep;
+        self
     }
 }
 
@@ -117,6 +126,16 @@ impl EdgeService for EdgeServer {
             // A NotLeader error names the leader's address when forwarding was not possible.
             Err(e) => Err(Status::from(e)),
         }
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<UsageReport>,
+    ) -> Result<Response<UsageAck>, Status> {
+        let report = request.into_inner();
+        crate::service::usage::report_usage(&self.consensus, self.usage_retention, report)
+            .await
+            .map(Response::new)
     }
 }
 

@@ -76,6 +76,9 @@ pub struct ClientKey {
     /// Where it was declared.
     #[serde(default)]
     pub source: Source,
+    /// Money budgets; none by default.
+    #[serde(default)]
+    pub budget: super::KeyBudget,
 }
 
 /// One (endpoint, credential, model) target resting until a deadline.
@@ -158,6 +161,12 @@ pub(super) fn validate_group(group: &ModelGroup) -> Result<(), String> {
             group.name, d.endpoint_id, d.upstream_model
         ));
     }
+    for d in &group.deployments {
+        d.price.validate(&format!(
+            "model group `{}` deployment `{}`: price",
+            group.name, d.endpoint_id
+        ))?;
+    }
     Ok(())
 }
 
@@ -198,6 +207,7 @@ pub(super) fn validate_key(key: &ClientKey) -> Result<(), String> {
     if key.id.is_empty() {
         return Err("client key id is empty".into());
     }
+    key.budget.validate(&format!("key `{}`: budget", key.id))?;
     let hex = key.sha256_hex.len() == 64
         && key
             .sha256_hex

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Alias, ClientKey, ClusterState, EndpointSpec, Fallback, ModelGroup, RouterSettings, Source,
-    policy, validate_endpoint,
+    Alias, CatalogSpec, ClientKey, ClusterState, EndpointSpec, Fallback, ModelGroup,
+    RouterSettings, Source, policy, validate_endpoint,
 };
 
 /// The complete declaration of one source.
@@ -24,6 +24,8 @@ pub struct Declared {
     pub keys: Vec<ClientKey>,
     /// Router settings, when the source declares them.
     pub settings: Option<RouterSettings>,
+    /// Catalog filters of the source's endpoints.
+    pub catalog: Vec<CatalogSpec>,
 }
 
 impl ClusterState {
@@ -65,6 +67,9 @@ impl ClusterState {
         if let Some(s) = &mut declared.settings {
             s.source = source;
             policy::validate_settings(s)?;
+        }
+        for c in &declared.catalog {
+            super::catalog::validate_spec(c)?;
         }
         let before = self.clone();
         let outranks = |existing: Source| existing.rank() < source.rank();
@@ -136,6 +141,7 @@ impl ClusterState {
             None if self.settings.source == source => self.settings = RouterSettings::default(),
             None => {}
         }
+        self.replace_catalog_filters(source, std::mem::take(&mut declared.catalog));
         Ok(*self != before)
     }
 }

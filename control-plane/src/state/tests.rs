@@ -281,6 +281,7 @@ fn cooldown(endpoint: &str, until_ms: i64, reason: &str) -> Cooldown {
 
 fn key(id: &str, source: Source) -> ClientKey {
     ClientKey {
+        budget: Default::default(),
         id: id.into(),
         name: id.into(),
         sha256_hex: "ab".repeat(32),

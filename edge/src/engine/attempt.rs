@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::book::{body_failure, sent_secret, total_tokens};
+use super::book::{body_failure, sent_secret};
 use super::{Attempt, Plan};
 use crate::dialect::Outbound;
 use crate::dialect::ollama::{self, Ids, NativeOp};
@@ -48,6 +48,10 @@ impl Plan<'_> {
     /// Tries one candidate; see the module doc.
     pub(super) async fn attempt(&mut self, candidate: &Candidate) -> Attempt {
         self.attempts += 1;
+        if let Some(ticket) = &mut self.ticket {
+            let d = &candidate.deployment;
+            ticket.served_by(&d.usage_id, d.price);
+        }
         let per_try = self.state.config().first_byte_timeout();
         let now = Instant::now();
         let by = (now + per_try).min(self.deadline);
@@ -210,7 +214,7 @@ impl Plan<'_> {
         if wire.translates() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        self.settlement().settle(usage.map(total_tokens));
+        self.settlement().settle(usage);
         if let Some(u) = usage {
             self.tokens(d, u);
         }
@@ -250,7 +254,7 @@ impl Plan<'_> {
         );
         if !settlement.is_empty() {
             relay = relay.on_end(Box::new(move |usage| {
-                settlement.settle(usage.map(total_tokens));
+                settlement.settle(usage);
             }));
         }
         Ok(Body::from_stream(relay.into_stream()))

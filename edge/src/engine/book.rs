@@ -257,11 +257,6 @@ impl Plan<'_> {
     }
 }
 
-/// Tokens a response used, as limits count them.
-pub(super) fn total_tokens(u: Usage) -> u64 {
-    u.prompt_tokens.saturating_add(u.completion_tokens)
-}
-
 /// The secret of the credential this attempt sent upstream (empty without one).
 pub(super) fn sent_secret(candidate: &Candidate) -> &[u8] {
     candidate

@@ -26,6 +26,7 @@ use crate::routing::{Ask, Candidate, ModelGroup, RoutingTable, pick};
 use crate::state::EdgeState;
 use crate::upstream::RequestBody;
 use crate::upstream::client::UpstreamError;
+use crate::usage::Ticket;
 
 pub use book::{
     ATTEMPTS_HEADER, CREDENTIAL_HEADER, ENDPOINT_HEADER, MODEL_HEADER, is_context_error,
@@ -51,6 +52,8 @@ pub struct Job<'r> {
     pub deadline: Instant,
     /// The key's token reservation, which the serving response takes over.
     pub key_charge: Option<TokenCharge>,
+    /// The request's usage ticket, which the serving response settles.
+    pub ticket: Option<Ticket>,
 }
 
 /// Serves `job` from `group` (then its fallbacks): the first usable answer, or the error that
@@ -82,6 +85,7 @@ pub async fn run(job: Job<'_>, group: Arc<ModelGroup>) -> Result<Response, ApiEr
         tally: Tally::default(),
         key_charge: job.key_charge,
         upstream_charge: None,
+        ticket: job.ticket,
     };
     let result = plan.run(group).await;
     // A token reservation no response took over was not used upstream.
@@ -133,6 +137,8 @@ struct Plan<'r> {
     key_charge: Option<TokenCharge>,
     /// The current candidate's upstream token reservation.
     upstream_charge: Option<TokenCharge>,
+    /// The request's usage, until a response takes it over.
+    ticket: Option<Ticket>,
 }
 
 /// What one attempt produced.
@@ -292,21 +298,30 @@ impl Plan<'_> {
         let mut settlement = Settlement::default();
         settlement.push(self.key_charge.take());
         settlement.push(self.upstream_charge.take());
+        settlement.record(self.ticket.take());
         settlement
     }
 
     fn push_front(&self, queue: &mut VecDeque<Arc<ModelGroup>>, chain: Option<&Vec<String>>) {
         for name in chain.into_iter().flatten().rev() {
-            if let Some(g) = self.table.models.get(name) {
-                queue.push_front(g.clone());
+            match self.table.models.get(name) {
+                Some(g) => queue.push_front(g.clone()),
+                None => debug!(
+                    fallback = %name,
+                    "the fallback names a model group that serves nothing; skipped (see `switchyard doctor`)"
+                ),
             }
         }
     }
 
     fn push_back(&self, queue: &mut VecDeque<Arc<ModelGroup>>, chain: Option<&Vec<String>>) {
         for name in chain.into_iter().flatten() {
-            if let Some(g) = self.table.models.get(name) {
-                queue.push_back(g.clone());
+            match self.table.models.get(name) {
+                Some(g) => queue.push_back(g.clone()),
+                None => debug!(
+                    fallback = %name,
+                    "the fallback names a model group that serves nothing; skipped (see `switchyard doctor`)"
+                ),
             }
         }
     }

@@ -5,6 +5,7 @@
 //! - [`client`]: the `LeaseService` client that follows the leader.
 //! - [`admission`]: a client key's limits for one request.
 //! - [`upstream`]: an upstream deployment's limits, and settling token reservations.
+//! - [`spend`]: a client key's money budgets per day and month.
 //!
 //! Steady-state admission is a map lookup and a subtraction under a short lock; the leader is
 //! asked only when a slice runs low (in the background) or is empty (then the request waits for
@@ -15,6 +16,7 @@ pub mod admission;
 pub mod budget;
 pub mod client;
 pub mod slots;
+pub mod spend;
 pub mod upstream;
 
 use std::collections::{HashMap, HashSet};

@@ -12,6 +12,8 @@ use http::HeaderMap;
 use super::{Limited, Limiter, WindowLimit};
 use crate::routing::Candidate;
 use crate::upstream::ratelimit;
+use crate::upstream::sse::Usage;
+use crate::usage::Ticket;
 
 /// The ledger key of one upstream limit: `dep:<endpoint>:<credential>:<model>:<unit>`.
 pub fn ledger_key(endpoint: &str, credential: &str, model: &str, unit: &str) -> String {
@@ -56,10 +58,12 @@ impl TokenCharge {
     }
 }
 
-/// Every token reservation one response carries (the key's and the deployment's).
+/// Every token reservation one response carries (the key's and the deployment's), and the
+/// request's usage ticket.
 #[derive(Debug, Default)]
 pub struct Settlement {
     charges: Vec<TokenCharge>,
+    ticket: Option<Ticket>,
 }
 
 impl Settlement {
@@ -68,18 +72,27 @@ impl Settlement {
         self.charges.extend(charge);
     }
 
-    /// Whether there is nothing to settle.
-    pub fn is_empty(&self) -> bool {
-        self.charges.is_empty()
+    /// Adds the request's usage ticket.
+    pub fn record(&mut self, ticket: Option<Ticket>) {
+        self.ticket = ticket;
     }
 
-    /// Settles every reservation with the response's real usage; with `None` (the upstream
-    /// reported none) the estimates stand.
-    pub fn settle(self, total_tokens: Option<u64>) {
-        if let Some(actual) = total_tokens {
+    /// Whether there is nothing to settle.
+    pub fn is_empty(&self) -> bool {
+        self.charges.is_empty() && self.ticket.is_none()
+    }
+
+    /// Settles every reservation with the response's real usage (with `None`, the upstream
+    /// reported none, the estimates stand) and records the usage.
+    pub fn settle(self, usage: Option<Usage>) {
+        if let Some(u) = usage {
+            let actual = u.prompt_tokens.saturating_add(u.completion_tokens);
             for charge in self.charges {
                 charge.settle(actual);
             }
+        }
+        if let Some(ticket) = self.ticket {
+            ticket.settle(usage);
         }
     }
 }

@@ -68,7 +68,8 @@ pub async fn count_tokens(
     }
 }
 
-/// `GET /anthropic/v1/models`: the same names as `/v1/models`, in Anthropic's list shape.
+/// `GET /anthropic/v1/models`: the same names and facts as `/v1/models`, in Anthropic's list
+/// shape.
 pub async fn models(State(state): State<EdgeState>, headers: HeaderMap) -> Response {
     let listed = principal(&state, &headers).and_then(|who| {
         let table = state.table().ok_or(ApiError::NoRoutingTable)?;
@@ -86,7 +87,10 @@ pub async fn models(State(state): State<EdgeState>, headers: HeaderMap) -> Respo
                 std::time::UNIX_EPOCH
                     + std::time::Duration::from_secs(u64::try_from(card.created).unwrap_or(0)),
             );
-            json!({"type": "model", "id": card.id, "display_name": card.id, "created_at": created})
+            // Anthropic's fields, then the same facts `/v1/models` carries.
+            json!({"type": "model", "id": card.id, "display_name": card.id, "created_at": created,
+                   "owned_by": card.owned_by, "context_length": card.context_length,
+                   "capabilities": card.capabilities, "free": card.free, "status": card.status})
         })
         .collect();
     Json(json!({

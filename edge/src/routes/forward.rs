@@ -138,6 +138,11 @@ async fn serve(
         .ok_or_else(|| ApiError::ModelNotFound {
             model: model.clone(),
         })?;
+    // From here on the request counts in usage under its model group (names from the table,
+    // never free client input); one that ends without an answer counts as an error.
+    let mut ticket = state
+        .usage()
+        .ticket(&crate::usage::key_of(&principal), &group.name);
     if !principal.allows(&model) && !principal.allows(&group.name) {
         return Err(ApiError::ModelNotAllowed { model });
     }
@@ -148,6 +153,11 @@ async fn serve(
         }
         _ => limits::admission::Admission::default(),
     };
+    if let (Principal::Key(key), Some(ticket)) = (&principal, &mut ticket) {
+        let cost = crate::usage::estimate_nanos(&group, &request);
+        let at = limits::now_ms();
+        ticket.reserve(limits::spend::admit(state.limiter(), key, cost, at).await?);
+    }
     let budget = table
         .settings
         .timeout
@@ -162,6 +172,7 @@ async fn serve(
         principal: &principal,
         deadline: Instant::now() + budget,
         key_charge: admission.take_token_charge(),
+        ticket,
     };
     let response = engine::run(job, group).await?;
     let mut response = inbound.answer(response, &model, started).await;

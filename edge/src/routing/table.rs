@@ -16,6 +16,7 @@ use super::endpoint::{
 use super::target::{CredState, Target};
 use crate::auth::KeyStore;
 use crate::metrics::DeploymentSeries;
+use crate::usage::Price;
 
 /// Default extra attempts after the first, per model group.
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
@@ -242,6 +243,14 @@ pub struct Deployment {
     pub limits: UpstreamLimits,
     /// Its metric series, looked up at its first answer.
     pub series: OnceLock<DeploymentSeries>,
+    /// `<endpoint>/<upstream model>`, as usage names it.
+    pub usage_id: Arc<str>,
+    /// What it costs per 1M tokens.
+    pub price: Price,
+    /// What the model accepts or does (`vision`, `embed`, `tools`, ...), for listings.
+    pub capabilities: Vec<String>,
+    /// Costs nothing per token (marked free, or a local server), for listings.
+    pub free: bool,
 }
 
 /// An upstream deployment's limits per credential; 0 means none.
@@ -406,6 +415,11 @@ impl RoutingTable {
                     .unwrap_or_else(|| Target::new(endpoint.credentials.len()));
                 targets.insert(key.clone(), target.clone());
                 deployments.push(Arc::new(Deployment {
+                    usage_id: Arc::from(format!("{}/{}", endpoint.id, d.upstream_model)),
+                    price: Price {
+                        input_usd_per_mtok: d.input_usd_per_mtok,
+                        output_usd_per_mtok: d.output_usd_per_mtok,
+                    },
                     table_until: table_until(
                         &endpoint.id,
                         &d.upstream_model,
@@ -425,6 +439,8 @@ impl RoutingTable {
                         }
                     }),
                     series: OnceLock::new(),
+                    capabilities: d.capabilities.clone(),
+                    free: d.free,
                 }));
             }
             let group = ModelGroup {
@@ -487,6 +503,8 @@ impl RoutingTable {
             .cloned()
             .unwrap_or_else(|| Target::new(endpoint.credentials.len()));
         let deployment = Deployment {
+            usage_id: Arc::from(name),
+            price: Price::default(),
             endpoint: endpoint.clone(),
             model_header: HeaderValue::from_str(&key.1).ok(),
             upstream_model: key.1,
@@ -496,6 +514,8 @@ impl RoutingTable {
             target,
             limits: UpstreamLimits::default(),
             series: OnceLock::new(),
+            capabilities: Vec::new(),
+            free: false,
         };
         Some(Arc::new(ModelGroup {
             name: Arc::from(name),
@@ -605,6 +625,7 @@ mod tests {
                             rpm: 30,
                             ..Default::default()
                         }),
+                        ..Default::default()
                     },
                     v1::Deployment {
                         endpoint_id: "gone".into(),

@@ -34,6 +34,19 @@ pub struct ControlPlaneArgs {
         default_value = "127.0.0.1:7701"
     )]
     pub admin_listen: SocketAddr,
+    /// Seconds between listings of catalogued endpoints' models (0: only on demand).
+    #[arg(long, env = "SWITCHYARD_CATALOG_REFRESH_SECS", default_value_t = 300)]
+    pub catalog_refresh_secs: u64,
+    /// Seconds between scheduled audits of every model × credential (0: only on demand).
+    #[arg(long, env = "SWITCHYARD_CATALOG_AUDIT_SECS", default_value_t = 0)]
+    pub catalog_audit_secs: u64,
+    /// Seconds a failed probe is not repeated.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CATALOG_FAILURE_TTL_SECS",
+        default_value_t = 3_600
+    )]
+    pub catalog_failure_ttl_secs: u64,
     /// config.yaml to load: Switchyard's format or LiteLLM's, as-is. Reloaded on SIGHUP.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -80,6 +93,15 @@ pub struct ControlPlaneArgs {
     /// Milliseconds of agent silence before a node is marked down.
     #[arg(long, default_value_t = 15_000)]
     pub node_down_after_ms: u64,
+    /// Minutes of per-minute usage kept (0 = forever).
+    #[arg(long, default_value_t = 120)]
+    pub usage_minutes_kept: u64,
+    /// Hours of hourly usage kept (0 = forever).
+    #[arg(long, default_value_t = 168)]
+    pub usage_hours_kept: u64,
+    /// Days of daily usage kept (0 = forever).
+    #[arg(long, default_value_t = 400)]
+    pub usage_days_kept: u64,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 150)]
     pub heartbeat_ms: u64,
@@ -166,6 +188,9 @@ impl ControlPlaneArgs {
             config_file: self.config.clone(),
             env: None,
             mdns: !self.no_mdns,
+            catalog_refresh_secs: self.catalog_refresh_secs,
+            catalog_audit_secs: self.catalog_audit_secs,
+            catalog_failure_ttl_secs: self.catalog_failure_ttl_secs,
             backend: if self.etcd_endpoints.is_empty() {
                 switchyard_control_plane::etcd::BackendKind::Raft
             } else {
@@ -187,6 +212,11 @@ impl ControlPlaneArgs {
             tls_ca: self.tls.tls_ca.clone(),
             tls_cert: self.tls.tls_cert.clone(),
             tls_key: self.tls.tls_key.clone(),
+            usage_retention: switchyard_control_plane::state::Retention {
+                minutes_ms: self.usage_minutes_kept.saturating_mul(60_000),
+                hours_ms: self.usage_hours_kept.saturating_mul(3_600_000),
+                days_ms: self.usage_days_kept.saturating_mul(86_400_000),
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -59,6 +59,12 @@ pub struct EdgeArgs {
     /// connection pool; 0 = one per CPU.
     #[arg(long, env = "SWITCHYARD_EDGE_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Milliseconds between usage reports to the control plane (what a crashed edge can lose).
+    #[arg(long, default_value_t = 10_000)]
+    pub usage_flush_ms: u64,
+    /// Do not count usage (per key, model and deployment) on this edge.
+    #[arg(long)]
+    pub no_usage_accounting: bool,
     /// Write the bound address as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -80,6 +86,8 @@ impl Run for EdgeArgs {
             body_read_timeout_ms: args.body_read_timeout_ms,
             max_connections: args.max_connections,
             workers: args.workers,
+            usage_flush_ms: args.usage_flush_ms,
+            usage_accounting: !args.no_usage_accounting,
             tls_ca: args.tls.tls_ca,
             tls_cert: args.tls.tls_cert,
             tls_key: args.tls.tls_key,

@@ -109,7 +109,14 @@ pub fn endpoints_table(out: &mut impl Write, endpoints: &[EndpointView]) -> anyh
     table(
         out,
         &[
-            "ID", "KIND", "URL", "SOURCE", "NODE", "HEALTH", "MODELS", "KEYS",
+            "ID",
+            "KIND",
+            "URL",
+            "SOURCE",
+            "NODE",
+            "HEALTH",
+            "MODELS",
+            "CREDENTIALS",
         ],
         endpoints
             .iter()
@@ -120,9 +127,19 @@ pub fn endpoints_table(out: &mut impl Write, endpoints: &[EndpointView]) -> anyh
                     e.base_url.clone(),
                     e.source.clone(),
                     e.node.clone().unwrap_or_else(|| "-".into()),
-                    if e.healthy { "healthy" } else { "down" }.into(),
+                    match (e.healthy, e.check_error.as_str()) {
+                        (true, _) => "healthy".into(),
+                        (false, "") => "down".into(),
+                        (false, why) => format!("down ({why})"),
+                    },
                     or_dash(&e.models.join(",")),
-                    e.credentials.len().to_string(),
+                    or_dash(
+                        &e.credential_details
+                            .iter()
+                            .map(|c| c.describe())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                 ]
             })
             .collect(),

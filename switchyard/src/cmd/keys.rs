@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 use switchyard_control_plane::admin::views::NewKey;
-use switchyard_control_plane::state::Limits;
+use switchyard_control_plane::state::{KeyBudget, Limits};
 
 use super::admin::{AdminArgs, limit, print_json, table};
 use super::{Run, Shutdown};
@@ -45,6 +45,12 @@ pub enum KeysCmd {
         /// Expiry as Unix milliseconds (0 = never).
         #[arg(long, default_value_t = 0)]
         expires_at_ms: i64,
+        /// Most US dollars per UTC day, across all edges (0 = no budget).
+        #[arg(long, default_value_t = 0.0)]
+        budget_day_usd: f64,
+        /// Most US dollars per UTC calendar month, across all edges (0 = no budget).
+        #[arg(long, default_value_t = 0.0)]
+        budget_month_usd: f64,
     },
     /// Import an existing client key as it is (a LiteLLM master key, an LLMProxy or lmrelay
     /// token, any format): apps that hold it keep working unchanged.
@@ -58,7 +64,7 @@ pub enum KeysCmd {
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
     },
-    /// List client keys (ids and last four characters only).
+    /// List client keys (ids and last four characters only) with their spend.
     List,
     /// Revoke a client key.
     Revoke {
@@ -69,9 +75,15 @@ pub enum KeysCmd {
 
 impl Run for KeysArgs {
     async fn run(self, _: Shutdown) -> anyhow::Result<()> {
+        self.run_to(&mut std::io::stdout().lock()).await
+    }
+}
+
+impl KeysArgs {
+    /// Runs the verb, writing what it prints to `out` (stdout from the CLI; a buffer in tests).
+    pub async fn run_to(self, mut out: &mut impl Write) -> anyhow::Result<()> {
         let client = self.admin.client()?;
         let json = self.admin.json;
-        let mut out = std::io::stdout().lock();
         match self.cmd {
             KeysCmd::Create {
                 name,
@@ -81,6 +93,8 @@ impl Run for KeysArgs {
                 rpd,
                 max_concurrent,
                 expires_at_ms,
+                budget_day_usd,
+                budget_month_usd,
             } => {
                 let created = client
                     .create_key(&NewKey {
@@ -94,6 +108,10 @@ impl Run for KeysArgs {
                             max_concurrent,
                         },
                         secret: None,
+                        budget: KeyBudget {
+                            usd_per_day: budget_day_usd,
+                            usd_per_month: budget_month_usd,
+                        },
                     })
                     .await?;
                 if json {
@@ -134,7 +152,10 @@ impl Run for KeysArgs {
                 }
                 table(
                     &mut out,
-                    &["ID", "NAME", "LAST4", "MODELS", "RPM", "STATUS", "SOURCE"],
+                    &[
+                        "ID", "NAME", "LAST4", "MODELS", "RPM", "TODAY $", "MONTH $", "STATUS",
+                        "SOURCE",
+                    ],
                     keys.iter()
                         .map(|k| {
                             vec![
@@ -147,6 +168,8 @@ impl Run for KeysArgs {
                                     k.allowed_models.join(",")
                                 },
                                 limit(k.limits.rpm),
+                                spend(k.spend_today_usd, k.budget.usd_per_day),
+                                spend(k.spend_month_usd, k.budget.usd_per_month),
                                 if k.revoked { "revoked" } else { "active" }.into(),
                                 k.source.as_str().into(),
                             ]
@@ -163,5 +186,14 @@ impl Run for KeysArgs {
                 Ok(())
             }
         }
+    }
+}
+
+/// `1.2345`, or `1.2345/10.00` against a budget.
+fn spend(spent: f64, budget: f64) -> String {
+    if budget > 0.0 {
+        format!("{spent:.4}/{budget:.2}")
+    } else {
+        format!("{spent:.4}")
     }
 }

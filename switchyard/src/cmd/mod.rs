@@ -3,14 +3,19 @@
 //!
 //! - roles: [`up`], [`control_plane`], [`node_agent`], [`edge`];
 //! - admin verbs over a voter's admin API: [`status`], [`endpoints`], [`keys`], [`cooldowns`],
-//!   [`models`], [`members`], [`reload`] (shared access flags and table output in [`admin`]);
-//! - tools: [`doctor`], [`certs`];
+//!   [`models`], [`members`], [`reload`], [`usage`] (shared access flags and table output in
+//!   [`admin`]);
+//! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
+//! - catalogs and providers: [`catalog`], [`ping`];
+//! - pointing coding tools at an edge: [`bind`] (their config files), [`run`] (their variables);
 //! - flag groups more than one verb flattens in: [`flags`].
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub mod admin;
+pub mod bind;
+pub mod catalog;
 pub mod certs;
 pub mod control_plane;
 pub mod cooldowns;
@@ -22,9 +27,13 @@ pub mod keys;
 pub mod members;
 pub mod models;
 pub mod node_agent;
+pub mod ping;
 pub mod reload;
+pub mod run;
 pub mod status;
+pub mod top;
 pub mod up;
+pub mod usage;
 
 /// Resolves when the process should stop (Ctrl-C, SIGTERM, or a test's signal).
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -88,4 +97,17 @@ commands! {
     Doctor(doctor::DoctorArgs),
     /// Make a CA and per-node certificates for mutual TLS between the roles.
     Certs(certs::CertsArgs),
+    /// A live terminal view of the cluster: members, nodes, endpoints, models, keys, usage.
+    Top(top::TopArgs),
+    /// Show or refresh what declared endpoints list, serve and filter out.
+    Catalog(catalog::CatalogArgs),
+    /// Write a coding tool's config (aider, continue, claude-code, codex, open-webui, opencode)
+    /// to use the edge, showing a diff and keeping a backup.
+    Bind(bind::BindArgs),
+    /// Start claude, codex or aider with the variables that point it at the edge.
+    Run(run::RunArgs),
+    /// List providers (on/off) and send each a 1-token chat.
+    Ping(ping::PingArgs),
+    /// Show requests, tokens and spend per key, model, deployment, hour or day.
+    Usage(usage::UsageArgs),
 }

@@ -21,9 +21,9 @@ pub mod usage;
 mod tests;
 
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -59,7 +59,7 @@ pub fn router(api: Router) -> Router {
         .route("/ui/style.css", get(style))
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
-        .layer(middleware::map_response(harden))
+        .layer(middleware::from_fn(harden))
         .with_state(api)
 }
 
@@ -253,8 +253,27 @@ fn set_cookie(response: &mut Response, token: Option<&str>) {
 }
 
 /// Security headers on every dashboard answer; pages are never cached (they hold cluster data).
-async fn harden(mut response: Response) -> Response {
+/// Behind a TLS-terminating proxy that says so (`X-Forwarded-Proto: https`), the cookie is also
+/// `Secure`. A client that claims it falsely only stops its own browser sending the cookie.
+async fn harden(request: Request, next: Next) -> Response {
+    let https = request
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if https {
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| HeaderValue::from_str(&format!("{}; Secure", v.to_str().ok()?)).ok())
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for cookie in cookies {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),

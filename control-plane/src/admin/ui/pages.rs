@@ -10,7 +10,7 @@ use super::usage::{Counters, DAY_MS, Range, Usage, per_bucket};
 use crate::admin::views::{EndpointView, KeyView, ModelView, StatusView};
 use crate::state::{Cooldown, Limits};
 
-/// The dashboard's pages.
+/// The dashboard's pages (also the views of `switchyard top`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
     /// Members, leader and a summary.
@@ -28,10 +28,29 @@ pub enum Page {
 }
 
 impl Page {
+    /// Every page, in navigation order.
+    pub const ALL: [Page; 6] = [
+        Page::Cluster,
+        Page::Nodes,
+        Page::Endpoints,
+        Page::Models,
+        Page::Keys,
+        Page::Usage,
+    ];
+
+    /// Its position in [`Page::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Its path and title.
     pub fn path_and_title(self) -> (&'static str, &'static str) {
-        let i = self as usize;
-        super::html::PAGES[i]
+        super::html::PAGES[self.index()]
+    }
+
+    /// Its title.
+    pub fn title(self) -> &'static str {
+        self.path_and_title().1
     }
 }
 

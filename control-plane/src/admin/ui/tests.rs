@@ -13,8 +13,8 @@ use tower::ServiceExt;
 use super::html::{PAGES, count, esc, usd, utc};
 use super::pages::{self, KeyRow, Page};
 use super::usage::{Counters, HOUR_MS, Range, Usage, UsageReport, UsageRow, per_bucket};
-use crate::admin::views::{EndpointView, KeyView, StatusView};
-use crate::state::{Cooldown, Limits, Source};
+use crate::admin::views::{EndpointView, StatusView};
+use crate::state::Cooldown;
 
 #[test]
 fn text_from_the_cluster_is_escaped() {
@@ -42,17 +42,10 @@ fn numbers_and_times_format_for_people() {
 
 #[test]
 fn pages_follow_the_navigation_order() {
-    let all = [
-        Page::Cluster,
-        Page::Nodes,
-        Page::Endpoints,
-        Page::Models,
-        Page::Keys,
-        Page::Usage,
-    ];
-    assert_eq!(all.len(), PAGES.len());
-    for (page, (path, _)) in all.into_iter().zip(PAGES) {
+    assert_eq!(Page::ALL.len(), PAGES.len());
+    for (i, (page, (path, _))) in Page::ALL.into_iter().zip(PAGES).enumerate() {
         assert_eq!(page.path_and_title().0, *path);
+        assert_eq!(page.index(), i);
     }
 }
 
@@ -153,6 +146,7 @@ fn endpoints_page_shows_health_and_cooldowns() {
         models: vec!["m".into()],
         credentials: vec![],
         weight: 1,
+        ..Default::default()
     };
     let cooldowns = [Cooldown {
         endpoint_id: "b".into(),
@@ -184,24 +178,13 @@ fn endpoints_page_shows_health_and_cooldowns() {
 }
 
 fn key(id: &str, revoked: bool) -> KeyRow {
-    KeyRow {
-        key: KeyView {
-            id: id.into(),
-            name: format!("{id}-name"),
-            last4: "abcd".into(),
-            allowed_models: vec![],
-            expires_at_ms: 0,
-            revoked,
-            limits: Limits {
-                rpm: 60,
-                ..Limits::default()
-            },
-            created_ms: 0,
-            source: Source::Api,
-        },
-        spend_today_usd: Some(1.25),
-        spend_month_usd: None,
-    }
+    // From JSON, as the page reads it, so fields the API adds later need no change here.
+    serde_json::from_value(json!({
+        "id": id, "name": format!("{id}-name"), "last4": "abcd", "allowed_models": [],
+        "expires_at_ms": 0, "revoked": revoked, "limits": {"rpm": 60, "tpm": 0, "rpd": 0,
+        "max_concurrent": 0}, "created_ms": 0, "source": "api", "spend_today_usd": 1.25
+    }))
+    .unwrap()
 }
 
 #[test]
@@ -294,6 +277,9 @@ async fn get_page(uri: &str, cookie: Option<&str>) -> (StatusCode, axum::http::H
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
+    if uri.contains("via=https") {
+        request = request.header("x-forwarded-proto", "https");
+    }
     let response = super::router(api())
         .oneshot(request.body(Body::empty()).unwrap())
         .await
@@ -342,6 +328,21 @@ async fn a_token_in_the_query_becomes_a_cookie_and_leaves_the_address() {
     assert!(
         body.contains("H100") && body.contains("Answered by voter 2"),
         "{body}"
+    );
+
+    let (_, headers, _) = get_page("/ui/nodes?token=good", None).await;
+    assert!(
+        !headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+    let (_, headers, _) = get_page("/ui/nodes?token=good&via=https", None).await;
+    assert!(
+        headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure")
     );
 
     let (status, _, body) = get_page("/ui/usage?token=bad", None).await;

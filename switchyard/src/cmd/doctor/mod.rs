@@ -171,6 +171,8 @@ pub mod names {
     pub const JOIN_TOKEN: &str = "join token accepted";
     /// Endpoints and models in the routing table.
     pub const BACKENDS: &str = "backends discovered";
+    /// Fallbacks and aliases all name a group that serves something.
+    pub const CHAINS: &str = "fallbacks and aliases resolve";
     /// Edge `/health/readiness`.
     pub const EDGE_TABLE: &str = "edge has a routing table";
     /// `/v1/models` (and a chat with `--chat`).
@@ -203,14 +205,14 @@ pub async fn check(args: &DoctorArgs) -> Report {
     let channel = control_plane(args, timeout, &mut report).await;
 
     if args.quick {
-        for name in [names::JOIN_TOKEN, names::BACKENDS] {
+        for name in [names::JOIN_TOKEN, names::BACKENDS, names::CHAINS] {
             report.push(name, Status::Skip, "skipped (--quick)");
         }
     } else if let Some(channel) = &channel {
         join_token(args, channel.clone(), timeout, &mut report).await;
         backends(channel.clone(), timeout, &mut report).await;
     } else {
-        for name in [names::JOIN_TOKEN, names::BACKENDS] {
+        for name in [names::JOIN_TOKEN, names::BACKENDS, names::CHAINS] {
             report.push(
                 name,
                 Status::Skip,
@@ -516,6 +518,13 @@ async fn backends(channel: Channel, timeout: Duration, report: &mut Report) {
                 Some(hint) => report.push_hint(names::BACKENDS, status, detail, hint),
                 None => report.push(names::BACKENDS, status, detail),
             }
+            match judge_chains(&table) {
+                (status, detail, Some(hint)) => {
+                    report.push_hint(names::CHAINS, status, detail, hint);
+                }
+                (status, detail, None) => report.push(names::CHAINS, status, detail),
+            }
+            return;
         }
         Ok(Ok(None)) => report.push(
             names::BACKENDS,
@@ -534,6 +543,51 @@ async fn backends(channel: Channel, timeout: Duration, report: &mut Report) {
             "the cluster may have no leader yet; check the voters' logs",
         ),
     }
+    report.push(
+        names::CHAINS,
+        Status::Skip,
+        "skipped: no routing table to check",
+    );
+}
+
+/// What the table's broken links say: a chain or alias naming a group that serves nothing is
+/// a warning (the request path skips it), listed one per line.
+pub fn judge_chains(table: &RoutingTable) -> (Status, String, Option<String>) {
+    let links = &table.broken_links;
+    if links.is_empty() {
+        let chains = table.fallbacks.len() + table.aliases.len();
+        return (
+            Status::Pass,
+            format!(
+                "{} name servable groups",
+                plural(chains, "fallback chain or alias")
+            ),
+            None,
+        );
+    }
+    let lines: Vec<String> = links
+        .iter()
+        .map(|l| {
+            let what = match l.kind.as_str() {
+                "alias" => format!("alias {}", l.owner),
+                "context_fallback" => format!("context-window fallback of {}", l.owner),
+                _ => format!("fallback of {}", l.owner),
+            };
+            format!("{what} -> {} ({})", l.target, l.reason)
+        })
+        .collect();
+    (
+        Status::Warn,
+        format!(
+            "{} skipped: {}",
+            plural(links.len(), "link"),
+            lines.join("; ")
+        ),
+        Some(
+            "fix the name in config.yaml, or see `switchyard catalog` for filtered and dead models"
+                .into(),
+        ),
+    )
 }
 
 /// What a routing table says about backends: status, what was seen, and advice.

@@ -1,0 +1,445 @@
+//! Catalogs that stay true, end to end through `up`: an endpoint declared without a model list
+//! serves what its listing holds, filtered free from paid; the served set follows the listing
+//! within one refresh; chains naming what serves nothing show up in reload warnings, `doctor`,
+//! `/metrics` and `switchyard catalog`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard::cmd::admin::AdminArgs;
+use switchyard::cmd::catalog::{self, CatalogCmd};
+use switchyard::cmd::doctor::{self, DoctorArgs, Status, names};
+use switchyard::cmd::ping::{self, PingArgs};
+use switchyard::up::{Up, UpConfig, UpExtras};
+use switchyard_control_plane::admin::client::AdminClient;
+use switchyard_control_plane::catalog::probe::{AuditRequest, ProbeOutcome};
+use switchyard_tests::catalog_fake::{CatalogFake, FakeModel};
+use switchyard_tests::harness::{edge_models, init, wait_for};
+use tokio::net::TcpListener;
+
+const CONFIG: &str = r#"
+endpoints:
+  - id: router
+    url: FAKE
+    catalog:
+      exclude: ["*-preview*"]
+fallbacks:
+  - {model: "llama:free", chain: ["gpt-paid", "typo-model"]}
+"#;
+
+struct Running {
+    up: Up,
+    admin: AdminClient,
+    admin_url: String,
+    data: tempfile::TempDir,
+}
+
+async fn start(fake: &CatalogFake) -> anyhow::Result<Running> {
+    start_with(fake, CONFIG).await
+}
+
+async fn start_with(fake: &CatalogFake, config: &str) -> anyhow::Result<Running> {
+    init();
+    let data = tempfile::tempdir()?;
+    let file = data.path().join("config.yaml");
+    std::fs::write(&file, config.replace("FAKE", &fake.base_url()))?;
+    let admin = TcpListener::bind("127.0.0.1:0").await?;
+    let admin_url = format!("http://{}", admin.local_addr()?);
+    let cfg = UpConfig {
+        data_dir: data.path().join("data"),
+        agent: false,
+        probes: vec![],
+        ..Default::default()
+    };
+    let extras = UpExtras {
+        config_file: Some(file),
+        admin: Some(admin),
+        bootstrap_key: None,
+    };
+    let edge = TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = TcpListener::bind("127.0.0.1:0").await?;
+    let up = Up::start_with(cfg, edge, grpc, extras).await?;
+    let token = std::fs::read_to_string(data.path().join("data/admin.token"))?;
+    let admin = AdminClient::new(&admin_url, token.trim())?;
+    Ok(Running {
+        up,
+        admin,
+        admin_url,
+        data,
+    })
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+async fn wait_models(r: &Running, want: &[&str]) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let edge = r.up.edge_addr();
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    let result = wait_for(
+        Duration::from_secs(10),
+        &format!("/v1/models = {want:?}"),
+        || async {
+            let models = sorted(edge_models(&client, edge).await?);
+            (models == want).then_some(())
+        },
+    )
+    .await;
+    if result.is_err() {
+        let last = edge_models(&client, edge).await;
+        anyhow::bail!("/v1/models is {last:?}, not {want:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_set_follows_the_listing_within_one_refresh() -> anyhow::Result<()> {
+    let fake = CatalogFake::start(vec![
+        FakeModel::new("llama:free", true),
+        FakeModel::new("gpt-paid", false),
+        FakeModel::new("qwen-preview:free", true),
+    ])
+    .await?;
+    let r = start(&fake).await?;
+    let report = r.admin.refresh_catalog().await?;
+    assert_eq!(report.endpoints.len(), 1, "{report:?}");
+    // Free only by default; the preview is excluded although free.
+    wait_models(&r, &["llama:free"]).await?;
+
+    // An unchanged listing writes nothing.
+    let again = r.admin.refresh_catalog().await?;
+    assert!(!again.changed, "{again:?}");
+    assert_eq!(again.revision, r.admin.status().await?.revision);
+
+    // A model appears, one disappears, one turns paid: one refresh and the edge follows.
+    fake.set_models(vec![
+        FakeModel::new("llama:free", false),
+        FakeModel::new("mistral:free", true),
+        FakeModel {
+            vision: true,
+            context_length: 32768,
+            ..FakeModel::new("pixtral:free", true)
+        },
+    ]);
+    let report = r.admin.refresh_catalog().await?;
+    assert!(report.changed);
+    wait_models(&r, &["mistral:free", "pixtral:free"]).await?;
+
+    // The listing's facts reach /v1/models.
+    let client = reqwest::Client::new();
+    let card: Value = client
+        .get(format!(
+            "http://{}/v1/models/pixtral:free",
+            r.up.edge_addr()
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(card["context_length"], 32768, "{card}");
+    assert_eq!(
+        card["capabilities"],
+        serde_json::json!(["vision"]),
+        "{card}"
+    );
+    assert_eq!(card["free"], true, "{card}");
+    assert_eq!(card["status"], "healthy", "{card}");
+    assert_eq!(card["owned_by"], "router", "{card}");
+    let anthropic: Value = client
+        .get(format!("http://{}/anthropic/v1/models", r.up.edge_addr()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let pixtral = &anthropic["data"][1];
+    assert_eq!(pixtral["id"], "pixtral:free", "{anthropic}");
+    assert_eq!(pixtral["context_length"], 32768, "{anthropic}");
+    assert_eq!(pixtral["capabilities"], serde_json::json!(["vision"]));
+    assert_eq!(pixtral["status"], "healthy");
+
+    // `switchyard catalog` shows served and filtered models, in text and JSON.
+    let args = AdminArgs {
+        server: r.admin_url.clone(),
+        token: None,
+        token_dir: r.data.path().join("data"),
+        json: false,
+    };
+    let mut out = Vec::new();
+    catalog::run(&args, CatalogCmd::List, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(text.contains("router    3       2       1"), "{text}");
+    assert!(text.contains("llama:free    filtered (paid)"), "{text}");
+    let mut out = Vec::new();
+    let json_args = AdminArgs { json: true, ..args };
+    catalog::run(&json_args, CatalogCmd::List, &mut out).await?;
+    let json: Value = serde_json::from_slice(&out)?;
+    assert_eq!(
+        json[0]["served"],
+        serde_json::json!(["mistral:free", "pixtral:free"])
+    );
+
+    // An unreachable provider keeps its last listing and says why.
+    fake.stop();
+    let report = r.admin.refresh_catalog().await?;
+    assert!(!report.changed);
+    assert!(report.endpoints[0].error.is_some(), "{report:?}");
+    let models = edge_models(&client, r.up.edge_addr()).await.map(sorted);
+    assert_eq!(
+        models,
+        Some(vec!["mistral:free".into(), "pixtral:free".into()])
+    );
+    r.up.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_naming_a_filtered_or_unknown_group_is_reported_everywhere() -> anyhow::Result<()> {
+    let fake = CatalogFake::start(vec![
+        FakeModel::new("llama:free", true),
+        FakeModel::new("gpt-paid", false),
+    ])
+    .await?;
+    let r = start(&fake).await?;
+    r.admin.refresh_catalog().await?;
+    wait_models(&r, &["llama:free"]).await?;
+
+    let chains = r.admin.chains().await?;
+    let found: Vec<(&str, &str)> = chains
+        .iter()
+        .map(|c| (c.target.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![("gpt-paid", "filtered"), ("typo-model", "unknown")]
+    );
+
+    // Reload says so.
+    let reload = r.admin.reload().await?;
+    assert!(
+        reload
+            .warnings
+            .iter()
+            .any(|w| w == "fallback of llama:free names `typo-model`, which no endpoint serves"),
+        "{reload:?}"
+    );
+
+    // The metric counts them by reason.
+    let metrics = reqwest::get(format!("{}/metrics", r.admin_url))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("switchyard_broken_chain_links{reason=\"filtered\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchyard_broken_chain_links{reason=\"unknown\"} 1"));
+
+    // Doctor warns, naming both.
+    let args = DoctorArgs {
+        control_plane: r.up.grpc_addr().to_owned(),
+        join_token: None,
+        edge: format!("http://{}", r.up.edge_addr()),
+        api_key: None,
+        chat: false,
+        no_edge: true,
+        quick: false,
+        node_name: Some("doctor-catalog".into()),
+        timeout_ms: 3_000,
+        config: None,
+        tls: Default::default(),
+    };
+    let report = doctor::check(&args).await;
+    let check = report.get(names::CHAINS).expect("a chains check");
+    assert_eq!(check.status, Status::Warn, "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("fallback of llama:free -> gpt-paid (filtered)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fallback of llama:free -> typo-model (unknown)"),
+        "{text}"
+    );
+
+    // The request path skips the broken links and still answers from the chain's head.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", r.up.edge_addr()))
+        .json(&serde_json::json!({"model": "llama:free", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    r.up.stop().await
+}
+
+const TWO_KEYS: &str = r#"
+endpoints:
+  - id: router
+    url: FAKE
+    api_keys: ["k-good", "k-bad"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_prunes_the_dead_and_its_failure_cache_stops_re_probes() -> anyhow::Result<()> {
+    let fake = CatalogFake::start(vec![
+        FakeModel::new("ok:free", true),
+        FakeModel::new("gone:free", true),
+        FakeModel::new("busy:free", true),
+    ])
+    .await?;
+    fake.answer("gone:free", 404);
+    fake.answer("busy:free", 429);
+    fake.answer_key("k-bad", 401);
+    let r = start_with(&fake, TWO_KEYS).await?;
+    r.admin.refresh_catalog().await?;
+    wait_models(&r, &["busy:free", "gone:free", "ok:free"]).await?;
+
+    // A dry run reports and changes nothing.
+    let dry = r
+        .admin
+        .audit_catalog(&AuditRequest {
+            dry_run: true,
+            ..Default::default()
+        })
+        .await?;
+    assert!(!dry.applied);
+    assert_eq!(dry.pruned.len(), 1, "{dry:?}");
+    wait_models(&r, &["busy:free", "gone:free", "ok:free"]).await?;
+
+    // Dry-run failures are cached too, so the real audit answers from the cache for them.
+    let report = r.admin.audit_catalog(&AuditRequest::default()).await?;
+    let table: Vec<(&str, &str, ProbeOutcome)> = report
+        .rows
+        .iter()
+        .map(|r| (r.key.model.as_str(), r.key.credential.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        table,
+        vec![
+            ("busy:free", "key", ProbeOutcome::RateLimited),
+            ("busy:free", "key_2", ProbeOutcome::AuthFailed),
+            ("gone:free", "key", ProbeOutcome::NotFound),
+            ("gone:free", "key_2", ProbeOutcome::AuthFailed),
+            ("ok:free", "key", ProbeOutcome::Ok),
+            ("ok:free", "key_2", ProbeOutcome::AuthFailed),
+        ]
+    );
+    let pruned: Vec<(&str, &str)> = report
+        .pruned
+        .iter()
+        .map(|p| (p.model.as_str(), p.reason.as_str()))
+        .collect();
+    assert_eq!(pruned, vec![("gone:free", "not_found")]);
+    // Verified dead leaves the served set; rate-limited and half-working models stay.
+    wait_models(&r, &["busy:free", "ok:free"]).await?;
+
+    // Within the failure TTL, failures are not probed again: only the one success is.
+    let probes_before = fake.chats_for("gone:free") + fake.chats_for("busy:free");
+    let again = r.admin.audit_catalog(&AuditRequest::default()).await?;
+    assert_eq!(
+        fake.chats_for("gone:free") + fake.chats_for("busy:free"),
+        probes_before
+    );
+    let fresh: Vec<(&str, &str)> = again
+        .rows
+        .iter()
+        .filter(|r| !r.cached)
+        .map(|r| (r.key.model.as_str(), r.key.credential.as_str()))
+        .collect();
+    assert_eq!(fresh, vec![("ok:free", "key")]);
+    assert!(
+        again.pruned.is_empty() && again.restored.is_empty(),
+        "{again:?}"
+    );
+    let catalog = r.admin.catalog().await?;
+    assert_eq!(catalog[0].dead[0].model, "gone:free");
+
+    // The text table and the JSON form.
+    let args = AdminArgs {
+        server: r.admin_url.clone(),
+        token: None,
+        token_dir: r.data.path().join("data"),
+        json: false,
+    };
+    let mut out = Vec::new();
+    let audit = CatalogCmd::Audit {
+        endpoint: None,
+        dry_run: true,
+    };
+    catalog::run(&args, audit.clone(), &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(
+        text.contains("router    gone:free  key_2       auth_failed   cached  0"),
+        "{text}"
+    );
+    assert!(text.contains("would prune: none"), "{text}");
+    let mut out = Vec::new();
+    catalog::run(&AdminArgs { json: true, ..args }, audit, &mut out).await?;
+    let json: Value = serde_json::from_slice(&out)?;
+    assert_eq!(json["rows"][2]["outcome"], "not_found", "{json}");
+    r.up.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_lists_providers_and_probes_one_model_each_without_pruning() -> anyhow::Result<()> {
+    let fake = CatalogFake::start(vec![
+        FakeModel::new("a:free", true),
+        FakeModel::new("b:free", true),
+    ])
+    .await?;
+    fake.answer("a:free", 404);
+    let r = start_with(&fake, TWO_KEYS).await?;
+    r.admin.refresh_catalog().await?;
+    wait_models(&r, &["a:free", "b:free"]).await?;
+    let admin = AdminArgs {
+        server: r.admin_url.clone(),
+        token: None,
+        token_dir: r.data.path().join("data"),
+        json: false,
+    };
+    let mut out = Vec::new();
+    let args = PingArgs {
+        provider: None,
+        no_probe: false,
+        admin,
+    };
+    let rows = ping::ping(&args, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert_eq!(
+        text.lines().next(),
+        Some("ENDPOINT  KIND    SOURCE  ON  KEYS  PROBE      MODEL   MS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("router    openai  config  on  2     not_found  a:free"),
+        "{text}"
+    );
+    // One chat, with the first key only; nothing pruned by a ping.
+    assert_eq!(fake.chats_for("a:free") + fake.chats_for("b:free"), 1);
+    assert_eq!(
+        rows[0].probe.as_ref().map(|p| p.key.credential.as_str()),
+        Some("key")
+    );
+    wait_models(&r, &["a:free", "b:free"]).await?;
+
+    let mut out = Vec::new();
+    let quiet = PingArgs {
+        provider: Some("router".into()),
+        no_probe: true,
+        admin: AdminArgs {
+            json: true,
+            ..args.admin
+        },
+    };
+    ping::ping(&quiet, &mut out).await?;
+    let json: Value = serde_json::from_slice(&out)?;
+    assert_eq!(json[0]["endpoint"], "router");
+    assert!(json[0].get("probe").is_none(), "{json}");
+    let missing = PingArgs {
+        provider: Some("nope".into()),
+        ..quiet
+    };
+    let err = ping::ping(&missing, &mut Vec::new()).await.unwrap_err();
+    assert!(err.to_string().contains("no endpoint `nope`"), "{err}");
+    r.up.stop().await
+}
