@@ -3,10 +3,6 @@
 //! upstreams. The venv is
 //! created once under `target/py-conformance` (guarded by a file lock). Without Python or pip
 //! this test fails; it never skips.
-#![expect(
-    clippy::unwrap_used,
-    reason = "test scaffolding outside #[test] fns panics on failure"
-)]
 
 use std::path::Path;
 use std::time::Duration;
