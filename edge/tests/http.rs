@@ -329,7 +329,10 @@ async fn models_lists_the_table_sorted() {
     let resp = support::get(format!("{edge}/v1/models")).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    let card = |id: &str| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "switchyard"});
+    let card = |id: &str| {
+        json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "switchyard",
+               "free": false, "status": "healthy"})
+    };
     assert_eq!(
         body,
         json!({"object": "list", "data": [card("alpha"), card("zeta")]})
