@@ -161,14 +161,7 @@ pub async fn watch_endpoints(
 
 /// The HTTP client checks use; `None` (logged) when none can be built.
 fn check_client() -> Option<reqwest::Client> {
-    // reqwest is built without a default TLS provider; the binary installs one, and so does
-    // this for embedders that did not. Installing twice keeps the first.
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
-        tracing::trace!("rustls crypto provider already installed");
-    }
+    crate::crypto::install_provider();
     // No pooled connections: each check opens its own, so a server that went away fails its
     // next check instead of answering on a connection it accepted earlier.
     match reqwest::Client::builder()

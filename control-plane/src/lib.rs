@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod config;
+mod crypto;
 pub mod error;
 pub mod etcd;
 pub mod health;

@@ -232,6 +232,7 @@ pub struct Auditor {
 impl Auditor {
     /// An auditor writing through `consensus`; failures are cached for `failure_ttl_ms`.
     pub fn new(consensus: Consensus, key: Option<Arc<ClusterKey>>, failure_ttl_ms: u64) -> Self {
+        crate::crypto::install_provider();
         Self {
             consensus,
             key,

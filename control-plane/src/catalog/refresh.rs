@@ -69,6 +69,7 @@ pub struct Catalogue {
 impl Catalogue {
     /// A catalogue writing through `consensus`, opening sealed credentials with `key`.
     pub fn new(consensus: Consensus, key: Option<Arc<ClusterKey>>) -> Self {
+        crate::crypto::install_provider();
         Self {
             consensus,
             key,
