@@ -9,8 +9,9 @@ use switchyard_tests::cluster::Cluster;
 
 use crate::load::{Sample, Server, closed_loop};
 
-/// Runs the comparison and prints the report.
-pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()> {
+/// A one-voter control plane run from `SWITCHYARD_BIN`, and its gRPC address; the benches
+/// that lease limits or report usage share it.
+pub(crate) async fn control_plane() -> anyhow::Result<(Cluster, String)> {
     anyhow::ensure!(
         std::env::var_os("SWITCHYARD_BIN").is_some(),
         "set SWITCHYARD_BIN to the switchyard binary that runs the control plane \
@@ -21,7 +22,14 @@ pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()
     let grpc = cluster
         .voter(1)
         .grpc()
-        .ok_or_else(|| anyhow::anyhow!("the control plane has no gRPC address"))?;
+        .ok_or_else(|| anyhow::anyhow!("the control plane has no gRPC address"))?
+        .to_string();
+    Ok((cluster, grpc))
+}
+
+/// Runs the comparison and prints the report.
+pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()> {
+    let (cluster, grpc) = crate::limits::control_plane().await?;
     let upstream = Server::spawn(&["upstream".into()]).await?;
     let off = Server::spawn(&["edge".into(), upstream.addr.to_string()]).await?;
     let on = Server::spawn(&[

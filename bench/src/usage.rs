@@ -4,23 +4,11 @@
 
 use std::time::Duration;
 
-use switchyard_tests::cluster::Cluster;
-
 use crate::load::{Sample, Server, closed_loop};
 
 /// Runs the comparison and prints the report.
 pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        std::env::var_os("SWITCHYARD_BIN").is_some(),
-        "set SWITCHYARD_BIN to the switchyard binary that runs the control plane \
-         (e.g. SWITCHYARD_BIN=target/release/switchyard)"
-    );
-    let cluster = Cluster::start(1, false).await?;
-    cluster.wait_leader(Duration::from_secs(20)).await?;
-    let grpc = cluster
-        .voter(1)
-        .grpc()
-        .ok_or_else(|| anyhow::anyhow!("the control plane has no gRPC address"))?;
+    let (cluster, grpc) = crate::limits::control_plane().await?;
     let upstream = Server::spawn(&["upstream".into()]).await?;
     let edge = |usage: Vec<String>| {
         let mut args = vec!["edge".into(), upstream.addr.to_string()];
