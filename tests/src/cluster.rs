@@ -123,7 +123,11 @@ impl Cluster {
     pub async fn start_with_args(n: u64, proxied: bool, args: &[&str]) -> anyhow::Result<Self> {
         crate::harness::init();
         let mut cluster = Self {
-            dir: tempfile::tempdir()?,
+            // SWITCHYARD_KEEP_TEST_DIRS=1 keeps the voters' data and logs to read after a failure.
+            dir: tempfile::Builder::new()
+                .prefix("switchyard-cluster-")
+                .disable_cleanup(std::env::var_os("SWITCHYARD_KEEP_TEST_DIRS").is_some())
+                .tempdir()?,
             bin: switchyard_bin()?,
             proxied,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -206,7 +210,13 @@ impl Cluster {
             .env_remove("SWITCHYARD_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(voter.data.join("voter.log"))?);
+            // Appended: a restarted voter's log follows the one before it.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(voter.data.join("voter.log"))?,
+            );
         if let Some(proxy) = &voter.proxy {
             cmd.args(["--advertise", &proxy.addr().to_string()]);
         }

@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use http::header::{AsHeaderName, HeaderName};
 
 /// The wait an upstream asked for on a 429, if its headers say: `retry-after-ms`, then
 /// `retry-after` (seconds, fractional allowed, or an HTTP date relative to `now`), then the
@@ -33,41 +34,92 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 
 /// When the upstream reports `x-ratelimit-remaining-requests: 0` (or `-tokens: 0`) on any
 /// answer, the wait until that budget resets (default one second when no reset is given).
+/// Runs on every answer: the header names are built once, so a lookup only hashes.
 pub fn exhausted(headers: &HeaderMap) -> Option<Duration> {
-    let zero = |name| header_str(headers, name).is_some_and(|v| v.trim() == "0");
-    if !zero("x-ratelimit-remaining-requests") && !zero("x-ratelimit-remaining-tokens") {
+    if !OPENAI_BUDGETS.iter().any(|b| b.is_exhausted(headers)) {
         return anthropic_exhausted(headers, SystemTime::now());
     }
     Some(reset_wait(headers, true).unwrap_or(Duration::from_secs(1)))
 }
 
-/// Anthropic's budgets (`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*`).
-const ANTHROPIC_BUDGETS: [&str; 4] = ["requests", "tokens", "input-tokens", "output-tokens"];
+/// One budget's pair of headers: what remains of it, and when it resets.
+struct Budget {
+    remaining: HeaderName,
+    reset: HeaderName,
+}
 
-/// [`exhausted`] for Anthropic's headers, whose resets are RFC 3339 instants.
+impl Budget {
+    /// Whether its remaining count is zero.
+    fn is_exhausted(&self, headers: &HeaderMap) -> bool {
+        header_str(headers, &self.remaining).is_some_and(|v| v.trim() == "0")
+    }
+}
+
+/// OpenAI-style budgets (`x-ratelimit-{remaining,reset}-{requests,tokens}`), resets as Go
+/// durations.
+static OPENAI_BUDGETS: [Budget; 2] = [
+    Budget {
+        remaining: HeaderName::from_static("x-ratelimit-remaining-requests"),
+        reset: HeaderName::from_static("x-ratelimit-reset-requests"),
+    },
+    Budget {
+        remaining: HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        reset: HeaderName::from_static("x-ratelimit-reset-tokens"),
+    },
+];
+
+/// Anthropic's budgets (`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*`),
+/// resets as RFC 3339 instants.
+static ANTHROPIC_BUDGETS: [Budget; 4] = [
+    Budget {
+        remaining: HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+        reset: HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+    },
+    Budget {
+        remaining: HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+        reset: HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+    },
+    Budget {
+        remaining: HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
+        reset: HeaderName::from_static("anthropic-ratelimit-input-tokens-reset"),
+    },
+    Budget {
+        remaining: HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining"),
+        reset: HeaderName::from_static("anthropic-ratelimit-output-tokens-reset"),
+    },
+];
+
+/// [`exhausted`] for Anthropic's headers.
 fn anthropic_exhausted(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let zero = ANTHROPIC_BUDGETS.iter().any(|b| {
-        header_str(headers, &format!("anthropic-ratelimit-{b}-remaining"))
-            .is_some_and(|v| v.trim() == "0")
-    });
+    let zero = ANTHROPIC_BUDGETS.iter().any(|b| b.is_exhausted(headers));
     zero.then(|| anthropic_wait(headers, now, true).unwrap_or(Duration::from_secs(1)))
 }
 
 /// The wait until Anthropic's latest exhausted reset (with `only_exhausted`), else its earliest
 /// reset.
 fn anthropic_wait(headers: &HeaderMap, now: SystemTime, only_exhausted: bool) -> Option<Duration> {
-    let mut exhausted_max: Option<Duration> = None;
-    let mut any_min: Option<Duration> = None;
-    for budget in ANTHROPIC_BUDGETS {
-        let Some(reset) = header_str(headers, &format!("anthropic-ratelimit-{budget}-reset"))
-            .and_then(parse_rfc3339)
+    longest_or_shortest(&ANTHROPIC_BUDGETS, headers, only_exhausted, |v| {
+        parse_rfc3339(v)
             .and_then(|at| at.duration_since(now).ok())
             .filter(|d| !d.is_zero())
-        else {
+    })
+}
+
+/// Over `budgets` with a readable reset: the longest reset among the exhausted ones; without
+/// `only_exhausted`, the shortest reset when none is exhausted.
+fn longest_or_shortest(
+    budgets: &[Budget],
+    headers: &HeaderMap,
+    only_exhausted: bool,
+    parse_reset: impl Fn(&str) -> Option<Duration>,
+) -> Option<Duration> {
+    let mut exhausted_max: Option<Duration> = None;
+    let mut any_min: Option<Duration> = None;
+    for budget in budgets {
+        let Some(reset) = header_str(headers, &budget.reset).and_then(&parse_reset) else {
             continue;
         };
-        let remaining = format!("anthropic-ratelimit-{budget}-remaining");
-        if header_str(headers, &remaining).is_some_and(|v| v.trim() == "0") {
+        if budget.is_exhausted(headers) {
             exhausted_max = Some(exhausted_max.map_or(reset, |m| m.max(reset)));
         }
         any_min = Some(any_min.map_or(reset, |m| m.min(reset)));
@@ -134,42 +186,30 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 /// `x-ratelimit-limit-tokens` (OpenAI, Groq, Together, …): (requests, tokens). Positive whole
 /// numbers only; anything else is `None`.
 pub fn announced_limits(headers: &HeaderMap) -> (Option<u64>, Option<u64>) {
-    let read = |name| {
-        header_str(headers, name)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|n| *n > 0)
+    static REQUESTS: [HeaderName; 2] = [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+    ];
+    static TOKENS: [HeaderName; 2] = [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+    ];
+    let read = |names: &[HeaderName]| {
+        names.iter().find_map(|name| {
+            header_str(headers, name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        })
     };
-    (
-        read("x-ratelimit-limit-requests").or_else(|| read("anthropic-ratelimit-requests-limit")),
-        read("x-ratelimit-limit-tokens").or_else(|| read("anthropic-ratelimit-tokens-limit")),
-    )
+    (read(&REQUESTS), read(&TOKENS))
 }
 
 /// The reset durations; with `only_exhausted`, only for budgets whose remaining count is 0.
 fn reset_wait(headers: &HeaderMap, only_exhausted: bool) -> Option<Duration> {
-    let mut exhausted_max: Option<Duration> = None;
-    let mut any_min: Option<Duration> = None;
-    for kind in ["requests", "tokens"] {
-        let Some(reset) =
-            header_str(headers, &format!("x-ratelimit-reset-{kind}")).and_then(parse_go_duration)
-        else {
-            continue;
-        };
-        let remaining_zero = header_str(headers, &format!("x-ratelimit-remaining-{kind}"))
-            .is_some_and(|v| v.trim() == "0");
-        if remaining_zero {
-            exhausted_max = Some(exhausted_max.map_or(reset, |m| m.max(reset)));
-        }
-        any_min = Some(any_min.map_or(reset, |m| m.min(reset)));
-    }
-    if only_exhausted {
-        exhausted_max
-    } else {
-        exhausted_max.or(any_min)
-    }
+    longest_or_shortest(&OPENAI_BUDGETS, headers, only_exhausted, parse_go_duration)
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn header_str<'h>(headers: &'h HeaderMap, name: impl AsHeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
