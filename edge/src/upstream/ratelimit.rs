@@ -209,7 +209,7 @@ fn reset_wait(headers: &HeaderMap, only_exhausted: bool) -> Option<Duration> {
     longest_or_shortest(&OPENAI_BUDGETS, headers, only_exhausted, parse_go_duration)
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: impl AsHeaderName) -> Option<&'h str> {
+fn header_str(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
