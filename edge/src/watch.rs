@@ -18,8 +18,9 @@ use crate::state::EdgeState;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest wait between two rounds over the voters: a control plane that comes back (after an
 /// outage, or an election during which every voter refuses to serve) is noticed within this.
-/// Kept well under the revocation bound: a round that fails costs each voter one refused call.
-const BACKOFF_CAP: Duration = Duration::from_millis(500);
+/// Kept well under the revocation bound, as an election takes most of it: a round that fails
+/// costs each voter one refused call.
+const BACKOFF_CAP: Duration = Duration::from_millis(250);
 /// How often the watch connection is pinged, and how long a ping may go unanswered: a voter
 /// that is paused or cut off without closing its connection is left within their sum.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);

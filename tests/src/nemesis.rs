@@ -325,6 +325,8 @@ struct History {
     faults: Vec<String>,
     /// When each voter was cut off, killed or paused: (voter, from, to).
     partitions: Vec<(u64, Duration, Duration)>,
+    /// When every voter was down at once: (from, to), `to` once all were restarted.
+    outages: Vec<(Duration, Duration)>,
     write_attempts: u64,
     writes_acked: u64,
     writes_failed: u64,
@@ -370,6 +372,11 @@ pub struct Report {
     /// when the run is not `strict` (then listed here apart from `violations`). Edges move to
     /// another voter when theirs loses contact with the leader, so strict runs expect none.
     pub known: Vec<String>,
+    /// Revoked keys accepted late because every voter went down before the revocation could
+    /// reach the edge: the outage began within the bound after the acknowledgement, and the
+    /// request came before the bound had passed again after the outage ended. No voter was up
+    /// to tell the edge, and an edge keeps serving its last table while none is.
+    pub outage_grace: usize,
     /// Every broken property, one line each; empty when the run passed.
     pub violations: Vec<String>,
     /// How long the run took.
@@ -380,10 +387,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} faults [{}] known {} requests {} (ok {}, errors {}) writes sent/acked/refused/unknown {:?} reads {} acked-verified {} revocations {} post-revocation requests {} versions {} violations {} in {:.1?}",
+            "seed {} faults [{}] known {} outage-grace {} requests {} (ok {}, errors {}) writes sent/acked/refused/unknown {:?} reads {} acked-verified {} revocations {} post-revocation requests {} versions {} violations {} in {:.1?}",
             self.seed,
             self.faults.join(", "),
             self.known.len(),
+            self.outage_grace,
             self.requests,
             self.successes,
             self.errors,
@@ -747,9 +755,9 @@ pub async fn run(seed: u64, cfg: RunConfig) -> anyhow::Result<Report> {
                     cluster.restart(id).await?;
                 }
                 let to = at();
-                lock(&history)
-                    .partitions
-                    .extend((1..=3).map(|id| (id, from, to)));
+                let mut h = lock(&history);
+                h.partitions.extend((1..=3).map(|id| (id, from, to)));
+                h.outages.push((from, to));
                 fault.to_string()
             }
         };
@@ -884,6 +892,20 @@ pub async fn run(seed: u64, cfg: RunConfig) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// By when every edge must refuse a key revoked at `ack`: one propagation `bound` later, unless
+/// every voter went down before that; then one `bound` after they were all back.
+fn revocation_deadline(
+    outages: &[(Duration, Duration)],
+    ack: Duration,
+    bound: Duration,
+) -> Duration {
+    outages
+        .iter()
+        .filter(|(from, _)| *from >= ack && *from < ack + bound)
+        .map(|(_, to)| *to + bound)
+        .fold(ack + bound, Duration::max)
+}
+
 /// Client-request checks: no hang, every answer well-formed, no revoked key accepted late.
 fn check_requests(h: &History, bound: Duration, strict: bool, report: &mut Report) -> Vec<String> {
     let mut violations = Vec::new();
@@ -907,6 +929,13 @@ fn check_requests(h: &History, bound: Duration, strict: bool, report: &mut Repor
         if let Some(ack) = r.key.as_deref().and_then(|k| revoked.get(k)) {
             if r.start > *ack {
                 report.after_revocation += 1;
+            }
+            if r.start > *ack + bound
+                && r.outcome == Outcome::Success
+                && revocation_deadline(&h.outages, *ack, bound) >= r.start
+            {
+                report.outage_grace += 1;
+                continue;
             }
             // Edge i follows voter i + 1.
             let voter_cut = h.partitions.iter().any(|(v, from, to)| {
@@ -1063,4 +1092,36 @@ pub fn seeds_from_env(default_count: u64) -> Vec<u64> {
     let count = var("SWITCHYARD_FAULT_SEEDS").unwrap_or(default_count);
     let base = var("SWITCHYARD_FAULT_SEED_BASE").unwrap_or(1);
     (base..base.saturating_add(count)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_soon_after_a_revocation_moves_its_deadline() {
+        let s = Duration::from_secs;
+        let bound = s(2);
+        // (outages, ack) -> deadline
+        let rows: [(&[(Duration, Duration)], Duration, Duration); 5] = [
+            (&[], s(10), s(12)),
+            // Began within the bound after the ack: the edge may learn of it only once the
+            // voters are back.
+            (&[(s(11), s(14))], s(10), s(16)),
+            // Began before the revocation was acknowledged: the revocation was written by
+            // the voters that came back; no grace.
+            (&[(s(5), s(9))], s(10), s(12)),
+            // Began after the bound had passed: the edge should have had it by then.
+            (&[(s(12), s(15))], s(10), s(12)),
+            // The latest of several counts.
+            (&[(s(10), s(11)), (s(11), s(13))], s(10), s(15)),
+        ];
+        for (outages, ack, want) in rows {
+            assert_eq!(
+                revocation_deadline(outages, ack, bound),
+                want,
+                "{outages:?} ack {ack:?}"
+            );
+        }
+    }
 }

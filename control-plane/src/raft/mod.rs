@@ -4,6 +4,7 @@
 //! outside it. Writes and membership changes made on a follower are forwarded to the leader over
 //! `RaftService.Forward` (one hop; the leader never forwards again).
 
+mod contact;
 mod log_store;
 mod network;
 mod state_machine;
@@ -23,8 +24,9 @@ use switchyard_proto::v1::RoutingTable;
 use switchyard_proto::v1::raft_service_server::RaftServiceServer;
 use tokio::sync::watch;
 
+pub use contact::LeaderContact;
 pub use log_store::LogStore;
-pub use network::{LeaderContact, Network, RaftServer};
+pub use network::{Network, RaftServer};
 pub use state_machine::StateMachine;
 
 use crate::error::Error;
@@ -451,7 +453,8 @@ impl RaftNode {
 
     /// Whether this voter has heard from the cluster recently enough that what it serves is
     /// current: a leader acknowledged by a quorum, or a follower that accepted an append from
-    /// the leader, within the longest election timeout. A voter cut off by a partition turns
+    /// the leader, within the longest election timeout, and applied what it was told was
+    /// committed (see [`LeaderContact`]). A voter cut off by a partition turns
     /// false within that bound, while the others elect a new leader and move on without it.
     pub fn in_contact(&self) -> bool {
         let m = self.raft.metrics().borrow_watched().clone();
@@ -461,10 +464,18 @@ impl RaftNode {
                     || m.last_quorum_acked
                         .is_some_and(|at| openraft::Instant::elapsed(&*at) <= self.contact_bound)
             }
-            ServerState::Follower | ServerState::Learner => self
-                .contact
-                .age()
-                .is_some_and(|age| age <= self.contact_bound),
+            // Half the bound for applying what the leader said was committed: a follower
+            // whose replication stalls while heartbeats still arrive stops vouching for its
+            // table well inside the revocation bound.
+            ServerState::Follower | ServerState::Learner => {
+                self.contact
+                    .age()
+                    .is_some_and(|age| age <= self.contact_bound)
+                    && self.contact.caught_up(
+                        m.last_applied.as_ref().map_or(0, |l| l.index()),
+                        self.contact_bound / 2,
+                    )
+            }
             ServerState::Candidate | ServerState::Shutdown => false,
         }
     }

@@ -6,8 +6,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{
@@ -27,6 +26,7 @@ use switchyard_proto::v1::raft_service_server::RaftService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::contact::LeaderContact;
 use super::state_machine::SnapshotData;
 use super::{ForwardReply, Forwarded, Raft, TypeConfig};
 use crate::error::Error;
@@ -202,50 +202,6 @@ impl RaftServer {
     }
 }
 
-/// When this voter last accepted an append (entries or heartbeat) from a leader it recognises.
-/// A follower that has not for longer than an election timeout may be cut off from a newer
-/// leader, so what it serves may be stale.
-#[derive(Clone, Debug)]
-pub struct LeaderContact {
-    epoch: Instant,
-    /// Milliseconds after `epoch` of the last accepted append, plus one; 0 means never.
-    last_ms: Arc<AtomicU64>,
-}
-
-impl LeaderContact {
-    /// No contact yet.
-    pub fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Notes an accepted append now.
-    pub fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    /// How long ago the last accepted append was; `None` if there was none.
-    pub fn age(&self) -> Option<Duration> {
-        match self.last_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(
-                self.epoch
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(ms - 1)),
-            ),
-        }
-    }
-}
-
-impl Default for LeaderContact {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn decode<T: DeserializeOwned>(req: Request<RaftPayload>) -> Result<T, Status> {
     serde_json::from_slice(&req.into_inner().json)
         .map_err(|e| Status::invalid_argument(format!("malformed raft payload: {e}")))
@@ -261,9 +217,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
 impl RaftService for RaftServer {
     async fn append(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        let leader_commit = rpc.leader_commit.as_ref().map(|l| l.index());
         let reply = self.raft.append_entries(rpc).await;
         if matches!(&reply, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
-            self.contact.touch();
+            self.contact.touch(leader_commit);
         }
         encode(&reply)
     }
