@@ -9,7 +9,7 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::{Deployment, ModelRoute, RouteEndpoint, RoutingTable};
 
 use crate::catalog::filter::{self, ServedModel};
-use crate::catalog::rot;
+use crate::catalog::{capability, rot};
 use crate::seal::ClusterKey;
 use crate::state::{ClusterState, Endpoint, Facts, Limits, ListedModel, NodeStatus, Secret};
 
@@ -110,10 +110,12 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
         .chain(state.aliases.keys().map(String::as_str))
         .collect();
     let broken_links = rot::broken(state, &served);
+    let models: Vec<ModelRoute> = models.into_values().collect();
+    let aliases = aliases(state, &models, &endpoints);
     let table = RoutingTable {
         version: state.revision,
         endpoints,
-        models: models.into_values().collect(),
+        models,
         keys: state
             .keys
             .values()
@@ -129,14 +131,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 budget_usd_per_month: k.budget.usd_per_month,
             })
             .collect(),
-        aliases: state
-            .aliases
-            .values()
-            .map(|a| pb::Alias {
-                name: a.name.clone(),
-                target: a.target.clone(),
-            })
-            .collect(),
+        aliases,
         fallbacks: state
             .fallbacks
             .values()
@@ -180,6 +175,40 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// `endpoint/credential` ids whose sealed secret did not open with the cluster key.
     pub unopened: Vec<String>,
+}
+
+/// The user's aliases, then the capability aliases whose names neither a user alias nor a
+/// model group has (see [`capability`]).
+fn aliases(
+    state: &ClusterState,
+    models: &[ModelRoute],
+    endpoints: &[RouteEndpoint],
+) -> Vec<pb::Alias> {
+    let mut aliases: Vec<pb::Alias> = state
+        .aliases
+        .values()
+        .map(|a| pb::Alias {
+            name: a.name.clone(),
+            target: a.target.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let taken: BTreeSet<String> = state
+        .aliases
+        .keys()
+        .cloned()
+        .chain(models.iter().map(|m| m.name.clone()))
+        .collect();
+    let facts = capability::gather(state, models, endpoints);
+    for resolved in capability::resolve(&facts, &taken) {
+        aliases.push(pb::Alias {
+            name: resolved.name.to_string(),
+            target: resolved.members.first().cloned().unwrap_or_default(),
+            members: resolved.members,
+            rule: resolved.name.to_string(),
+        });
+    }
+    aliases
 }
 
 fn route_endpoint(
