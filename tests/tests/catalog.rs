@@ -575,6 +575,31 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
     let slow = report.deployments.iter().find(|d| d.model == "slow:free");
     assert!(slow.and_then(|s| s.ttfb_p50_ms).is_some_and(|ms| ms >= 450), "{json}");
 
+    // One model, printed only: the table, and nothing reported.
+    let one = BenchArgs {
+        model: Some("quick:free".into()),
+        no_report: true,
+        requests: 2,
+        admin: admin_args(&r, false),
+        ..args
+    };
+    let mut out = Vec::new();
+    let report = bench::bench(&one, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(report.revision.is_none());
+    assert!(
+        text.starts_with("DEPLOYMENT         OK   TTFB P50  TTFB P95  TOTAL P50  TOTAL P95"),
+        "{text}"
+    );
+    assert!(text.contains("router/quick:free  2/2  "), "{text}");
+    assert!(text.ends_with("not reported\n"), "{text}");
+    let missing = BenchArgs {
+        model: Some("nope".into()),
+        ..one
+    };
+    let err = bench::bench(&missing, &mut Vec::new()).await.unwrap_err();
+    assert!(err.to_string().contains("no deployment serves `nope`"), "{err}");
+
     // `fast` now exists, lowest time to first byte first.
     let mut out = Vec::new();
     models::list(&admin, &mut out).await?;
