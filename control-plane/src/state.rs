@@ -150,6 +150,8 @@ pub struct Facts {
     pub server_version: String,
     /// Context length per model id.
     pub context_lengths: BTreeMap<String, u32>,
+    /// Capabilities per model id, when the server says (`vision`, `embed`, `tools`, ...).
+    pub capabilities: BTreeMap<String, Vec<String>>,
 }
 
 /// An upstream server or provider that serves models.

@@ -63,7 +63,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                     limits: Some(limits(&d.limits)),
                     input_usd_per_mtok: d.price.input_usd_per_mtok,
                     output_usd_per_mtok: d.price.output_usd_per_mtok,
-                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    capabilities: capabilities_of(endpoint, &d.upstream_model, listed),
                     free: is_free(endpoint, listed),
                 });
             }
@@ -94,7 +94,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                         n => n,
                     },
                     limits: Some(limits(&endpoint.limits)),
-                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    capabilities: capabilities_of(endpoint, model, listed),
                     free: is_free(endpoint, listed),
                     // A model served without a declared group is priced 0 (local).
                     ..Default::default()
@@ -287,6 +287,14 @@ fn facts(f: &Facts) -> pb::BackendFacts {
         kv_cache_usage: f.kv_cache_usage,
         server_version: f.server_version.clone(),
         context_lengths: f.context_lengths.clone().into_iter().collect(),
+        capabilities: f
+            .capabilities
+            .iter()
+            .map(|(model, names)| {
+                let names = names.clone();
+                (model.clone(), pb::Capabilities { names })
+            })
+            .collect(),
     }
 }
 
@@ -304,6 +312,18 @@ fn limits(l: &Limits) -> pb::Limits {
 fn is_free(endpoint: &Endpoint, listed: Option<&ListedModel>) -> bool {
     listed.is_some_and(|m| m.free == Some(true))
         || matches!(endpoint.kind.as_str(), "ollama" | "lmstudio" | "vllm")
+}
+
+/// What a deployment can do: its listing's capabilities, else what the agent reported.
+fn capabilities_of(endpoint: &Endpoint, model: &str, listed: Option<&ListedModel>) -> Vec<String> {
+    match listed {
+        Some(m) if !m.capabilities.is_empty() => m.capabilities.clone(),
+        _ => endpoint
+            .facts
+            .as_ref()
+            .and_then(|f| f.capabilities.get(model).cloned())
+            .unwrap_or_default(),
+    }
 }
 
 fn context_of(endpoint: &Endpoint, model: &str) -> u32 {
@@ -506,6 +526,7 @@ mod tests {
                 facts: Some(Facts {
                     healthy: true,
                     context_lengths: [("q".to_string(), 32768)].into(),
+                    capabilities: [("q".to_string(), vec!["vision".to_string()])].into(),
                     ..Default::default()
                 }),
             }],
@@ -549,6 +570,10 @@ mod tests {
         assert_eq!(t.keys[0].limits.as_ref().map(|l| l.rpm), Some(60));
         let q = t.models.iter().find(|m| m.name == "q").unwrap();
         assert_eq!(q.deployments[0].context_length, 32768);
+        // The agent's facts say what an unlisted model can do; the vision alias follows.
+        assert_eq!(q.deployments[0].capabilities, vec!["vision"]);
+        let vision = t.aliases.iter().find(|a| a.name == "vision");
+        assert_eq!(vision.map(|a| a.members.clone()), Some(vec!["q".to_string()]));
         let vllm = t.endpoints.iter().find(|e| e.id == "vllm").unwrap();
         assert!(vllm.healthy);
 
