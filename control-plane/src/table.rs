@@ -573,7 +573,10 @@ mod tests {
         // The agent's facts say what an unlisted model can do; the vision alias follows.
         assert_eq!(q.deployments[0].capabilities, vec!["vision"]);
         let vision = t.aliases.iter().find(|a| a.name == "vision");
-        assert_eq!(vision.map(|a| a.members.clone()), Some(vec!["q".to_string()]));
+        assert_eq!(
+            vision.map(|a| a.members.clone()),
+            Some(vec!["q".to_string()])
+        );
         let vllm = t.endpoints.iter().find(|e| e.id == "vllm").unwrap();
         assert!(vllm.healthy);
 

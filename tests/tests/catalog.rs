@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use switchyard::cmd::admin::AdminArgs;
 use switchyard::cmd::bench::{self, BenchArgs};
-use switchyard::cmd::models;
 use switchyard::cmd::catalog::{self, CatalogCmd};
 use switchyard::cmd::doctor::{self, DoctorArgs, Status, names};
+use switchyard::cmd::models;
 use switchyard::cmd::ping::{self, PingArgs};
 use switchyard::up::{Up, UpConfig, UpExtras};
 use switchyard_control_plane::admin::client::AdminClient;
@@ -541,7 +541,10 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
     let mut out = Vec::new();
     models::list(&admin, &mut out).await?;
     let listed: Value = serde_json::from_slice(&out)?;
-    assert!(listed["models"].as_array().is_some_and(|m| m.len() == 5), "{listed}");
+    assert!(
+        listed["models"].as_array().is_some_and(|m| m.len() == 5),
+        "{listed}"
+    );
     // Nothing measured yet: no `fast`. Facts decide the rest; the user's `coding` wins.
     assert_eq!(members(&listed, "fast"), Vec::<String>::new(), "{listed}");
     assert_eq!(members(&listed, "vision"), vec!["pixtral:free"]);
@@ -567,13 +570,20 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
     let mut out = Vec::new();
     let report = bench::bench(&args, &mut out).await?;
     let json: Value = serde_json::from_slice(&out)?;
-    assert_eq!(json["deployments"].as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(
+        json["deployments"].as_array().map(Vec::len),
+        Some(4),
+        "{json}"
+    );
     assert!(report.revision.is_some(), "{json}");
     for row in &report.deployments {
         assert_eq!((row.ok, row.requests), (3, 3), "{row:?}");
     }
     let slow = report.deployments.iter().find(|d| d.model == "slow:free");
-    assert!(slow.and_then(|s| s.ttfb_p50_ms).is_some_and(|ms| ms >= 450), "{json}");
+    assert!(
+        slow.and_then(|s| s.ttfb_p50_ms).is_some_and(|ms| ms >= 450),
+        "{json}"
+    );
 
     // One model, printed only: the table, and nothing reported.
     let one = BenchArgs {
@@ -598,7 +608,10 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
         ..one
     };
     let err = bench::bench(&missing, &mut Vec::new()).await.unwrap_err();
-    assert!(err.to_string().contains("no deployment serves `nope`"), "{err}");
+    assert!(
+        err.to_string().contains("no deployment serves `nope`"),
+        "{err}"
+    );
 
     // `fast` now exists, lowest time to first byte first.
     let mut out = Vec::new();
@@ -614,23 +627,39 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
     models::list(&text_args, &mut out).await?;
     let text = String::from_utf8(out)?;
     assert!(text.contains("ALIAS    RULE     MEMBERS"), "{text}");
-    assert!(text.contains("fast     fast     quick:free (healthy, "), "{text}");
-    assert!(text.contains("coding   -        slow:free (healthy"), "{text}");
+    assert!(
+        text.contains("fast     fast     quick:free (healthy, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("coding   -        slow:free (healthy"),
+        "{text}"
+    );
 
     // The edge serves `fast` from its first member once the table arrives.
-    wait_for(Duration::from_secs(10), "fast served by quick:free", || async {
-        let (status, served, _) = chat(&r, "fast").await.ok()?;
-        (status == 200 && served == "quick:free").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "fast served by quick:free",
+        || async {
+            let (status, served, _) = chat(&r, "fast").await.ok()?;
+            (status == 200 && served == "quick:free").then_some(())
+        },
+    )
     .await?;
     // The first member starts answering 429: the same request falls through to the next
     // member, and the next request goes there at once (the first one is cooling down).
     fake.answer("quick:free", 429);
     let (status, served, attempts) = chat(&r, "fast").await?;
-    assert_eq!((status, served.as_str(), attempts.as_str()), (200, "middle:free", "2"));
+    assert_eq!(
+        (status, served.as_str(), attempts.as_str()),
+        (200, "middle:free", "2")
+    );
     let quick_chats = fake.chats_for("quick:free");
     let (status, served, attempts) = chat(&r, "fast").await?;
-    assert_eq!((status, served.as_str(), attempts.as_str()), (200, "middle:free", "1"));
+    assert_eq!(
+        (status, served.as_str(), attempts.as_str()),
+        (200, "middle:free", "1")
+    );
     assert_eq!(fake.chats_for("quick:free"), quick_chats);
 
     // The Ollama listing carries the same facts as /v1/models.
@@ -644,7 +673,10 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
         .cloned()
         .unwrap_or_default();
     assert_eq!(pixtral["context_length"], 32768, "{tags}");
-    assert_eq!(pixtral["capabilities"], serde_json::json!(["completion", "vision"]));
+    assert_eq!(
+        pixtral["capabilities"],
+        serde_json::json!(["completion", "vision"])
+    );
     assert_eq!(pixtral["status"], "healthy");
     r.up.stop().await
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use switchyard::cmd::bind::{self, BindArgs, Tool};
 use switchyard::cmd::init::{self, InitArgs};
-use switchyard_control_plane::config;
 use switchyard::cmd::run::{self, RunArgs, Runnable};
+use switchyard_control_plane::config;
 use switchyard_tests::discovery_fakes::write_script;
 
 const EDGE: &str = "http://edge.example:8080/v1";
@@ -248,7 +248,10 @@ async fn init_writes_a_config_without_questions_and_refuses_to_overwrite() -> an
     assert_eq!(text, written.text);
     let yaml: serde_json::Value = serde_saphyr::from_str(&text)?;
     // Keys stay in the environment: the file names the variables.
-    assert_eq!(yaml["providers"]["groq"]["keys"][0]["api_key"], "os.environ/GROQ_API_KEY");
+    assert_eq!(
+        yaml["providers"]["groq"]["keys"][0]["api_key"],
+        "os.environ/GROQ_API_KEY"
+    );
     assert_eq!(
         yaml["providers"]["openrouter"]["keys"][0]["api_key"],
         "os.environ/OPENROUTER_API_KEY"
@@ -264,13 +267,21 @@ async fn init_writes_a_config_without_questions_and_refuses_to_overwrite() -> an
     assert!(!text.contains(&key) && !text.contains("gsk_test"), "{text}");
     let shown = String::from_utf8(out)?;
     assert!(shown.contains(&format!("client key:    {key}")), "{shown}");
-    assert!(shown.contains("providers:     openrouter (OPENROUTER_API_KEY), groq (GROQ_API_KEY)"), "{shown}");
+    assert!(
+        shown.contains("providers:     openrouter (OPENROUTER_API_KEY), groq (GROQ_API_KEY)"),
+        "{shown}"
+    );
     loads(&text, &env)?;
 
     // An existing file stays unless --force.
-    let err = init::init(&init_args(&path), &env, &mut std::io::empty(), &mut Vec::new())
-        .await
-        .unwrap_err();
+    let err = init::init(
+        &init_args(&path),
+        &env,
+        &mut std::io::empty(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("pass --force"), "{err}");
     assert_eq!(std::fs::read_to_string(&path)?, text);
 
@@ -284,7 +295,11 @@ async fn init_writes_a_config_without_questions_and_refuses_to_overwrite() -> an
     };
     let written = init::init(&args, &env, &mut std::io::empty(), &mut Vec::new()).await?;
     let yaml: serde_json::Value = serde_saphyr::from_str(&written.text)?;
-    assert!(yaml["providers"].get("openrouter").is_none(), "{}", written.text);
+    assert!(
+        yaml["providers"].get("openrouter").is_none(),
+        "{}",
+        written.text
+    );
     assert!(yaml.get("keys").is_none() && written.key.is_none());
     let bad = InitArgs {
         providers: vec!["nope".into()],
@@ -324,15 +339,26 @@ async fn init_asks_on_stdin_and_writes_the_answers() -> anyhow::Result<()> {
     let mut out = Vec::new();
     let written = init::init(&args, &env, &mut answers.as_bytes(), &mut out).await?;
     let shown = String::from_utf8(out)?;
-    assert!(shown.contains("Use provider openrouter (key in OPENROUTER_API_KEY)? [Y/n]"), "{shown}");
+    assert!(
+        shown.contains("Use provider openrouter (key in OPENROUTER_API_KEY)? [Y/n]"),
+        "{shown}"
+    );
     assert!(shown.contains("unknown provider `bogus`"), "{shown}");
     assert!(shown.contains("please answer y or n"), "{shown}");
-    let providers: Vec<&str> = written.plan.providers.iter().map(|(n, _)| n.as_str()).collect();
+    let providers: Vec<&str> = written
+        .plan
+        .providers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(providers, vec!["groq", "mistral"]);
     assert!(written.key.is_none());
     let yaml: serde_json::Value = serde_saphyr::from_str(&written.text)?;
     // Both of Groq's keys, rotated in order; mistral's default variable.
-    assert_eq!(yaml["providers"]["groq"]["keys"][1]["api_key"], "os.environ/GROQ_API_KEY_2");
+    assert_eq!(
+        yaml["providers"]["groq"]["keys"][1]["api_key"],
+        "os.environ/GROQ_API_KEY_2"
+    );
     assert_eq!(
         yaml["providers"]["mistral"]["keys"][0]["api_key"],
         "os.environ/MISTRAL_API_KEY"
@@ -347,9 +373,17 @@ async fn init_asks_on_stdin_and_writes_the_answers() -> anyhow::Result<()> {
 
     // Input that ends early (no to Groq) takes the defaults for what is left: Mistral, the
     // local server and a key.
-    let args = InitArgs { force: true, ..args };
+    let args = InitArgs {
+        force: true,
+        ..args
+    };
     let written = init::init(&args, &env, &mut "n\n".as_bytes(), &mut Vec::new()).await?;
-    let providers: Vec<&str> = written.plan.providers.iter().map(|(n, _)| n.as_str()).collect();
+    let providers: Vec<&str> = written
+        .plan
+        .providers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(providers, vec!["mistral"]);
     assert_eq!(written.plan.locals.len(), 1);
     assert!(written.key.is_some());

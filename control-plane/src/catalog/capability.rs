@@ -113,9 +113,7 @@ fn members(name: &str, groups: &[GroupFacts]) -> Vec<String> {
             "fast" => !g.embedding() && g.ttfb_ms.is_some(),
             "coding" => {
                 !g.embedding()
-                    && (g.has("code")
-                        || g.has("coding")
-                        || g.named(&["code", "coder", "devstral"]))
+                    && (g.has("code") || g.has("coding") || g.named(&["code", "coder", "devstral"]))
             }
             "vision" => !g.embedding() && g.has("vision"),
             "free" => !g.embedding() && g.free,
@@ -180,7 +178,10 @@ pub fn gather(
                 facts.free &= d.free;
                 facts.context_length = facts.context_length.max(d.context_length);
                 facts.output_usd_per_mtok = facts.output_usd_per_mtok.max(d.output_usd_per_mtok);
-                let up = healthy.get(d.endpoint_id.as_str()).copied().unwrap_or(false);
+                let up = healthy
+                    .get(d.endpoint_id.as_str())
+                    .copied()
+                    .unwrap_or(false);
                 let health = match (up, cooling(&d.endpoint_id, &d.upstream_model)) {
                     (false, _) => Health::Down,
                     (true, true) => Health::Cooling,
@@ -274,7 +275,13 @@ mod tests {
             ("free", &["llama-8b", "qwen2.5-coder", "pixtral"]),
             (
                 "quality",
-                &["gpt-big", "codestral", "llama-8b", "qwen2.5-coder", "pixtral"],
+                &[
+                    "gpt-big",
+                    "codestral",
+                    "llama-8b",
+                    "qwen2.5-coder",
+                    "pixtral",
+                ],
             ),
         ];
         let resolved = resolve(&groups, &none);

@@ -53,10 +53,9 @@ impl ClusterState {
                 return Err("a latency measurement needs an endpoint and a model".into());
             }
             let key = m.key();
-            let moved = self
-                .latency
-                .get(&key)
-                .is_none_or(|old| differs(old.ttfb_ms, m.ttfb_ms) || differs(old.total_ms, m.total_ms));
+            let moved = self.latency.get(&key).is_none_or(|old| {
+                differs(old.ttfb_ms, m.ttfb_ms) || differs(old.total_ms, m.total_ms)
+            });
             if moved {
                 self.latency.insert(key, m);
                 changed = true;
@@ -89,20 +88,32 @@ mod tests {
     #[test]
     fn measurements_change_the_state_only_past_the_noise() {
         let mut state = ClusterState::default();
-        let cases: &[(u64, bool)] = &[(100, true), (105, false), (95, false), (150, true), (0, true)];
+        let cases: &[(u64, bool)] = &[
+            (100, true),
+            (105, false),
+            (95, false),
+            (150, true),
+            (0, true),
+        ];
         for (i, &(ttfb, changes)) in cases.iter().enumerate() {
             let before = state.revision;
             let outcome = state.apply(Command::ReportLatency {
                 measured: vec![sample(ttfb)],
             });
-            assert_eq!(matches!(outcome, Outcome::Changed { .. }), changes, "case {i}");
+            assert_eq!(
+                matches!(outcome, Outcome::Changed { .. }),
+                changes,
+                "case {i}"
+            );
             assert_eq!(state.revision, before + u64::from(changes), "case {i}");
         }
         let bad = Latency {
             model: String::new(),
             ..sample(1)
         };
-        let outcome = state.apply(Command::ReportLatency { measured: vec![bad] });
+        let outcome = state.apply(Command::ReportLatency {
+            measured: vec![bad],
+        });
         assert!(matches!(outcome, Outcome::Rejected { .. }));
     }
 }

@@ -115,7 +115,10 @@ fn shown_capabilities(card: &ModelCard) -> Vec<String> {
 /// for `embed`, the others as listed.
 fn capabilities(card: &ModelCard) -> Vec<String> {
     let embeds = card.capabilities.iter().any(|c| c == "embed");
-    let mut out: Vec<String> = (!embeds).then(|| "completion".to_string()).into_iter().collect();
+    let mut out: Vec<String> = (!embeds)
+        .then(|| "completion".to_string())
+        .into_iter()
+        .collect();
     out.extend(card.capabilities.iter().map(|c| match c.as_str() {
         "embed" => "embedding".to_string(),
         other => other.to_string(),

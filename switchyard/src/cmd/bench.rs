@@ -79,7 +79,9 @@ pub struct BenchReport {
 
 impl Run for BenchArgs {
     async fn run(self, _: Shutdown) -> anyhow::Result<()> {
-        bench(&self, &mut std::io::stdout().lock()).await.map(|_| ())
+        bench(&self, &mut std::io::stdout().lock())
+            .await
+            .map(|_| ())
     }
 }
 

@@ -22,9 +22,21 @@ use super::{Run, Shutdown};
 
 /// Where local model servers listen by default: (kind, endpoint id, listing URL, base URL).
 const LOCAL_SERVERS: [(&str, &str, &str); 3] = [
-    ("ollama", "http://127.0.0.1:11434/api/tags", "http://127.0.0.1:11434/v1"),
-    ("lmstudio", "http://127.0.0.1:1234/v1/models", "http://127.0.0.1:1234/v1"),
-    ("vllm", "http://127.0.0.1:8000/v1/models", "http://127.0.0.1:8000/v1"),
+    (
+        "ollama",
+        "http://127.0.0.1:11434/api/tags",
+        "http://127.0.0.1:11434/v1",
+    ),
+    (
+        "lmstudio",
+        "http://127.0.0.1:1234/v1/models",
+        "http://127.0.0.1:1234/v1",
+    ),
+    (
+        "vllm",
+        "http://127.0.0.1:8000/v1/models",
+        "http://127.0.0.1:8000/v1",
+    ),
 ];
 
 /// `switchyard init`.
@@ -95,10 +107,7 @@ pub async fn init(
     out: &mut impl Write,
 ) -> anyhow::Result<Written> {
     if args.out.exists() && !args.force {
-        bail!(
-            "{} exists; pass --force to replace it",
-            args.out.display()
-        );
+        bail!("{} exists; pass --force to replace it", args.out.display());
     }
     let found = Plan {
         providers: offered_providers(args, env)?,
@@ -116,8 +125,7 @@ pub async fn init(
         None
     };
     let text = render(&plan, key.as_deref().map(seal::sha256_hex).as_deref())?;
-    std::fs::write(&args.out, &text)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
     summarize(out, args, &plan, key.as_deref())?;
     Ok(Written { plan, key, text })
 }
@@ -145,10 +153,7 @@ fn offered_providers(
 /// The preset `name` with the variables holding its keys (the default variable when unset).
 fn provider(name: &str, env: &BTreeMap<String, String>) -> anyhow::Result<(String, Vec<String>)> {
     let Some(preset) = providers::find(name) else {
-        bail!(
-            "unknown provider `{name}`; known: {}",
-            providers::names()
-        );
+        bail!("unknown provider `{name}`; known: {}", providers::names());
     };
     let mut ring = preset.key_ring(env);
     if ring.is_empty() {
@@ -230,7 +235,10 @@ fn ask(
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> anyhow::Result<Plan> {
-    writeln!(out, "switchyard init: a few questions; Enter takes the [default].")?;
+    writeln!(
+        out,
+        "switchyard init: a few questions; Enter takes the [default]."
+    )?;
     let mut plan = Plan::default();
     for (name, ring) in found.providers {
         let question = format!("Use provider {name} (key in {})?", ring.join(", "));
@@ -239,7 +247,11 @@ fn ask(
         }
     }
     loop {
-        write!(out, "Another provider ({}; Enter for none): ", providers::names())?;
+        write!(
+            out,
+            "Another provider ({}; Enter for none): ",
+            providers::names()
+        )?;
         out.flush()?;
         let Some(name) = answer(input)?.filter(|n| !n.is_empty()) else {
             break;
