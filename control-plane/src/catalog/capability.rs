@@ -157,11 +157,14 @@ pub fn gather(
         .iter()
         .map(|e| (e.id.as_str(), e.healthy))
         .collect();
+    // (endpoint, model) pairs resting; an empty model rests the whole endpoint.
+    let resting: BTreeSet<(&str, &str)> = state
+        .cooldowns
+        .values()
+        .map(|c| (c.endpoint_id.as_str(), c.model.as_str()))
+        .collect();
     let cooling = |endpoint: &str, model: &str| {
-        state
-            .cooldowns
-            .values()
-            .any(|c| c.endpoint_id == endpoint && (c.model.is_empty() || c.model == model))
+        resting.contains(&(endpoint, model)) || resting.contains(&(endpoint, ""))
     };
     models
         .iter()
@@ -291,6 +294,72 @@ mod tests {
             .collect();
         let want: Vec<(&str, Vec<&str>)> = rows.iter().map(|(n, m)| (*n, m.to_vec())).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn facts_are_gathered_from_health_cooldowns_and_measurements() {
+        use crate::state::Cooldown;
+        use switchyard_proto::v1::Deployment;
+        let route = |name: &str, endpoint: &str| ModelRoute {
+            name: name.into(),
+            deployments: vec![Deployment {
+                endpoint_id: endpoint.into(),
+                upstream_model: name.into(),
+                free: true,
+                context_length: 4096,
+                capabilities: vec!["vision".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let endpoint = |id: &str, healthy: bool| RouteEndpoint {
+            id: id.into(),
+            healthy,
+            ..Default::default()
+        };
+        let mut state = ClusterState::default();
+        state.cooldowns.insert(
+            "c".into(),
+            Cooldown {
+                endpoint_id: "b".into(),
+                credential_id: String::new(),
+                model: String::new(),
+                until_ms: 10,
+                reason: "rate_limited".into(),
+            },
+        );
+        let measured = Latency {
+            endpoint_id: "a".into(),
+            model: "m-a".into(),
+            ttfb_ms: 42,
+            ..Default::default()
+        };
+        state.latency.insert(measured.key(), measured);
+        let models = [route("m-a", "a"), route("m-b", "b"), route("m-c", "c")];
+        let endpoints = [
+            endpoint("a", true),
+            endpoint("b", true),
+            endpoint("c", false),
+        ];
+        let gathered = gather(&state, &models, &endpoints);
+        let got: Vec<(&str, Health, Option<u64>)> = gathered
+            .iter()
+            .map(|f| {
+                assert!(
+                    f.free && f.has("vision") && f.context_length == 4096,
+                    "{f:?}"
+                );
+                (f.name.as_str(), f.health, f.ttfb_ms)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("m-a", Health::Healthy, Some(42)),
+                ("m-b", Health::Cooling, None),
+                ("m-c", Health::Down, None),
+            ]
+        );
     }
 
     #[test]
