@@ -646,6 +646,16 @@ async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow:
         },
     )
     .await?;
+    // Its card answers by name, with the facts of the member serving now.
+    let card: Value = reqwest::get(format!("http://{}/v1/models/fast", r.up.edge_addr()))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (card["id"].as_str(), card["status"].as_str()),
+        (Some("fast"), Some("healthy"))
+    );
+
     // The first member starts answering 429: the same request falls through to the next
     // member, and the next request goes there at once (the first one is cooling down).
     fake.answer("quick:free", 429);
