@@ -9,10 +9,12 @@
 //! - [`sources`]: replacing everything one config source declares (config reload);
 //! - [`catalog`]: what declared endpoints list, their catalog filters and dead models;
 //! - [`spend`]: deployment prices and key budgets;
+//! - [`latency`]: measured time to first byte per deployment (for the `fast` alias);
 //! - [`usage`]: usage and spend reported by edges, with hourly and daily rollups.
 
 mod catalog;
 mod health;
+mod latency;
 mod policy;
 mod sources;
 mod spend;
@@ -29,6 +31,7 @@ use serde::Serialize;
 
 pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
 pub use health::{CheckMode, Checked, HealthChecks};
+pub use latency::{Latencies, Latency};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
 pub use sources::Declared;
 pub use spend::{KeyBudget, Price};
@@ -147,6 +150,8 @@ pub struct Facts {
     pub server_version: String,
     /// Context length per model id.
     pub context_lengths: BTreeMap<String, u32>,
+    /// Capabilities per model id, when the server says (`vision`, `embed`, `tools`, ...).
+    pub capabilities: BTreeMap<String, Vec<String>>,
 }
 
 /// An upstream server or provider that serves models.
@@ -430,6 +435,11 @@ pub enum Command {
         /// The dead models and why.
         dead: Vec<DeadModel>,
     },
+    /// Measured latency of deployments (a bench run or an edge's summary), in one batch.
+    ReportLatency {
+        /// The measurements.
+        measured: Vec<Latency>,
+    },
     /// An edge asks for a slice of a windowed limit.
     GrantWindow {
         /// The request, stamped with the proposal time.
@@ -533,6 +543,9 @@ pub struct ClusterState {
     /// Usage reported by edges. Not part of the routing table.
     #[serde(default)]
     pub usage: UsageBook,
+    /// Measured latency by `endpoint/model`.
+    #[serde(default)]
+    pub latency: Latencies,
 }
 
 impl ClusterState {
@@ -678,6 +691,7 @@ impl ClusterState {
                 policy::validate_settings(&settings)?;
                 std::mem::replace(&mut self.settings, settings.clone()) != settings
             }
+            Command::ReportLatency { measured } => self.report_latency(measured)?,
             Command::ReportCooldowns { cooldowns, at_ms } => {
                 self.report_cooldowns(cooldowns, at_ms)?
             }

@@ -9,7 +9,7 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::{Deployment, ModelRoute, RouteEndpoint, RoutingTable};
 
 use crate::catalog::filter::{self, ServedModel};
-use crate::catalog::rot;
+use crate::catalog::{capability, rot};
 use crate::seal::ClusterKey;
 use crate::state::{ClusterState, Endpoint, Facts, Limits, ListedModel, NodeStatus, Secret};
 
@@ -63,7 +63,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                     limits: Some(limits(&d.limits)),
                     input_usd_per_mtok: d.price.input_usd_per_mtok,
                     output_usd_per_mtok: d.price.output_usd_per_mtok,
-                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    capabilities: capabilities_of(endpoint, &d.upstream_model, listed),
                     free: is_free(endpoint, listed),
                 });
             }
@@ -94,7 +94,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                         n => n,
                     },
                     limits: Some(limits(&endpoint.limits)),
-                    capabilities: listed.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    capabilities: capabilities_of(endpoint, model, listed),
                     free: is_free(endpoint, listed),
                     // A model served without a declared group is priced 0 (local).
                     ..Default::default()
@@ -110,10 +110,12 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
         .chain(state.aliases.keys().map(String::as_str))
         .collect();
     let broken_links = rot::broken(state, &served);
+    let models: Vec<ModelRoute> = models.into_values().collect();
+    let aliases = aliases(state, &models, &endpoints);
     let table = RoutingTable {
         version: state.revision,
         endpoints,
-        models: models.into_values().collect(),
+        models,
         keys: state
             .keys
             .values()
@@ -129,14 +131,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
                 budget_usd_per_month: k.budget.usd_per_month,
             })
             .collect(),
-        aliases: state
-            .aliases
-            .values()
-            .map(|a| pb::Alias {
-                name: a.name.clone(),
-                target: a.target.clone(),
-            })
-            .collect(),
+        aliases,
         fallbacks: state
             .fallbacks
             .values()
@@ -180,6 +175,40 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// `endpoint/credential` ids whose sealed secret did not open with the cluster key.
     pub unopened: Vec<String>,
+}
+
+/// The user's aliases, then the capability aliases whose names neither a user alias nor a
+/// model group has (see [`capability`]).
+fn aliases(
+    state: &ClusterState,
+    models: &[ModelRoute],
+    endpoints: &[RouteEndpoint],
+) -> Vec<pb::Alias> {
+    let mut aliases: Vec<pb::Alias> = state
+        .aliases
+        .values()
+        .map(|a| pb::Alias {
+            name: a.name.clone(),
+            target: a.target.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let taken: BTreeSet<String> = state
+        .aliases
+        .keys()
+        .cloned()
+        .chain(models.iter().map(|m| m.name.clone()))
+        .collect();
+    let facts = capability::gather(state, models, endpoints);
+    for resolved in capability::resolve(&facts, &taken) {
+        aliases.push(pb::Alias {
+            name: resolved.name.to_string(),
+            target: resolved.members.first().cloned().unwrap_or_default(),
+            members: resolved.members,
+            rule: resolved.name.to_string(),
+        });
+    }
+    aliases
 }
 
 fn route_endpoint(
@@ -258,6 +287,14 @@ fn facts(f: &Facts) -> pb::BackendFacts {
         kv_cache_usage: f.kv_cache_usage,
         server_version: f.server_version.clone(),
         context_lengths: f.context_lengths.clone().into_iter().collect(),
+        capabilities: f
+            .capabilities
+            .iter()
+            .map(|(model, names)| {
+                let names = names.clone();
+                (model.clone(), pb::Capabilities { names })
+            })
+            .collect(),
     }
 }
 
@@ -275,6 +312,18 @@ fn limits(l: &Limits) -> pb::Limits {
 fn is_free(endpoint: &Endpoint, listed: Option<&ListedModel>) -> bool {
     listed.is_some_and(|m| m.free == Some(true))
         || matches!(endpoint.kind.as_str(), "ollama" | "lmstudio" | "vllm")
+}
+
+/// What a deployment can do: its listing's capabilities, else what the agent reported.
+fn capabilities_of(endpoint: &Endpoint, model: &str, listed: Option<&ListedModel>) -> Vec<String> {
+    match listed {
+        Some(m) if !m.capabilities.is_empty() => m.capabilities.clone(),
+        _ => endpoint
+            .facts
+            .as_ref()
+            .and_then(|f| f.capabilities.get(model).cloned())
+            .unwrap_or_default(),
+    }
 }
 
 fn context_of(endpoint: &Endpoint, model: &str) -> u32 {
@@ -477,6 +526,7 @@ mod tests {
                 facts: Some(Facts {
                     healthy: true,
                     context_lengths: [("q".to_string(), 32768)].into(),
+                    capabilities: [("q".to_string(), vec!["vision".to_string()])].into(),
                     ..Default::default()
                 }),
             }],
@@ -520,6 +570,13 @@ mod tests {
         assert_eq!(t.keys[0].limits.as_ref().map(|l| l.rpm), Some(60));
         let q = t.models.iter().find(|m| m.name == "q").unwrap();
         assert_eq!(q.deployments[0].context_length, 32768);
+        // The agent's facts say what an unlisted model can do; the vision alias follows.
+        assert_eq!(q.deployments[0].capabilities, vec!["vision"]);
+        let vision = t.aliases.iter().find(|a| a.name == "vision");
+        assert_eq!(
+            vision.map(|a| a.members.clone()),
+            Some(vec!["q".to_string()])
+        );
         let vllm = t.endpoints.iter().find(|e| e.id == "vllm").unwrap();
         assert!(vllm.healthy);
 

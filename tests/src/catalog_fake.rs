@@ -27,6 +27,10 @@ pub struct FakeModel {
     pub context_length: u32,
     /// Listed as accepting images.
     pub vision: bool,
+    /// Listed as an embedding model.
+    pub embed: bool,
+    /// Milliseconds a chat for it waits before answering (a slower server).
+    pub delay_ms: u64,
 }
 
 impl FakeModel {
@@ -37,6 +41,8 @@ impl FakeModel {
             free,
             context_length: 8192,
             vision: false,
+            embed: false,
+            delay_ms: 0,
         }
     }
 }
@@ -143,9 +149,14 @@ async fn list(State(inner): State<Arc<Mutex<Inner>>>) -> Json<Value> {
             } else {
                 json!(["text"])
             };
+            let outputs = if m.embed {
+                json!(["embeddings"])
+            } else {
+                json!(["text"])
+            };
             json!({"id": m.id, "object": "model", "context_length": m.context_length,
                    "pricing": {"prompt": price, "completion": price},
-                   "architecture": {"input_modalities": inputs}})
+                   "architecture": {"input_modalities": inputs, "output_modalities": outputs}})
         })
         .collect();
     Json(json!({"object": "list", "data": data}))
@@ -163,10 +174,15 @@ async fn chat(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_string();
-    let status = {
+    let (status, delay_ms) = {
         let mut inner = inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let delay_ms = inner
+            .models
+            .iter()
+            .find(|m| m.id == model)
+            .map_or(0, |m| m.delay_ms);
         let status = inner
             .key_answers
             .get(&bearer)
@@ -174,8 +190,10 @@ async fn chat(
             .copied()
             .unwrap_or(200);
         inner.chats.push((model.clone(), bearer));
-        status
+        (status, delay_ms)
     };
+    // A slower server: the whole answer waits, so its first byte does too.
+    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
     if status == 200 {
         return Json(json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,

@@ -95,6 +95,7 @@ impl Table {
         self.wire.aliases.push(v1::Alias {
             name: name.into(),
             target: target.into(),
+            ..Default::default()
         });
         self
     }

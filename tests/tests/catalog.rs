@@ -1,14 +1,17 @@
 //! Catalogs that stay true, end to end through `up`: an endpoint declared without a model list
 //! serves what its listing holds, filtered free from paid; the served set follows the listing
 //! within one refresh; chains naming what serves nothing show up in reload warnings, `doctor`,
-//! `/metrics` and `switchyard catalog`.
+//! `/metrics` and `switchyard catalog`; capability aliases follow listing facts, `switchyard
+//! bench` measurements and cooldowns, shown by `switchyard models`.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use switchyard::cmd::admin::AdminArgs;
+use switchyard::cmd::bench::{self, BenchArgs};
 use switchyard::cmd::catalog::{self, CatalogCmd};
 use switchyard::cmd::doctor::{self, DoctorArgs, Status, names};
+use switchyard::cmd::models;
 use switchyard::cmd::ping::{self, PingArgs};
 use switchyard::up::{Up, UpConfig, UpExtras};
 use switchyard_control_plane::admin::client::AdminClient;
@@ -441,5 +444,249 @@ async fn ping_lists_providers_and_probes_one_model_each_without_pruning() -> any
     };
     let err = ping::ping(&missing, &mut Vec::new()).await.unwrap_err();
     assert!(err.to_string().contains("no endpoint `nope`"), "{err}");
+    r.up.stop().await
+}
+
+const ALIASES: &str = r#"
+endpoints:
+  - id: router
+    url: FAKE
+aliases:
+  coding: "slow:free"
+"#;
+
+/// Sends one chat for `model` through the edge: (status, upstream model that served, attempts).
+async fn chat(r: &Running, model: &str) -> anyhow::Result<(u16, String, String)> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", r.up.edge_addr()))
+        .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let served = header("x-switchyard-model");
+    let attempts = header("x-switchyard-attempts");
+    Ok((response.status().as_u16(), served, attempts))
+}
+
+fn admin_args(r: &Running, json: bool) -> AdminArgs {
+    AdminArgs {
+        server: r.admin_url.clone(),
+        token: None,
+        token_dir: r.data.path().join("data"),
+        json,
+    }
+}
+
+fn members(json: &Value, alias: &str) -> Vec<String> {
+    json["aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["name"] == alias)
+        .map(|a| {
+            a["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["model"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_aliases_follow_facts_measurements_and_cooldowns() -> anyhow::Result<()> {
+    let model = |id: &str, delay_ms: u64| FakeModel {
+        delay_ms,
+        ..FakeModel::new(id, true)
+    };
+    let fake = CatalogFake::start(vec![
+        model("quick:free", 0),
+        model("middle:free", 150),
+        FakeModel {
+            vision: true,
+            context_length: 32768,
+            ..model("pixtral:free", 300)
+        },
+        model("slow:free", 450),
+        FakeModel {
+            embed: true,
+            ..model("nomic-embed:free", 0)
+        },
+    ])
+    .await?;
+    let r = start_with(&fake, ALIASES).await?;
+    r.admin.refresh_catalog().await?;
+    // The built-in aliases are not listed; the user's alias is.
+    wait_models(
+        &r,
+        &[
+            "coding",
+            "middle:free",
+            "nomic-embed:free",
+            "pixtral:free",
+            "quick:free",
+            "slow:free",
+        ],
+    )
+    .await?;
+    let admin = admin_args(&r, true);
+    let mut out = Vec::new();
+    models::list(&admin, &mut out).await?;
+    let listed: Value = serde_json::from_slice(&out)?;
+    assert!(
+        listed["models"].as_array().is_some_and(|m| m.len() == 5),
+        "{listed}"
+    );
+    // Nothing measured yet: no `fast`. Facts decide the rest; the user's `coding` wins.
+    assert_eq!(members(&listed, "fast"), Vec::<String>::new(), "{listed}");
+    assert_eq!(members(&listed, "vision"), vec!["pixtral:free"]);
+    assert_eq!(members(&listed, "embed"), vec!["nomic-embed:free"]);
+    assert_eq!(members(&listed, "coding"), vec!["slow:free"]);
+    let coding = listed["aliases"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "coding"))
+        .cloned();
+    assert_eq!(coding.map(|c| c["rule"].clone()), Some(Value::from("")));
+    assert_eq!(members(&listed, "free").len(), 4, "{listed}");
+
+    // `switchyard bench` measures every chat deployment and reports the medians.
+    let args = BenchArgs {
+        edge: format!("http://{}", r.up.edge_addr()),
+        api_key: None,
+        requests: 3,
+        model: None,
+        timeout_ms: 10_000,
+        no_report: false,
+        admin: admin_args(&r, true),
+    };
+    let mut out = Vec::new();
+    let report = bench::bench(&args, &mut out).await?;
+    let json: Value = serde_json::from_slice(&out)?;
+    assert_eq!(
+        json["deployments"].as_array().map(Vec::len),
+        Some(4),
+        "{json}"
+    );
+    assert!(report.revision.is_some(), "{json}");
+    for row in &report.deployments {
+        assert_eq!((row.ok, row.requests), (3, 3), "{row:?}");
+    }
+    let slow = report.deployments.iter().find(|d| d.model == "slow:free");
+    assert!(
+        slow.and_then(|s| s.ttfb_p50_ms).is_some_and(|ms| ms >= 450),
+        "{json}"
+    );
+
+    // One model, printed only: the table, and nothing reported.
+    let one = BenchArgs {
+        model: Some("quick:free".into()),
+        no_report: true,
+        requests: 2,
+        admin: admin_args(&r, false),
+        ..args
+    };
+    let mut out = Vec::new();
+    let report = bench::bench(&one, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(report.revision.is_none());
+    assert!(
+        text.starts_with("DEPLOYMENT         OK   TTFB P50  TTFB P95  TOTAL P50  TOTAL P95"),
+        "{text}"
+    );
+    assert!(text.contains("router/quick:free  2/2  "), "{text}");
+    assert!(text.ends_with("not reported\n"), "{text}");
+    let missing = BenchArgs {
+        model: Some("nope".into()),
+        ..one
+    };
+    let err = bench::bench(&missing, &mut Vec::new()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no deployment serves `nope`"),
+        "{err}"
+    );
+
+    // `fast` now exists, lowest time to first byte first.
+    let mut out = Vec::new();
+    models::list(&admin, &mut out).await?;
+    let listed: Value = serde_json::from_slice(&out)?;
+    assert_eq!(
+        members(&listed, "fast"),
+        vec!["quick:free", "middle:free", "pixtral:free", "slow:free"],
+        "{listed}"
+    );
+    let text_args = admin_args(&r, false);
+    let mut out = Vec::new();
+    models::list(&text_args, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(text.contains("ALIAS    RULE     MEMBERS"), "{text}");
+    assert!(
+        text.contains("fast     fast     quick:free (healthy, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("coding   -        slow:free (healthy"),
+        "{text}"
+    );
+
+    // The edge serves `fast` from its first member once the table arrives.
+    wait_for(
+        Duration::from_secs(10),
+        "fast served by quick:free",
+        || async {
+            let (status, served, _) = chat(&r, "fast").await.ok()?;
+            (status == 200 && served == "quick:free").then_some(())
+        },
+    )
+    .await?;
+    // Its card answers by name, with the facts of the member serving now.
+    let card: Value = reqwest::get(format!("http://{}/v1/models/fast", r.up.edge_addr()))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (card["id"].as_str(), card["status"].as_str()),
+        (Some("fast"), Some("healthy"))
+    );
+
+    // The first member starts answering 429: the same request falls through to the next
+    // member, and the next request goes there at once (the first one is cooling down).
+    fake.answer("quick:free", 429);
+    let (status, served, attempts) = chat(&r, "fast").await?;
+    assert_eq!(
+        (status, served.as_str(), attempts.as_str()),
+        (200, "middle:free", "2")
+    );
+    let quick_chats = fake.chats_for("quick:free");
+    let (status, served, attempts) = chat(&r, "fast").await?;
+    assert_eq!(
+        (status, served.as_str(), attempts.as_str()),
+        (200, "middle:free", "1")
+    );
+    assert_eq!(fake.chats_for("quick:free"), quick_chats);
+
+    // The Ollama listing carries the same facts as /v1/models.
+    let tags: Value = reqwest::get(format!("http://{}/api/tags", r.up.edge_addr()))
+        .await?
+        .json()
+        .await?;
+    let pixtral = tags["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "pixtral:free"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pixtral["context_length"], 32768, "{tags}");
+    assert_eq!(
+        pixtral["capabilities"],
+        serde_json::json!(["completion", "vision"])
+    );
+    assert_eq!(pixtral["status"], "healthy");
     r.up.stop().await
 }

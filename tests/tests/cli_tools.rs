@@ -1,11 +1,15 @@
 //! `switchyard bind` and `switchyard run` against temporary HOME directories: every tool's file
 //! parses in its own format and points at the edge with the key, other settings survive, a
 //! backup is kept, and `run` starts the tool (a stand-in on PATH) with the right variables.
+//! `switchyard init` writes a config that loads, with flags only or answering on stdin.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use switchyard::cmd::bind::{self, BindArgs, Tool};
+use switchyard::cmd::init::{self, InitArgs};
 use switchyard::cmd::run::{self, RunArgs, Runnable};
+use switchyard_control_plane::config;
 use switchyard_tests::discovery_fakes::write_script;
 
 const EDGE: &str = "http://edge.example:8080/v1";
@@ -207,5 +211,181 @@ fn run_starts_the_tool_with_its_variables_and_arguments() -> anyhow::Result<()> 
             .collect();
         assert_eq!(lines, want);
     }
+    Ok(())
+}
+
+fn init_args(out: &Path) -> InitArgs {
+    InitArgs {
+        out: out.to_path_buf(),
+        force: false,
+        yes: true,
+        providers: vec![],
+        locals: vec!["ollama=http://127.0.0.1:11434/v1".into()],
+        no_scan: true,
+        no_key: false,
+    }
+}
+
+/// The written file loads as a Switchyard config with `env`.
+fn loads(text: &str, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let state = switchyard_control_plane::state::ClusterState::default();
+    let sealer = config::Sealer::new(None, &state);
+    config::parse(text, env, &sealer).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn init_writes_a_config_without_questions_and_refuses_to_overwrite() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.yaml");
+    let env = BTreeMap::from([
+        ("GROQ_API_KEY".to_string(), "gsk_test".to_string()),
+        ("OPENROUTER_API_KEY".to_string(), "sk-or-test".to_string()),
+    ]);
+    let mut out = Vec::new();
+    let written = init::init(&init_args(&path), &env, &mut std::io::empty(), &mut out).await?;
+    let text = std::fs::read_to_string(&path)?;
+    assert_eq!(text, written.text);
+    let yaml: serde_json::Value = serde_saphyr::from_str(&text)?;
+    // Keys stay in the environment: the file names the variables.
+    assert_eq!(
+        yaml["providers"]["groq"]["keys"][0]["api_key"],
+        "os.environ/GROQ_API_KEY"
+    );
+    assert_eq!(
+        yaml["providers"]["openrouter"]["keys"][0]["api_key"],
+        "os.environ/OPENROUTER_API_KEY"
+    );
+    assert_eq!(yaml["endpoints"][0]["id"], "ollama");
+    assert_eq!(yaml["endpoints"][0]["url"], "http://127.0.0.1:11434/v1");
+    let key = written.key.clone().unwrap_or_default();
+    assert!(key.starts_with("sy_live_"), "{key}");
+    assert_eq!(
+        yaml["keys"][0]["sha256"],
+        switchyard_control_plane::seal::sha256_hex(&key)
+    );
+    assert!(!text.contains(&key) && !text.contains("gsk_test"), "{text}");
+    let shown = String::from_utf8(out)?;
+    assert!(shown.contains(&format!("client key:    {key}")), "{shown}");
+    assert!(
+        shown.contains("providers:     openrouter (OPENROUTER_API_KEY), groq (GROQ_API_KEY)"),
+        "{shown}"
+    );
+    loads(&text, &env)?;
+
+    // An existing file stays unless --force.
+    let err = init::init(
+        &init_args(&path),
+        &env,
+        &mut std::io::empty(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("pass --force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path)?, text);
+
+    // Named providers only, no key; an unknown provider is refused by name.
+    let args = InitArgs {
+        force: true,
+        providers: vec!["groq".into()],
+        no_key: true,
+        locals: vec![],
+        ..init_args(&path)
+    };
+    let written = init::init(&args, &env, &mut std::io::empty(), &mut Vec::new()).await?;
+    let yaml: serde_json::Value = serde_saphyr::from_str(&written.text)?;
+    assert!(
+        yaml["providers"].get("openrouter").is_none(),
+        "{}",
+        written.text
+    );
+    assert!(yaml.get("keys").is_none() && written.key.is_none());
+    let bad = InitArgs {
+        providers: vec!["nope".into()],
+        ..args.clone()
+    };
+    let err = init::init(&bad, &env, &mut std::io::empty(), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown provider `nope`"), "{err}");
+    let bad = InitArgs {
+        locals: vec!["ollama:11434".into()],
+        ..args
+    };
+    let err = init::init(&bad, &env, &mut std::io::empty(), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expected KIND=URL"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn init_asks_on_stdin_and_writes_the_answers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("config.yaml");
+    let env = BTreeMap::from([
+        ("OPENROUTER_API_KEY".to_string(), "sk-or-test".to_string()),
+        ("GROQ_API_KEY".to_string(), "gsk_test".to_string()),
+        ("GROQ_API_KEY_2".to_string(), "gsk_test2".to_string()),
+    ]);
+    let args = InitArgs {
+        yes: false,
+        ..init_args(&path)
+    };
+    // No to OpenRouter, Enter (yes) to Groq; add mistral, try a typo, finish; keep the
+    // local server after a bad answer; no client key.
+    let answers = "n\n\nmistral\nbogus\n\nmaybe\ny\nn\n";
+    let mut out = Vec::new();
+    let written = init::init(&args, &env, &mut answers.as_bytes(), &mut out).await?;
+    let shown = String::from_utf8(out)?;
+    assert!(
+        shown.contains("Use provider openrouter (key in OPENROUTER_API_KEY)? [Y/n]"),
+        "{shown}"
+    );
+    assert!(shown.contains("unknown provider `bogus`"), "{shown}");
+    assert!(shown.contains("please answer y or n"), "{shown}");
+    let providers: Vec<&str> = written
+        .plan
+        .providers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(providers, vec!["groq", "mistral"]);
+    assert!(written.key.is_none());
+    let yaml: serde_json::Value = serde_saphyr::from_str(&written.text)?;
+    // Both of Groq's keys, rotated in order; mistral's default variable.
+    assert_eq!(
+        yaml["providers"]["groq"]["keys"][1]["api_key"],
+        "os.environ/GROQ_API_KEY_2"
+    );
+    assert_eq!(
+        yaml["providers"]["mistral"]["keys"][0]["api_key"],
+        "os.environ/MISTRAL_API_KEY"
+    );
+    assert_eq!(yaml["endpoints"][0]["kind"], "ollama");
+    let env = BTreeMap::from([
+        ("GROQ_API_KEY".to_string(), "gsk_test".to_string()),
+        ("GROQ_API_KEY_2".to_string(), "gsk_test2".to_string()),
+        ("MISTRAL_API_KEY".to_string(), "m".to_string()),
+    ]);
+    loads(&written.text, &env)?;
+
+    // Input that ends early (no to Groq) takes the defaults for what is left: Mistral, the
+    // local server and a key.
+    let args = InitArgs {
+        force: true,
+        ..args
+    };
+    let written = init::init(&args, &env, &mut "n\n".as_bytes(), &mut Vec::new()).await?;
+    let providers: Vec<&str> = written
+        .plan
+        .providers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(providers, vec!["mistral"]);
+    assert_eq!(written.plan.locals.len(), 1);
+    assert!(written.key.is_some());
     Ok(())
 }

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::aliases::{AliasView, LatencyCommitted, LatencyReport};
 use super::usage::UsageView;
 use super::views::{
     BrokenLinkView, Cleared, CreatedKey, EndpointView, ErrorBody, KeyView, ModelView, NewEndpoint,
@@ -213,6 +214,17 @@ impl AdminClient {
     /// `POST /api/v1/catalog/audit`.
     pub async fn audit_catalog(&self, request: &AuditRequest) -> Result<AuditReport, Error> {
         self.call(Method::POST, "/api/v1/catalog/audit", Some(request))
+            .await
+    }
+
+    /// `GET /api/v1/aliases`.
+    pub async fn aliases(&self) -> Result<Vec<AliasView>, Error> {
+        self.get("/api/v1/aliases").await
+    }
+
+    /// `POST /api/v1/latency`.
+    pub async fn report_latency(&self, report: &LatencyReport) -> Result<LatencyCommitted, Error> {
+        self.call(Method::POST, "/api/v1/latency", Some(report))
             .await
     }
 

@@ -4,12 +4,14 @@
 //! - [`client`]: the client the `switchyard` CLI uses;
 //! - [`metrics`]: the Prometheus text;
 //! - [`usage`]: `GET /api/v1/usage`;
+//! - [`aliases`]: `GET /api/v1/aliases` (with current members) and `POST /api/v1/latency`;
 //! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
 //! token for reads (401 without a known token, 403 for a read-only token on a write). Writes on a
 //! follower are forwarded to the leader.
 
+pub mod aliases;
 pub mod client;
 pub mod metrics;
 pub mod ui;
@@ -109,6 +111,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/chains", get(chains))
         .route("/snapshot", post(snapshot))
         .route("/usage", get(usage::get_usage))
+        .route("/aliases", get(aliases::list))
+        .route("/latency", post(aliases::report))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state.clone());
     Router::new()
@@ -440,7 +444,7 @@ async fn models(State(s): State<AdminState>) -> Json<Vec<ModelView>> {
                 aliases: t
                     .aliases
                     .iter()
-                    .filter(|a| a.target == m.name)
+                    .filter(|a| a.target == m.name && a.members.is_empty())
                     .map(|a| a.name.clone())
                     .collect(),
                 fallbacks: chain(&m.name, false),

@@ -80,6 +80,7 @@ impl fmt::Display for Command {
             Command::PutDeadModels { endpoint_id, .. } => {
                 write!(f, "put_dead_models({endpoint_id})")
             }
+            Command::ReportLatency { measured } => write!(f, "report_latency({})", measured.len()),
             Command::RecordUsage { edge, rows, .. } => {
                 write!(f, "record_usage({edge}, {})", rows.len())
             }

@@ -270,6 +270,11 @@ fn backends(reported: Vec<Backend>) -> Vec<DiscoveredBackend> {
                 kv_cache_usage: f.kv_cache_usage,
                 server_version: f.server_version,
                 context_lengths: f.context_lengths.into_iter().collect(),
+                capabilities: f
+                    .capabilities
+                    .into_iter()
+                    .map(|(model, c)| (model, c.names))
+                    .collect(),
             }),
         })
         .collect()

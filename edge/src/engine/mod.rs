@@ -154,6 +154,12 @@ enum Attempt {
 impl Plan<'_> {
     async fn run(&mut self, primary: Arc<ModelGroup>) -> Result<Response, ApiError> {
         let mut queue: VecDeque<Arc<ModelGroup>> = VecDeque::from([primary.clone()]);
+        // A capability alias falls through its other members, in order, before any fallback.
+        queue.extend(crate::routing::alias::members(
+            self.table,
+            &self.model,
+            self.ask.now_ms,
+        ));
         let mut seen: Vec<Arc<str>> = Vec::new();
         let mut dead_endpoints: Vec<Arc<str>> = Vec::new();
         let per_group = self.table.settings.num_retries as usize + 1;

@@ -146,12 +146,18 @@ pub fn card(table: &RoutingTable, who: &Principal, id: &str) -> Option<ModelCard
     })
 }
 
-/// The table's groups and aliases `who` may use, as OpenAI's list sorted by id.
+/// The table's groups and user aliases `who` may use, as OpenAI's list sorted by id. The
+/// built-in capability aliases (`fast`, `coding`, ...) answer by name and in
+/// `/v1/models/{id}`, but are not listed: the list stays the models the cluster serves.
 pub fn model_list(table: &RoutingTable, who: &Principal) -> ModelList {
+    let user_aliases = table
+        .aliases
+        .keys()
+        .filter(|a| !table.alias_members.contains_key(*a));
     let mut data: Vec<ModelCard> = table
         .models
         .keys()
-        .chain(table.aliases.keys())
+        .chain(user_aliases)
         .filter_map(|name| card(table, who, name))
         .collect();
     data.sort_by(|a, b| a.id.cmp(&b.id));

@@ -91,11 +91,39 @@ fn entry(card: &ModelCard) -> Value {
     let digest = sha2::Sha256::digest(name.as_bytes());
     let digest: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let modified = crate::dialect::rfc3339(u64::try_from(card.created).unwrap_or(0));
+    // Ollama's fields, then the same facts `/v1/models` carries.
     json!({
         "name": name, "model": name, "modified_at": modified, "size": 0, "digest": digest,
         "details": {"parent_model": "", "format": "", "family": card.owned_by,
                     "families": [card.owned_by], "parameter_size": "", "quantization_level": ""},
+        "capabilities": capabilities(card), "context_length": card.context_length,
+        "free": card.free, "status": card.status,
     })
+}
+
+/// What `/api/show` claims: the card's capabilities, and `tools` always (the edge forwards
+/// tools to any model, and Ollama clients send none to a model that does not claim them).
+fn shown_capabilities(card: &ModelCard) -> Vec<String> {
+    let mut caps = capabilities(card);
+    if !caps.iter().any(|c| c == "tools") && caps.iter().any(|c| c == "completion") {
+        caps.push("tools".into());
+    }
+    caps
+}
+
+/// A card's capabilities in Ollama's words: `completion` unless it only embeds, `embedding`
+/// for `embed`, the others as listed.
+fn capabilities(card: &ModelCard) -> Vec<String> {
+    let embeds = card.capabilities.iter().any(|c| c == "embed");
+    let mut out: Vec<String> = (!embeds)
+        .then(|| "completion".to_string())
+        .into_iter()
+        .collect();
+    out.extend(card.capabilities.iter().map(|c| match c.as_str() {
+        "embed" => "embedding".to_string(),
+        other => other.to_string(),
+    }));
+    out
 }
 
 /// `GET /api/tags`: every model the caller may use.
@@ -152,7 +180,7 @@ pub async fn show(
     let e = entry(card);
     Json(json!({
         "modelfile": "", "parameters": "", "template": "", "details": e["details"],
-        "model_info": {}, "capabilities": ["completion", "tools"],
+        "model_info": {}, "capabilities": shown_capabilities(card),
         "modified_at": e["modified_at"],
     }))
     .into_response()

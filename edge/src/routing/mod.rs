@@ -1,5 +1,6 @@
 //! Routing: the compiled table, live per-target state, and the pure choice of upstreams.
 
+pub mod alias;
 pub mod cooldown;
 mod endpoint;
 pub mod pick;

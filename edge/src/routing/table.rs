@@ -36,6 +36,8 @@ pub struct RoutingTable {
     pub models: HashMap<String, Arc<ModelGroup>>,
     /// Alias name → model group name.
     pub aliases: HashMap<String, String>,
+    /// Capability alias name → its member groups, best first ([`super::alias`]).
+    pub alias_members: HashMap<String, Vec<String>>,
     /// Model group → groups to try when all of its deployments fail.
     pub fallbacks: HashMap<String, Vec<String>>,
     /// Model group → larger groups to try when the prompt does not fit.
@@ -457,6 +459,12 @@ impl RoutingTable {
             .iter()
             .map(|a| (a.name.clone(), a.target.clone()))
             .collect();
+        let alias_members = wire
+            .aliases
+            .iter()
+            .filter(|a| !a.members.is_empty())
+            .map(|a| (a.name.clone(), a.members.clone()))
+            .collect();
         let mut fallbacks = HashMap::new();
         let mut context_fallbacks = HashMap::new();
         for f in &wire.fallbacks {
@@ -472,6 +480,7 @@ impl RoutingTable {
             cluster_id: wire.cluster_id.clone(),
             models,
             aliases,
+            alias_members,
             fallbacks,
             context_fallbacks,
             endpoints,
@@ -486,6 +495,9 @@ impl RoutingTable {
     pub fn resolve(&self, name: &str) -> Option<Arc<ModelGroup>> {
         if let Some(group) = self.models.get(name) {
             return Some(group.clone());
+        }
+        if let Some(first) = super::alias::members(self, name, super::target::now_ms()).first() {
+            return Some(first.clone());
         }
         if let Some(target) = self.aliases.get(name) {
             return self.models.get(target).cloned();
@@ -639,6 +651,7 @@ mod tests {
             aliases: vec![v1::Alias {
                 name: "fast".into(),
                 target: "llama3".into(),
+                ..Default::default()
             }],
             fallbacks: vec![
                 v1::Fallback {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use switchyard_proto::v1::BackendFacts;
+use switchyard_proto::v1::{BackendFacts, Capabilities};
 
 use super::{ServerKind, get, listing, litellm, lmstudio, ollama, vllm};
 use crate::error::Error;
@@ -56,6 +56,10 @@ pub async fn probe_backend(
                 .ok()
                 .and_then(|b| ollama::parse_version(&b))
                 .unwrap_or_default();
+            facts.capabilities = ollama::parse_capabilities(&found.body)
+                .into_iter()
+                .map(|(model, names)| (model, Capabilities { names }))
+                .collect();
         }
         ServerKind::LmStudio => {
             // The native API first (0.4+), then the legacy one.

@@ -48,6 +48,34 @@ pub fn parse_version(body: &[u8]) -> Option<String> {
     (!version.is_empty()).then(|| version.to_owned())
 }
 
+/// What each model of an `/api/tags` body says it can do (recent Ollama lists
+/// `capabilities`), in Switchyard's words: `embedding` becomes `embed`, `completion` (what
+/// every chat model does) is left out, the rest are kept. Models that say nothing are absent.
+pub fn parse_capabilities(body: &[u8]) -> BTreeMap<String, Vec<String>> {
+    let Ok(entries) = listing_array(ServerKind::Ollama, body, "models") else {
+        return BTreeMap::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let name = e.get("name").or_else(|| e.get("model"))?.as_str()?.trim();
+            let mut caps: Vec<String> = e
+                .get("capabilities")?
+                .as_array()?
+                .iter()
+                .filter_map(|c| match c.as_str()? {
+                    "completion" => None,
+                    "embedding" => Some("embed".to_owned()),
+                    other => Some(other.to_owned()),
+                })
+                .collect();
+            caps.sort();
+            caps.dedup();
+            (!name.is_empty() && !caps.is_empty()).then(|| (name.to_owned(), caps))
+        })
+        .collect()
+}
+
 /// Parses an `/api/tags` body into model names (`name`, else `model`), sorted and deduplicated.
 pub fn parse_models(body: &[u8]) -> Result<Vec<String>, Error> {
     let entries = listing_array(ServerKind::Ollama, body, "models")?;
@@ -68,6 +96,21 @@ mod tests {
        "capabilities":["completion","thinking"]},
       {"name":"gpt-oss:120b-cloud","model":"gpt-oss:120b-cloud","remote_model":"gpt-oss:120b",
        "remote_host":"https://ollama.com:443"}]}"#;
+
+    #[test]
+    fn capabilities_come_from_the_listing_in_our_words() {
+        let got = parse_capabilities(TAGS.as_bytes());
+        let want: BTreeMap<String, Vec<String>> =
+            [("deepseek-r1:7b".to_string(), vec!["thinking".to_string()])].into();
+        assert_eq!(got, want);
+        let body = r#"{"models":[{"name":"nomic-embed-text","capabilities":["embedding"]},
+            {"name":"llava","capabilities":["completion","vision","tools"]},{"name":"x","capabilities":["completion"]}]}"#;
+        let got = parse_capabilities(body.as_bytes());
+        assert_eq!(got["nomic-embed-text"], vec!["embed"]);
+        assert_eq!(got["llava"], vec!["tools", "vision"]);
+        assert!(!got.contains_key("x"));
+        assert!(parse_capabilities(b"not json").is_empty());
+    }
 
     #[test]
     fn parses_listings() {

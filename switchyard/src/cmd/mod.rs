@@ -6,7 +6,8 @@
 //!   [`models`], [`members`], [`reload`], [`usage`] (shared access flags and table output in
 //!   [`admin`]);
 //! - tools: [`doctor`], [`certs`], [`top`] (the live terminal view, feature `top`);
-//! - catalogs and providers: [`catalog`], [`ping`];
+//! - catalogs and providers: [`catalog`], [`ping`], [`bench`] (latency per deployment);
+//! - a first config: [`init`];
 //! - pointing coding tools at an edge: [`bind`] (their config files), [`run`] (their variables);
 //! - flag groups more than one verb flattens in: [`flags`].
 
@@ -14,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod admin;
+pub mod bench;
 pub mod bind;
 pub mod catalog;
 pub mod certs;
@@ -23,6 +25,7 @@ pub mod doctor;
 pub mod edge;
 pub mod endpoints;
 pub mod flags;
+pub mod init;
 pub mod keys;
 pub mod members;
 pub mod models;
@@ -87,7 +90,7 @@ commands! {
     Keys(keys::KeysArgs),
     /// List or clear upstream cooldowns.
     Cooldowns(cooldowns::CooldownsArgs),
-    /// List model groups with their deployments, aliases and fallbacks.
+    /// List model groups (deployments, aliases, fallbacks) and aliases with their members.
     Models(models::ModelsArgs),
     /// List, add, promote or remove control-plane members.
     Members(members::MembersArgs),
@@ -110,4 +113,8 @@ commands! {
     Ping(ping::PingArgs),
     /// Show requests, tokens and spend per key, model, deployment, hour or day.
     Usage(usage::UsageArgs),
+    /// Time a few chats per deployment (p50/p95 time to first byte and total); feeds `fast`.
+    Bench(bench::BenchArgs),
+    /// Write a first config.yaml: providers with keys in the environment, local servers, a key.
+    Init(init::InitArgs),
 }
