@@ -8,9 +8,11 @@
 
 pub mod anthropic;
 pub mod canonical;
+pub mod gemini;
 mod inbound;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -34,6 +36,8 @@ pub enum Outbound {
     Ollama(NativeOp),
     /// Anthropic Messages (`{base}/messages`).
     Anthropic,
+    /// Gemini `generateContent` (`{base}/models/{model}:generateContent`).
+    Gemini,
 }
 
 /// Writes canonical stream events in one dialect's wire format.
