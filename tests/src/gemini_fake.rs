@@ -119,7 +119,7 @@ fn invalid(body: &Value) -> Option<String> {
                 return Some(format!("contents[{i}]: unknown part {part}"));
             }
             if let Some(r) = part.get("functionResponse")
-                && !r["name"].as_str().is_some_and(|n| !n.is_empty())
+                && r["name"].as_str().is_none_or(str::is_empty)
             {
                 return Some(format!("contents[{i}]: functionResponse.name is required"));
             }
