@@ -365,14 +365,7 @@ async fn openai_responses_work_against_every_upstream_dialect() {
             e.kind = "ollama".into();
         })
         .endpoint_with("claude", &claude.base_url(), anthropic_endpoint)
-        .endpoint_with("gemini", &gemini.base_url(), |e| {
-            e.kind = "gemini".into();
-            e.credentials = vec![v1::Credential {
-                id: "key".into(),
-                value: "AIza-fake".into(),
-                ..Default::default()
-            }];
-        })
+        .endpoint_with("gemini", &gemini.base_url(), gemini_endpoint)
         .model("gpt-test", &[("fake", "gpt-test-up")])
         .model("llama-test", &[("ollama", "llama-up")])
         .model("claude-test", &[("claude", "claude-test-up")])
@@ -416,6 +409,69 @@ async fn openai_responses_work_against_every_upstream_dialect() {
     assert!(
         gemini
             .calls()
+            .iter()
+            .any(|c| c.body.to_string().contains("functionResponse"))
+    );
+}
+
+/// An endpoint of kind `gemini` with key `AIza-fake`.
+fn gemini_endpoint(e: &mut v1::RouteEndpoint) {
+    e.kind = "gemini".into();
+    e.credentials = vec![v1::Credential {
+        id: "key".into(),
+        value: "AIza-fake".into(),
+        ..Default::default()
+    }];
+}
+
+#[tokio::test]
+async fn anthropic_and_ollama_clients_work_against_a_gemini_upstream() {
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
+    let gemini = GeminiFake::start().await.unwrap();
+    let openai = OpenAiFake::start().await.unwrap();
+    let table = Table::new(1)
+        .endpoint_with("gemini", &gemini.base_url(), gemini_endpoint)
+        .endpoint("fake", &openai.base_url())
+        .model("gemini-test", &[("gemini", "gemini-test-up")])
+        .model("limited", &[("gemini", "limited-up")])
+        .model("embedder", &[("fake", "embed-up")])
+        .key("k-all", KEY, |_| {})
+        .build();
+    let edge = TestEdge::start(Config::default(), Some(table))
+        .await
+        .unwrap();
+    run_script(
+        &python,
+        "anthropic_sdk.py",
+        &[
+            ("SWITCHYARD_ANTHROPIC_URL", edge.url.clone()),
+            ("SWITCHYARD_KEY", KEY.into()),
+            ("SWITCHYARD_MODEL", "gemini-test".into()),
+            ("SWITCHYARD_LIMITED_MODEL", "limited".into()),
+        ],
+    )
+    .await;
+    run_script(
+        &python,
+        "ollama_client.py",
+        &[
+            ("SWITCHYARD_OLLAMA_URL", edge.url.clone()),
+            ("SWITCHYARD_KEY", KEY.into()),
+            ("SWITCHYARD_MODEL", "gemini-test".into()),
+            ("SWITCHYARD_EMBED_MODEL", "embedder".into()),
+        ],
+    )
+    .await;
+    // Gemini saw its own dialect: the key in x-goog-api-key, tool results as named
+    // functionResponse parts.
+    let calls = gemini.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.api_key.as_deref() == Some("AIza-fake"))
+    );
+    assert!(
+        calls
             .iter()
             .any(|c| c.body.to_string().contains("functionResponse"))
     );
