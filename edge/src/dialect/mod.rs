@@ -40,6 +40,18 @@ pub enum Outbound {
     Gemini,
 }
 
+impl Outbound {
+    /// A Gemini endpoint's wire: native `generateContent`, unless its base URL is Gemini's
+    /// OpenAI-compatible surface (`…/v1beta/openai`), which takes OpenAI bodies as they are.
+    pub fn gemini(base_url: &str) -> Self {
+        if base_url.trim_end_matches('/').ends_with("/openai") {
+            Self::OpenAi
+        } else {
+            Self::Gemini
+        }
+    }
+}
+
 /// Writes canonical stream events in one dialect's wire format.
 pub trait Render: Send + 'static {
     /// Appends what `event` becomes.

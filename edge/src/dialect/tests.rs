@@ -504,6 +504,22 @@ fn an_anthropic_stream_has_the_documented_sequence() {
 }
 
 #[test]
+fn gemini_endpoints_speak_generate_content_unless_based_on_its_openai_surface() {
+    use super::Outbound;
+    let native = "https://generativelanguage.googleapis.com/v1beta";
+    assert_eq!(Outbound::gemini(native), Outbound::Gemini);
+    assert_eq!(
+        Outbound::gemini(&format!("{native}/openai/")),
+        Outbound::OpenAi
+    );
+    let uri = gemini::request::uri(native, "models/gemini-2.5-flash", true).unwrap();
+    assert_eq!(
+        uri.to_string(),
+        format!("{native}/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+    );
+}
+
+#[test]
 fn rfc3339_formats_utc() {
     assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(super::rfc3339(1_709_209_845), "2024-02-29T12:30:45Z");

@@ -147,7 +147,9 @@ impl Plan<'_> {
     fn outbound(&self, candidate: &Candidate) -> Outbound {
         match candidate.deployment.endpoint.kind {
             EndpointKind::Anthropic => return Outbound::Anthropic,
-            EndpointKind::Gemini => return Outbound::Gemini,
+            EndpointKind::Gemini => {
+                return Outbound::gemini(&candidate.deployment.endpoint.base_url);
+            }
             EndpointKind::OpenAi | EndpointKind::Ollama => {}
         }
         let Some(op) = self.ollama_op(candidate) else {
