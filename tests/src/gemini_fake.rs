@@ -1,7 +1,8 @@
 //! A fake Gemini API (`POST /v1beta/models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse`) with the real wire shapes: `x-goog-api-key` required,
 //! `contents` of `user`/`model` turns checked part by part (a `functionResponse` must name its
-//! function), `functionCall` answers without ids when tools are offered and no result has come
+//! function, and a `functionCall` its `thoughtSignature`, as Gemini 3 requires),
+//! `functionCall` answers without ids when tools are offered and no result has come
 //! back, SSE chunks that hold only new parts with `usageMetadata` on each and no end event,
 //! google.rpc error bodies, and scripted behaviour by model: `limited-up` answers 429
 //! `RESOURCE_EXHAUSTED` with a `RetryInfo` of 30 s, `badkey-up` answers 400 `API_KEY_INVALID`,
@@ -117,6 +118,12 @@ fn invalid(body: &Value) -> Option<String> {
             ];
             if !known.iter().any(|k| part.get(*k).is_some()) {
                 return Some(format!("contents[{i}]: unknown part {part}"));
+            }
+            // Gemini 3: a call in the history must carry the signature of its thoughts.
+            if part.get("functionCall").is_some() && !part["thoughtSignature"].is_string() {
+                return Some(
+                    "Function call is missing a thought_signature in functionCall parts.".into(),
+                );
             }
             if let Some(r) = part.get("functionResponse")
                 && r["name"].as_str().is_none_or(str::is_empty)
@@ -244,7 +251,8 @@ fn usage(output: u64) -> Value {
 /// A whole `generateContent` answer.
 pub fn whole(model: &str, tool: bool) -> Value {
     let parts = if tool {
-        json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}])
+        json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                "thoughtSignature": "c2lnbmVkLXRob3VnaHRz"}])
     } else {
         json!([{"text": format!("Hello from {model}")}])
     };
@@ -272,7 +280,8 @@ pub fn stream_chunks(model: &str, tool: bool) -> Vec<Bytes> {
         vec![
             chunk(json!([{"text": "Let me check."}]), None, 3),
             chunk(
-                json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]),
+                json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                        "thoughtSignature": "c2lnbmVkLXRob3VnaHRz"}]),
                 Some("STOP"),
                 11,
             ),

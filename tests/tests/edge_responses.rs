@@ -57,6 +57,12 @@ async fn start() -> Upstreams {
             keyed("anthropic", "sk-ant-fake"),
         )
         .endpoint_with("gemini", &gemini.base_url(), keyed("gemini", "AIza-fake"))
+        // Its own endpoint: a refused key rests every model of its endpoint.
+        .endpoint_with(
+            "gemini-bad",
+            &gemini.base_url(),
+            keyed("gemini", "AIza-bad"),
+        )
         .model("gpt-test", &[("fake", "gpt-test-up")])
         .model("llama-test", &[("ollama", "llama-up")])
         .model("claude-test", &[("claude", "claude-test-up")])
@@ -66,7 +72,7 @@ async fn start() -> Upstreams {
         // An invalid Gemini key is a credential failure: the next deployment serves.
         .model(
             "badkey-then-openai",
-            &[("gemini", "badkey-up"), ("fake", "gpt-test-up")],
+            &[("gemini-bad", "badkey-up"), ("fake", "gpt-test-up")],
         )
         .key("k", KEY, |_| {})
         .build();

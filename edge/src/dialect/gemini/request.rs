@@ -1,12 +1,16 @@
 //! Canonical requests as Gemini `generateContent` bodies, and back. The conversation becomes
 //! `contents` of `user` and `model` turns; a tool result is a `functionResponse` part, which
-//! Gemini wants named, so the name is looked up from the call it answers. Tool schemas lose
+//! Gemini wants named, so the name is looked up from the call it answers; calls carry the
+//! documented "unsigned" thought signature, as Gemini 3 requires one. Tool schemas lose
 //! the JSON-schema keywords Gemini's schema subset refuses (`$schema`, `additionalProperties`).
 
 use http::Uri;
 use serde_json::{Map, Value, json};
 
 use crate::dialect::canonical::{Message, Part, Request, Role, Tool, ToolChoice};
+
+/// The `thoughtSignature` that tells Gemini to skip validating a call's signature.
+pub const UNSIGNED: &str = "skip_thought_signature_validator";
 
 /// `{base}/models/{model}:generateContent`, or `:streamGenerateContent?alt=sse` for a stream
 /// (Gemini's SSE; without `alt=sse` it streams one JSON array).
@@ -113,11 +117,15 @@ fn encode_part(part: &Part, names: &[(&str, &str)]) -> Option<Value> {
         Part::Image { media_type, data } => {
             json!({"inlineData": {"mimeType": media_type, "data": data}})
         }
+        // Gemini 3 refuses a call in the history without the signature of the thoughts behind
+        // it. Those never survive the client's round trip, so the calls carry the sentinel
+        // Gemini documents for history it did not sign (replayed or from another model).
         Part::ToolCall {
             id,
             name,
             arguments,
-        } => json!({"functionCall": {"id": id, "name": name, "args": arguments}}),
+        } => json!({"functionCall": {"id": id, "name": name, "args": arguments},
+                    "thoughtSignature": UNSIGNED}),
         Part::ToolResult {
             call_id,
             content,
