@@ -6,7 +6,8 @@
 //! back, SSE chunks that hold only new parts with `usageMetadata` on each and no end event,
 //! google.rpc error bodies, and scripted behaviour by model: `limited-up` answers 429
 //! `RESOURCE_EXHAUSTED` with a `RetryInfo` of 30 s, `badkey-up` answers 400 `API_KEY_INVALID`,
-//! `paused-up` streams two chunks and then never finishes.
+//! `paused-up` streams two chunks and then never finishes, `cut-up` closes the stream after its
+//! first chunk (no `finishReason`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -218,7 +219,10 @@ async fn handle(
     match method {
         "generateContent" => axum::Json(whole(model, tool)).into_response(),
         "streamGenerateContent" if query.as_deref() == Some("alt=sse") => {
-            let chunks = stream_chunks(model, tool);
+            let mut chunks = stream_chunks(model, tool);
+            if model == "cut-up" {
+                chunks.truncate(1);
+            }
             let paused = model == "paused-up";
             let frames = futures::stream::unfold((chunks, 0usize), move |(chunks, n)| async move {
                 if paused && n == 2 {

@@ -2,7 +2,7 @@
 //! Ollama-native, Anthropic, Gemini): whole answers, the numbered event stream, function calls
 //! and their round trip, the stateless 400s; and Gemini outbound from the failover side: its
 //! key header, its quota wall cooling the target, an invalid key failing over, and a paused
-//! Gemini stream reaching the client before it ends.
+//! Gemini stream reaching the client before it ends, and a cut-short one reported as such.
 #![expect(
     clippy::unwrap_used,
     reason = "test scaffolding outside #[test] fns panics on failure"
@@ -69,6 +69,7 @@ async fn start() -> Upstreams {
         .model("gemini-test", &[("gemini", "gemini-test-up")])
         .model("gemini-limited", &[("gemini", "limited-up")])
         .model("gemini-paused", &[("gemini", "paused-up")])
+        .model("gemini-cut", &[("gemini", "cut-up")])
         // An invalid Gemini key is a credential failure: the next deployment serves.
         .model(
             "badkey-then-openai",
@@ -494,6 +495,20 @@ async fn a_paused_gemini_stream_reaches_openai_and_responses_clients_as_it_comes
         "the stream cannot have ended: {got}"
     );
 
+    // Gemini sends no end event: a stream closed before its finishReason was cut short, and
+    // the client is told so rather than handed a complete-looking answer.
+    let r = reqwest::Client::new()
+        .post(u.edge.v1("/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gemini-cut", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\"content\":\"Hello\""), "{text}");
+    assert!(text.contains("upstream_stream_error"), "{text}");
+    assert!(!text.contains("finish_reason\":\"stop"), "{text}");
     let r = post(
         &u.edge,
         json!({"model": "gemini-paused", "stream": true, "input": "hi"}),
