@@ -520,6 +520,43 @@ fn gemini_endpoints_speak_generate_content_unless_based_on_its_openai_surface() 
 }
 
 #[test]
+fn codex_freeform_tools_become_function_tools_taking_their_input() {
+    let body = json!({
+        "model": "m", "store": false, "stream": true, "parallel_tool_calls": false,
+        "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "medium"},
+        "tools": [{"type": "custom", "name": "apply_patch", "description": "Edit files",
+                   "format": {"type": "grammar", "syntax": "lark", "definition": "start: patch"}}],
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix it"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+            {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch",
+             "input": "*** Begin Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_1", "output": "done"},
+        ],
+    });
+    let request = responses::request::decode(&body).unwrap();
+    let tool = &request.tools[0];
+    assert_eq!(tool.name, "apply_patch");
+    assert_eq!(tool.parameters["properties"]["input"]["type"], "string");
+    assert!(
+        tool.description
+            .as_deref()
+            .unwrap()
+            .contains("start: patch")
+    );
+    assert_eq!(
+        request.messages[1].parts,
+        [Part::ToolCall {
+            id: "call_1".into(),
+            name: "apply_patch".into(),
+            arguments: json!({"input": "*** Begin Patch"}),
+        }]
+    );
+    assert!(matches!(&request.messages[2].parts[0],
+                     Part::ToolResult { call_id, content, .. } if call_id == "call_1" && content == "done"));
+}
+
+#[test]
 fn rfc3339_formats_utc() {
     assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(super::rfc3339(1_709_209_845), "2024-02-29T12:30:45Z");

@@ -1,7 +1,9 @@
 //! Responses requests as canonical requests, and back. `input` is a string (one user turn) or
 //! a list of items: messages (`input_text`, `input_image`, and `output_text` for assistant
 //! history), `function_call` and `function_call_output`. Reasoning items are dropped: their
-//! encrypted content means something only to the upstream that wrote it.
+//! encrypted content means something only to the upstream that wrote it. Freeform (`custom`)
+//! tools and their `custom_tool_call` items become function tools and calls taking an `input`
+//! string.
 
 use serde_json::{Map, Value, json};
 
@@ -101,6 +103,11 @@ fn tools(tools: Option<&Value>) -> Result<Vec<Tool>, String> {
     {
         match tool["type"].as_str() {
             Some("function") => {}
+            Some("custom") => {
+                let tool = custom_tool(tool);
+                out.push(tool.ok_or_else(|| format!("tools[{i}].name: Field required"))?);
+                continue;
+            }
             Some(other) => {
                 return Err(format!(
                     "tools[{i}]: tool type '{other}' runs at OpenAI and is not supported here; \
@@ -119,6 +126,27 @@ fn tools(tools: Option<&Value>) -> Result<Vec<Tool>, String> {
         });
     }
     Ok(out)
+}
+
+/// A freeform (`custom`) tool, such as Codex's `apply_patch`, as a function tool taking its
+/// text in `input` (the shape of Codex's own function variant of `apply_patch`). Its grammar, when
+/// it has one, goes in the description so the model still sees the format.
+fn custom_tool(tool: &Value) -> Option<Tool> {
+    let name = tool["name"].as_str()?;
+    let mut description = tool["description"].as_str().unwrap_or_default().to_owned();
+    let format = &tool["format"];
+    if let Some(definition) = format["definition"].as_str() {
+        let syntax = format["syntax"].as_str().unwrap_or("grammar");
+        description.push_str(&format!(
+            "\n\nThe input is free text in this {syntax} grammar:\n{definition}"
+        ));
+    }
+    Some(Tool {
+        name: name.to_owned(),
+        description: (!description.is_empty()).then_some(description),
+        parameters: json!({"type": "object", "required": ["input"],
+                           "properties": {"input": {"type": "string"}}}),
+    })
 }
 
 fn tool_choice(choice: Option<&Value>) -> Result<Option<ToolChoice>, String> {
@@ -145,14 +173,19 @@ fn decode_item(item: &Value, request: &mut Request) -> Result<(), String> {
     let s = |k: &str| item[k].as_str().unwrap_or_default().to_owned();
     match item["type"].as_str() {
         Some("message") | None => decode_message(item, request),
-        Some("function_call") => {
+        kind @ Some("function_call" | "custom_tool_call") => {
+            let arguments = if kind == Some("custom_tool_call") {
+                json!({"input": s("input")})
+            } else {
+                parse_arguments(item["arguments"].as_str().unwrap_or_default())
+            };
             let call = Part::ToolCall {
                 id: s("call_id"),
                 name: item["name"]
                     .as_str()
                     .ok_or("name: Field required")?
                     .to_owned(),
-                arguments: parse_arguments(item["arguments"].as_str().unwrap_or_default()),
+                arguments,
             };
             match request.messages.last_mut() {
                 Some(last) if last.role == Role::Assistant => last.parts.push(call),
@@ -163,7 +196,7 @@ fn decode_item(item: &Value, request: &mut Request) -> Result<(), String> {
             }
             Ok(())
         }
-        Some("function_call_output") => {
+        Some("function_call_output" | "custom_tool_call_output") => {
             let content = match &item["output"] {
                 Value::String(s) => s.clone(),
                 Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
