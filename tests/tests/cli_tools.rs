@@ -72,6 +72,11 @@ fn every_tool_file_parses_and_points_at_the_edge() -> anyhow::Result<()> {
         toml["model_providers"]["switchyard"]["env_key"].as_str(),
         Some("SWITCHYARD_API_KEY")
     );
+    // The edge serves the Responses API, which current Codex versions require.
+    assert_eq!(
+        toml["model_providers"]["switchyard"]["wire_api"].as_str(),
+        Some("responses")
+    );
     assert!(out.contains("SWITCHYARD_API_KEY"), "{out}");
 
     let (_, text, _) = bind_in(home, Tool::OpenWebui)?;

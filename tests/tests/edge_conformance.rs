@@ -1,5 +1,5 @@
-//! Client conformance with the real `openai` Python SDK, LangChain's `ChatOpenAI` and the
-//! `anthropic` SDK: runs the scripts in tests/conformance against an in-process edge and fake
+//! Client conformance with the real `openai` Python SDK (chat and Responses), LangChain's
+//! `ChatOpenAI`, the `anthropic` SDK and the `ollama` client: runs the scripts in tests/conformance against an in-process edge and fake
 //! upstreams. The venv is
 //! created once under `target/py-conformance` (guarded by a file lock). Without Python or pip
 //! this test fails; it never skips.
@@ -11,6 +11,8 @@ use switchyard_edge::Config;
 use switchyard_proto::v1;
 use switchyard_tests::anthropic_fake::AnthropicFake;
 use switchyard_tests::edge_harness::{Table, TestEdge};
+use switchyard_tests::gemini_fake::GeminiFake;
+use switchyard_tests::ollama_native_fake::OllamaNativeFake;
 use switchyard_tests::openai_fake::{Behavior, OpenAiFake};
 use switchyard_tests::python::{venv_python, workspace};
 
@@ -74,6 +76,8 @@ async fn run_script(python: &Path, script: &str, env: &[(&str, String)]) {
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("ANTHROPIC_BASE_URL")
         .env_remove("ANTHROPIC_AUTH_TOKEN")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
         .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
@@ -346,4 +350,129 @@ async fn ollama_client_works_against_the_edge() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn openai_responses_work_against_every_upstream_dialect() {
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
+    let openai = OpenAiFake::start().await.unwrap();
+    let ollama = OllamaNativeFake::start().await.unwrap();
+    let claude = AnthropicFake::start().await.unwrap();
+    let gemini = GeminiFake::start().await.unwrap();
+    let table = Table::new(1)
+        .endpoint("fake", &openai.base_url())
+        .endpoint_with("ollama", &format!("{}/v1", ollama.base_url()), |e| {
+            e.kind = "ollama".into();
+        })
+        .endpoint_with("claude", &claude.base_url(), anthropic_endpoint)
+        .endpoint_with("gemini", &gemini.base_url(), gemini_endpoint)
+        .model("gpt-test", &[("fake", "gpt-test-up")])
+        .model("llama-test", &[("ollama", "llama-up")])
+        .model("claude-test", &[("claude", "claude-test-up")])
+        .model("gemini-test", &[("gemini", "gemini-test-up")])
+        .key("k-all", KEY, |_| {})
+        .build();
+    let edge = TestEdge::start(Config::default(), Some(table))
+        .await
+        .unwrap();
+    for model in ["gpt-test", "llama-test", "claude-test", "gemini-test"] {
+        run_script(
+            &python,
+            "openai_responses.py",
+            &[
+                ("SWITCHYARD_URL", format!("{}/v1", edge.url)),
+                ("SWITCHYARD_KEY", KEY.into()),
+                ("SWITCHYARD_MODEL", model.into()),
+            ],
+        )
+        .await;
+    }
+    // Every upstream saw its own dialect: the tool result reached each of them.
+    assert!(
+        openai
+            .calls()
+            .iter()
+            .any(|c| c.body.to_string().contains("\"role\":\"tool\""))
+    );
+    assert!(
+        ollama
+            .calls()
+            .iter()
+            .any(|c| c.to_string().contains("\"role\":\"tool\""))
+    );
+    assert!(
+        claude
+            .calls()
+            .iter()
+            .any(|c| c.body.to_string().contains("tool_result"))
+    );
+    assert!(
+        gemini
+            .calls()
+            .iter()
+            .any(|c| c.body.to_string().contains("functionResponse"))
+    );
+}
+
+/// An endpoint of kind `gemini` with key `AIza-fake`.
+fn gemini_endpoint(e: &mut v1::RouteEndpoint) {
+    e.kind = "gemini".into();
+    e.credentials = vec![v1::Credential {
+        id: "key".into(),
+        value: "AIza-fake".into(),
+        ..Default::default()
+    }];
+}
+
+#[tokio::test]
+async fn anthropic_and_ollama_clients_work_against_a_gemini_upstream() {
+    let python = tokio::task::spawn_blocking(venv_python).await.unwrap();
+    let gemini = GeminiFake::start().await.unwrap();
+    let openai = OpenAiFake::start().await.unwrap();
+    let table = Table::new(1)
+        .endpoint_with("gemini", &gemini.base_url(), gemini_endpoint)
+        .endpoint("fake", &openai.base_url())
+        .model("gemini-test", &[("gemini", "gemini-test-up")])
+        .model("limited", &[("gemini", "limited-up")])
+        .model("embedder", &[("fake", "embed-up")])
+        .key("k-all", KEY, |_| {})
+        .build();
+    let edge = TestEdge::start(Config::default(), Some(table))
+        .await
+        .unwrap();
+    run_script(
+        &python,
+        "anthropic_sdk.py",
+        &[
+            ("SWITCHYARD_ANTHROPIC_URL", edge.url.clone()),
+            ("SWITCHYARD_KEY", KEY.into()),
+            ("SWITCHYARD_MODEL", "gemini-test".into()),
+            ("SWITCHYARD_LIMITED_MODEL", "limited".into()),
+        ],
+    )
+    .await;
+    run_script(
+        &python,
+        "ollama_client.py",
+        &[
+            ("SWITCHYARD_OLLAMA_URL", edge.url.clone()),
+            ("SWITCHYARD_KEY", KEY.into()),
+            ("SWITCHYARD_MODEL", "gemini-test".into()),
+            ("SWITCHYARD_EMBED_MODEL", "embedder".into()),
+        ],
+    )
+    .await;
+    // Gemini saw its own dialect: the key in x-goog-api-key, tool results as named
+    // functionResponse parts.
+    let calls = gemini.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.api_key.as_deref() == Some("AIza-fake"))
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.body.to_string().contains("functionResponse"))
+    );
 }

@@ -1,5 +1,5 @@
 //! Translated streams are incremental: with an upstream that sends a few events and then
-//! pauses (here: never finishes), an Anthropic or Ollama client gets its first translated
+//! pauses (here: never finishes), an Anthropic, Ollama or Responses client gets its first translated
 //! events while the upstream is still open. Nothing waits for the end of the stream.
 #![expect(
     clippy::unwrap_used,
@@ -83,6 +83,21 @@ async fn translated_streams_arrive_before_the_upstream_finishes() {
     let got = read_until(ollama, "\"content\":\" world\"").await;
     assert!(
         !got.contains("\"done\":true"),
+        "the stream cannot have ended: {got}"
+    );
+
+    let responses = http
+        .post(edge.v1("/responses"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "paused", "stream": true, "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(responses.status(), 200);
+    let got = read_until(responses, "\"delta\":\" world\"").await;
+    assert!(got.starts_with("event: response.created\n"), "{got}");
+    assert!(
+        !got.contains("response.completed"),
         "the stream cannot have ended: {got}"
     );
 }

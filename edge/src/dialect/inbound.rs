@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::ollama::inbound::{self as ollama, ApiOp};
-use super::{anthropic, openai, translate_sse};
+use super::{anthropic, openai, responses, translate_sse};
 use crate::error::ApiError;
 
 /// Largest engine answer read whole to translate (the engine bounds upstream answers already).
@@ -24,6 +24,8 @@ pub enum Inbound {
     Anthropic,
     /// Ollama's API, for this operation.
     Ollama(ApiOp),
+    /// OpenAI Responses (`/v1/responses`); errors stay OpenAI's.
+    Responses,
 }
 
 impl Inbound {
@@ -46,6 +48,7 @@ impl Inbound {
             }
             Self::Ollama(op) => ollama::request(op, &value)
                 .map_err(|message| ApiError::InvalidRequest { message })?,
+            Self::Responses => openai::request::encode(&responses::request::decode(&value)?),
         };
         serde_json::to_vec(&openai_body).map_err(|e| ApiError::InvalidJson {
             reason: e.to_string(),
@@ -55,7 +58,7 @@ impl Inbound {
     /// An edge error in this dialect's shape.
     pub fn error(self, e: ApiError) -> Response {
         match self {
-            Self::OpenAi => e.into_response(),
+            Self::OpenAi | Self::Responses => e.into_response(),
             Self::Anthropic => {
                 let message = e_message(&e);
                 let mut response = e.into_response();
@@ -80,7 +83,9 @@ impl Inbound {
     /// or an upstream's error translated at once. `started` is when the request arrived (for
     /// Ollama's durations).
     pub async fn answer(self, response: Response, model: &str, started: Instant) -> Response {
-        if self == Self::OpenAi {
+        let upstream_error = !response.status().is_success();
+        if self == Self::OpenAi || (self == Self::Responses && upstream_error) {
+            // Errors are OpenAI's own shape in Responses too.
             return response;
         }
         let (mut parts, body) = response.into_parts();
@@ -96,6 +101,13 @@ impl Inbound {
                     let ndjson = HeaderValue::from_static("application/x-ndjson");
                     parts.headers.insert(CONTENT_TYPE, ndjson);
                     translate_sse(body, ollama::Ndjson::new(op, model.to_owned()))
+                }
+                Self::Responses => {
+                    let created = now_secs();
+                    translate_sse(
+                        body,
+                        responses::stream::Encoder::new(model.to_owned(), created),
+                    )
                 }
                 _ => translate_sse(body, anthropic::stream::Encoder::new(model.to_owned())),
             };
@@ -118,6 +130,10 @@ impl Inbound {
                 Self::Ollama(op) => {
                     openai::response::decode(&whole).map(|a| ollama::answer(op, model, &a, took))
                 }
+                Self::Responses => openai::response::decode(&whole).map(|mut a| {
+                    a.model = model.to_owned();
+                    responses::response::encode(&a, now_secs())
+                }),
                 _ => openai::response::decode(&whole).map(|a| anthropic::response::encode(&a)),
             };
             match answer {
@@ -148,9 +164,17 @@ impl Inbound {
     fn error_json(self, status: u16, message: &str) -> Value {
         match self {
             Self::Ollama(_) => serde_json::json!({"error": message}),
-            _ => anthropic::response::error_json(status, message),
+            Self::OpenAi | Self::Responses => {
+                crate::error::error_json(message, "api_error", None, Some("upstream_error"))
+            }
+            Self::Anthropic => anthropic::response::error_json(status, message),
         }
     }
+}
+
+/// Now in Unix seconds (`created_at`).
+fn now_secs() -> i64 {
+    crate::routing::target::now_ms() / 1000
 }
 
 /// An error's message without the OpenAI-specific wording about where keys go.

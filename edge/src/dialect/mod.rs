@@ -8,9 +8,11 @@
 
 pub mod anthropic;
 pub mod canonical;
+pub mod gemini;
 mod inbound;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -34,6 +36,20 @@ pub enum Outbound {
     Ollama(NativeOp),
     /// Anthropic Messages (`{base}/messages`).
     Anthropic,
+    /// Gemini `generateContent` (`{base}/models/{model}:generateContent`).
+    Gemini,
+}
+
+impl Outbound {
+    /// A Gemini endpoint's wire: native `generateContent`, unless its base URL is Gemini's
+    /// OpenAI-compatible surface (`…/v1beta/openai`), which takes OpenAI bodies as they are.
+    pub fn gemini(base_url: &str) -> Self {
+        if base_url.trim_end_matches('/').ends_with("/openai") {
+            Self::OpenAi
+        } else {
+            Self::Gemini
+        }
+    }
 }
 
 /// Writes canonical stream events in one dialect's wire format.

@@ -10,7 +10,7 @@ use super::canonical::{
     Answer, Collector, Message, Part, Request, Role, StopReason, Tool, ToolChoice, Usage,
 };
 use super::upstream::Decode;
-use super::{anthropic, openai};
+use super::{anthropic, gemini, openai, responses};
 use crate::upstream::sse::{self, Splitter};
 
 fn text() -> impl Strategy<Value = String> {
@@ -220,6 +220,23 @@ proptest! {
         let via = anthropic::request::decode(&anthropic::request::encode(&request)).unwrap();
         let back = openai::request::decode(&openai::request::encode(&via)).unwrap();
         prop_assert_eq!(&back, &request);
+        // Gemini bodies (outbound), read back as a Gemini upstream would.
+        let back = gemini::request::decode(&gemini::request::encode(&request), "m", request.stream)
+            .unwrap();
+        prop_assert_eq!(&back, &request);
+        // Responses bodies (inbound from Codex and `client.responses`): Responses has no stop
+        // sequences, so they are not carried.
+        let responses_body = responses::request::encode(&request);
+        let via = responses::request::decode(&responses_body).unwrap();
+        let without_stop = Request { stop: Vec::new(), ..request.clone() };
+        prop_assert_eq!(&via, &without_stop);
+        // Responses in, every outbound out, read back as each upstream would.
+        let back = openai::request::decode(&openai::request::encode(&via)).unwrap();
+        prop_assert_eq!(&back, &without_stop);
+        let back = anthropic::request::decode(&anthropic::request::encode(&via)).unwrap();
+        prop_assert_eq!(&back, &without_stop);
+        let back = gemini::request::decode(&gemini::request::encode(&via), "m", via.stream).unwrap();
+        prop_assert_eq!(&back, &without_stop);
     }
 
     #[test]
@@ -233,6 +250,15 @@ proptest! {
             anthropic::response::decode(anthropic::response::encode(&answer).to_string().as_bytes())
                 .unwrap();
         prop_assert_eq!(&back, &answer);
+        let back =
+            gemini::response::decode(gemini::response::encode(&answer).to_string().as_bytes())
+                .unwrap();
+        prop_assert_eq!(&back, &answer);
+        let back = responses::response::decode(
+            responses::response::encode(&answer, 0).to_string().as_bytes(),
+        )
+        .unwrap();
+        prop_assert_eq!(&back, &Answer { id: format!("resp_{}", answer.id), ..answer.clone() });
     }
 
     #[test]
@@ -267,12 +293,27 @@ proptest! {
         }
         events.drain(..).for_each(|e| collector.push(e));
         prop_assert_eq!(&collector.finish(), &answer);
+        // Gemini chunks, read as the edge reads a Gemini upstream (no end event: the close).
+        let mut decoder = gemini::stream::Decoder::default();
+        let mut collector = Collector::default();
+        for chunk in gemini_chunks(&answer) {
+            decoder.decode(chunk.to_string().as_bytes(), &mut events);
+        }
+        prop_assert!(decoder.ends_at_close());
+        decoder.close(&mut events);
+        events.drain(..).for_each(|e| collector.push(e));
+        prop_assert_eq!(&collector.finish(), &answer);
+        // The Responses event sequence, as the edge writes it for Responses clients.
+        let streamed = responses_stream(&answer);
+        prop_assert_eq!(&streamed, &Answer { id: streamed.id.clone(), model: "m-up".into(), ..answer.clone() });
     }
 
     #[test]
     fn no_dialect_panics_on_arbitrary_json(value in arbitrary_json()) {
         let _ = openai::request::decode(&value);
         let _ = anthropic::request::decode(&value);
+        let _ = responses::request::decode(&value);
+        let _ = gemini::request::decode(&value, "m", false);
         for op in [super::ollama::inbound::ApiOp::Chat, super::ollama::inbound::ApiOp::Generate,
                    super::ollama::inbound::ApiOp::Embed] {
             let _ = super::ollama::inbound::request(op, &value);
@@ -280,16 +321,98 @@ proptest! {
         let bytes = value.to_string();
         let _ = openai::response::decode(bytes.as_bytes());
         let _ = anthropic::response::decode(bytes.as_bytes());
+        let _ = responses::response::decode(bytes.as_bytes());
+        let _ = gemini::response::decode(bytes.as_bytes());
         let mut events = Vec::new();
+        gemini::stream::Decoder::default().decode(bytes.as_bytes(), &mut events);
         openai::stream::Decoder::default().decode(bytes.as_bytes(), &mut events);
         anthropic::stream::Decoder::default().decode(bytes.as_bytes(), &mut events);
         let mut out = Vec::new();
         let mut encoder = anthropic::stream::Encoder::new("m".into());
+        for e in events.iter().cloned() {
+            encoder.event(e, &mut out);
+        }
+        encoder.end(&mut out);
+        let mut encoder = responses::stream::Encoder::new("m".into(), 0);
         for e in events {
             encoder.event(e, &mut out);
         }
         encoder.end(&mut out);
     }
+}
+
+/// `answer` as a Gemini upstream streams it: a chunk per part (text in two halves), then one
+/// with the finish reason and the usage.
+fn gemini_chunks(answer: &Answer) -> Vec<Value> {
+    let whole = gemini::response::encode(answer);
+    let mut chunks = Vec::new();
+    for part in whole["candidates"][0]["content"]["parts"]
+        .as_array()
+        .unwrap()
+    {
+        let pieces = match part["text"].as_str() {
+            Some(text) => {
+                let mid = text
+                    .char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map_or(0, |(i, _)| i);
+                vec![json!({"text": &text[..mid]}), json!({"text": &text[mid..]})]
+            }
+            None => vec![part.clone()],
+        };
+        for piece in pieces {
+            chunks.push(
+                json!({"candidates": [{"content": {"role": "model", "parts": [piece]}}],
+                               "responseId": answer.id, "modelVersion": answer.model}),
+            );
+        }
+    }
+    chunks.push(json!({
+        "candidates": [{"content": {"role": "model", "parts": []},
+                        "finishReason": whole["candidates"][0]["finishReason"]}],
+        "usageMetadata": whole["usageMetadata"], "responseId": answer.id,
+        "modelVersion": answer.model,
+    }));
+    chunks
+}
+
+/// `answer` streamed as Responses events, read back: the final event's response object, after
+/// checking the numbering and that the deltas add up to the `.done` texts.
+fn responses_stream(answer: &Answer) -> Answer {
+    let mut encoder = responses::stream::Encoder::new("m-up".into(), 0);
+    let mut out = Vec::new();
+    for event in answer.events() {
+        encoder.event(event, &mut out);
+    }
+    encoder.end(&mut out);
+    let events: Vec<Value> = payloads(&out)
+        .iter()
+        .map(|d| serde_json::from_slice(d).unwrap())
+        .collect();
+    let mut deltas = String::new();
+    let mut done = String::new();
+    for (n, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], n, "{e}");
+        match e["type"].as_str().unwrap() {
+            "response.output_text.delta" | "response.function_call_arguments.delta" => {
+                deltas.push_str(e["delta"].as_str().unwrap());
+            }
+            "response.output_text.done" => done.push_str(e["text"].as_str().unwrap()),
+            "response.function_call_arguments.done" => {
+                done.push_str(e["arguments"].as_str().unwrap());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(deltas, done);
+    assert_eq!(events[0]["type"], "response.created");
+    assert_eq!(events[1]["type"], "response.in_progress");
+    let last = events.last().unwrap();
+    assert!(
+        last["type"] == "response.completed" || last["type"] == "response.incomplete",
+        "{last}"
+    );
+    responses::response::decode_value(&last["response"]).unwrap()
 }
 
 /// JSON of any shape, biased towards the keys dialects read.
@@ -378,6 +501,59 @@ fn an_anthropic_stream_has_the_documented_sequence() {
             serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(data["type"], event);
     }
+}
+
+#[test]
+fn gemini_endpoints_speak_generate_content_unless_based_on_its_openai_surface() {
+    use super::Outbound;
+    let native = "https://generativelanguage.googleapis.com/v1beta";
+    assert_eq!(Outbound::gemini(native), Outbound::Gemini);
+    assert_eq!(
+        Outbound::gemini(&format!("{native}/openai/")),
+        Outbound::OpenAi
+    );
+    let uri = gemini::request::uri(native, "models/gemini-2.5-flash", true).unwrap();
+    assert_eq!(
+        uri.to_string(),
+        format!("{native}/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+    );
+}
+
+#[test]
+fn codex_freeform_tools_become_function_tools_taking_their_input() {
+    let body = json!({
+        "model": "m", "store": false, "stream": true, "parallel_tool_calls": false,
+        "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "medium"},
+        "tools": [{"type": "custom", "name": "apply_patch", "description": "Edit files",
+                   "format": {"type": "grammar", "syntax": "lark", "definition": "start: patch"}}],
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix it"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+            {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch",
+             "input": "*** Begin Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_1", "output": "done"},
+        ],
+    });
+    let request = responses::request::decode(&body).unwrap();
+    let tool = &request.tools[0];
+    assert_eq!(tool.name, "apply_patch");
+    assert_eq!(tool.parameters["properties"]["input"]["type"], "string");
+    assert!(
+        tool.description
+            .as_deref()
+            .unwrap()
+            .contains("start: patch")
+    );
+    assert_eq!(
+        request.messages[1].parts,
+        [Part::ToolCall {
+            id: "call_1".into(),
+            name: "apply_patch".into(),
+            arguments: json!({"input": "*** Begin Patch"}),
+        }]
+    );
+    assert!(matches!(&request.messages[2].parts[0],
+                     Part::ToolResult { call_id, content, .. } if call_id == "call_1" && content == "done"));
 }
 
 #[test]

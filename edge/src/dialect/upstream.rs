@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::canonical::{Event, Request};
 use super::ollama::{self, Ids, NativeOp, NativeStream};
 use super::openai::stream::Encoder;
-use super::{Outbound, anthropic, openai};
+use super::{Outbound, anthropic, gemini, openai};
 use crate::error::ApiError;
 use crate::metrics::Operation;
 use crate::routing::Endpoint;
@@ -85,16 +85,26 @@ impl Outbound {
                     dropped: native.dropped,
                 })
             }
-            Self::Anthropic => {
+            Self::Anthropic | Self::Gemini => {
                 if operation != Operation::Chat {
+                    let api = if self == Self::Gemini {
+                        "Gemini's generateContent API"
+                    } else {
+                        "Anthropic's Messages API"
+                    };
                     return Err(Unbuilt::Refused(ApiError::InvalidRequest {
                         message: format!(
-                            "this model is served by Anthropic's Messages API, which has no {}",
+                            "this model is served by {api}, which has no {}",
                             operation.path()
                         ),
                     }));
                 }
                 let canonical = canonical_of(request, model, dropped)?;
+                if self == Self::Gemini {
+                    let body = gemini::request::encode(&canonical);
+                    let uri = gemini::request::uri(&endpoint.base_url, model, canonical.stream);
+                    return built(uri, serde_json::to_vec(&body).unwrap_or_default());
+                }
                 let body =
                     serde_json::to_vec(&anthropic::request::encode(&canonical)).unwrap_or_default();
                 built(messages_uri(&endpoint.base_url), body)
@@ -105,7 +115,7 @@ impl Outbound {
     /// Whether the upstream's answer is a stream to relay as it comes.
     pub fn streams(self, headers: &HeaderMap, request: &RequestBody<'_>) -> bool {
         match self {
-            Self::OpenAi | Self::Anthropic => headers
+            Self::OpenAi | Self::Anthropic | Self::Gemini => headers
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("text/event-stream")),
@@ -137,6 +147,10 @@ impl Outbound {
                 let encoder = Encoder::new(ids.completion(), model.to_owned(), created);
                 to_openai_sse(raw, anthropic::stream::Decoder::default(), encoder)
             }
+            Self::Gemini => {
+                let encoder = Encoder::new(ids.completion(), model.to_owned(), created);
+                to_openai_sse(raw, gemini::stream::Decoder::default(), encoder)
+            }
         }
     }
 
@@ -161,10 +175,20 @@ impl Outbound {
                 NativeOp::Embed => ollama::embed_response(&whole, model, base64),
             }
             .map(|a| (a.body, Some(a.usage))),
-            Self::Anthropic => anthropic::response::decode(&whole).map(|answer| {
-                let body = openai::response::encode(&answer, created).to_string();
-                (Bytes::from(body), Some(usage_of(answer.usage)))
-            }),
+            Self::Anthropic | Self::Gemini => {
+                let answer = if self == Self::Gemini {
+                    gemini::response::decode(&whole).map(|mut answer| {
+                        answer.id = ids.completion();
+                        answer
+                    })
+                } else {
+                    anthropic::response::decode(&whole)
+                };
+                answer.map(|answer| {
+                    let body = openai::response::encode(&answer, created).to_string();
+                    (Bytes::from(body), Some(usage_of(answer.usage)))
+                })
+            }
         };
         translated.ok_or("the upstream's answer was malformed")
     }
@@ -174,12 +198,36 @@ impl Outbound {
         match self {
             Self::OpenAi => whole,
             Self::Ollama(_) => ollama::error_body(status, &whole),
-            Self::Anthropic => {
-                let message = anthropic::response::error_message(&whole)
-                    .unwrap_or_else(|| format!("the upstream answered {status}"));
+            Self::Anthropic | Self::Gemini => {
+                let message = if self == Self::Gemini {
+                    gemini::response::error_message(&whole)
+                } else {
+                    anthropic::response::error_message(&whole)
+                };
+                let message = message.unwrap_or_else(|| format!("the upstream answered {status}"));
                 openai::response::error_body(status, &message)
             }
         }
+    }
+
+    /// What a non-2xx answer means for failover (`None`: the client's error, relayed). Gemini
+    /// names its failures in the body; every other upstream is judged by the head alone.
+    pub fn classify(
+        self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+        now: std::time::SystemTime,
+    ) -> Option<crate::upstream::UpstreamError> {
+        match (self, body) {
+            (Self::Gemini, Some(body)) => gemini::response::classify(status, headers, body, now),
+            _ => crate::routing::cooldown::classify(status, headers, now),
+        }
+    }
+
+    /// Whether failures are classified from the error body too ([`Outbound::classify`]).
+    pub fn reads_error_body(self) -> bool {
+        self == Self::Gemini
     }
 
     /// Whether the answer body is translated (its content type is then set by the edge).
@@ -237,6 +285,9 @@ pub trait Decode: Send + 'static {
     fn ends_at_close(&self) -> bool {
         false
     }
+
+    /// The events held back until a stream that [`Decode::ends_at_close`] closes.
+    fn close(&mut self, _out: &mut Vec<Event>) {}
 }
 
 /// `upstream`'s SSE events as OpenAI chunks, each upstream chunk's whole events translated and
@@ -303,6 +354,8 @@ pub fn to_openai_sse<D: Decode>(upstream: ByteStream, decoder: D, encoder: Encod
                         r.take(Bytes::from_static(b"\n\n"), &mut out);
                     }
                     if r.decoder.ends_at_close() && !r.done {
+                        r.decoder.close(&mut r.events);
+                        r.write(&mut out);
                         r.finish(&mut out);
                     }
                     if out.is_empty() {

@@ -145,8 +145,12 @@ impl Plan<'_> {
     /// The wire to start the attempt on: the endpoint's protocol, or Ollama's native API while
     /// the server is known to lack the OpenAI surface and no re-probe is due yet.
     fn outbound(&self, candidate: &Candidate) -> Outbound {
-        if candidate.deployment.endpoint.kind == EndpointKind::Anthropic {
-            return Outbound::Anthropic;
+        match candidate.deployment.endpoint.kind {
+            EndpointKind::Anthropic => return Outbound::Anthropic,
+            EndpointKind::Gemini => {
+                return Outbound::gemini(&candidate.deployment.endpoint.base_url);
+            }
+            EndpointKind::OpenAi | EndpointKind::Ollama => {}
         }
         let Some(op) = self.ollama_op(candidate) else {
             return Outbound::OpenAi;
@@ -299,7 +303,9 @@ impl Plan<'_> {
         t: &Try,
         in_flight: InFlight,
     ) -> Attempt {
-        if let Some(e) = cooldown::classify(status, &headers, SystemTime::now()) {
+        if !wire.reads_error_body()
+            && let Some(e) = wire.classify(status, &headers, None, SystemTime::now())
+        {
             return self.failed(candidate, e);
         }
         let idle = self.state.config().stream_idle_timeout();
@@ -308,6 +314,11 @@ impl Plan<'_> {
                 Ok(whole) => whole,
                 Err(e) => return self.failed(candidate, body_failure(e, t.allowed)),
             };
+        if wire.reads_error_body()
+            && let Some(e) = wire.classify(status, &headers, Some(&whole), SystemTime::now())
+        {
+            return self.failed(candidate, e);
+        }
         drop(in_flight);
         let context = self.refused(candidate, status, &whole);
         // Some upstreams echo the request headers in their errors: our key is never relayed.

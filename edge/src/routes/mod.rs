@@ -1,6 +1,6 @@
 //! The HTTP surface: the forwarding path for the model POSTs of every dialect (OpenAI `/v1`,
-//! Anthropic `/v1/messages`, Ollama's `/api/*`) and one file per other endpoint, assembled here into the edge's
-//! service.
+//! Responses `/v1/responses`, Anthropic `/v1/messages`, Ollama's `/api/*`) and one file per
+//! other endpoint, assembled here into the edge's service.
 
 pub mod anthropic;
 pub mod forward;
@@ -30,6 +30,9 @@ use crate::dialect::Inbound;
 use crate::error::ApiError;
 use crate::metrics::Operation;
 use crate::state::EdgeState;
+
+/// Where OpenAI Responses clients (Codex CLI, `client.responses`) POST.
+pub const RESPONSES: &str = "/v1/responses";
 
 /// The edge's HTTP service, shared by `run` and tests. The three `/v1` POST operations, the
 /// data plane's hot path, go straight to [`forward::forward`] with a panic guard of their
@@ -62,6 +65,9 @@ impl App {
         }
         if anthropic::MESSAGES.contains(&path) {
             return Some((Operation::Chat, Inbound::Anthropic));
+        }
+        if path == RESPONSES {
+            return Some((Operation::Chat, Inbound::Responses));
         }
         ollama::operation(path)
     }
@@ -120,7 +126,11 @@ fn router(state: EdgeState) -> Router {
         };
         router = router.route(path, post(handle));
     }
+    let responses = |State(state): State<EdgeState>, request: axum::extract::Request| async move {
+        forward::forward(&state, Operation::Chat, Inbound::Responses, request).await
+    };
     router
+        .route(RESPONSES, post(responses))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route(
             "/anthropic/v1/messages/count_tokens",

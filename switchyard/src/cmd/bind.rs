@@ -229,7 +229,7 @@ pub fn render(tool: Tool, old: &str, base: &str, key: &str, model: &str) -> anyh
             provider["name"] = toml_edit::value("Switchyard");
             provider["base_url"] = toml_edit::value(v1);
             provider["env_key"] = toml_edit::value("SWITCHYARD_API_KEY");
-            provider["wire_api"] = toml_edit::value("chat");
+            provider["wire_api"] = toml_edit::value("responses");
             let providers = doc
                 .entry("model_providers")
                 .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
