@@ -15,11 +15,12 @@ pub mod outbox;
 pub mod request_log;
 pub mod webhook;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -30,8 +31,8 @@ use crate::routing::{Deployment, EndpointKind};
 use event::{AttemptRecord, Event, TraceParent};
 use outbox::{Bounds, Outbox, Sink};
 
-/// Which sink a counter is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+/// Which sink a counter is about (label `sink="webhook"`, `"request_log"`, `"otlp"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SinkName {
     /// The usage webhook.
     Webhook,
@@ -53,6 +54,12 @@ impl SinkName {
 }
 
 /// The labels of the telemetry counters.
+impl EncodeLabelValue for SinkName {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SinkLabels {
     /// The sink.
