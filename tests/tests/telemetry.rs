@@ -106,7 +106,14 @@ async fn webhook_outage_delivers_up_to_the_queue_bound_and_never_delays_requests
     let http = reqwest::Client::new();
     let mut slowest = Duration::ZERO;
     for i in 0..total {
-        let (status, took) = chat(&http, &edge.url, "m", &format!("r-{i}"), i % 4 == 0).await;
+        let (status, took) = chat(
+            &http,
+            &edge.url,
+            "m",
+            &format!("r-{i}"),
+            i.is_multiple_of(4),
+        )
+        .await;
         assert_eq!(status, 200);
         slowest = slowest.max(took);
     }
@@ -166,7 +173,7 @@ async fn webhook_outage_delivers_up_to_the_queue_bound_and_never_delays_requests
     }
     for e in &events {
         let i: u64 = e["request_id"].as_str().unwrap()[2..].parse().unwrap();
-        assert_usage_event(e, i % 4 == 0);
+        assert_usage_event(e, i.is_multiple_of(4));
     }
     let text = serde_json::to_string(&events).unwrap();
     for secret in [PROMPT, ALICE, UPSTREAM_KEY, HOOK_TOKEN] {
@@ -207,8 +214,15 @@ async fn a_slow_receiver_delays_no_request() {
     };
     let edge = TestEdge::start(cfg, Some(table(&fake))).await.unwrap();
     let http = reqwest::Client::new();
-    for i in 0..10 {
-        let (status, took) = chat(&http, &edge.url, "m", &format!("s-{i}"), i % 2 == 0).await;
+    for i in 0..10u32 {
+        let (status, took) = chat(
+            &http,
+            &edge.url,
+            "m",
+            &format!("s-{i}"),
+            i.is_multiple_of(2),
+        )
+        .await;
         assert_eq!(status, 200);
         // Each webhook POST takes 3 s; a request that waited on one would take as long.
         assert!(took < Duration::from_secs(1), "request {i} took {took:?}");

@@ -249,7 +249,7 @@ impl Trace {
     }
 
     /// Builds the request's event and offers it to every sink.
-    pub fn finish(self: Box<Self>, done: Done) {
+    pub fn finish(self, done: Done) {
         let end = event::unix_nanos();
         let mut attempts = self.attempts;
         if let Some(last) = attempts.last_mut().filter(|a| a.span.1 == 0) {

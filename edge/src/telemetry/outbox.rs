@@ -103,6 +103,9 @@ pub struct Outbox {
     wake: Notify,
     /// The sink until the task takes it.
     sink: Mutex<Option<Sink>>,
+    /// The runtime the outbox was made in (the edge's main one), so that delivery never runs
+    /// on a worker's event loop; `None` outside a runtime.
+    home: Option<tokio::runtime::Handle>,
     started: AtomicBool,
     dropped: Counter,
     delivered: Counter,
@@ -124,6 +127,7 @@ impl Outbox {
             sending: AtomicUsize::new(0),
             wake: Notify::new(),
             sink: Mutex::new(Some(sink)),
+            home: tokio::runtime::Handle::try_current().ok(),
             started: AtomicBool::new(false),
             dropped,
             delivered,
@@ -165,12 +169,17 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Starts the delivery task once, inside a runtime (outside one, events wait queued).
+    /// Starts the delivery task once, on the home runtime or else the current one (outside
+    /// any, events wait queued).
     fn start(self: &Arc<Self>) {
         if self.started.load(Ordering::Relaxed) {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = self
+            .home
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        else {
             return;
         };
         if self.started.swap(true, Ordering::AcqRel) {

@@ -253,7 +253,7 @@ impl Ticket {
         let cost_nanos = price.cost_nanos(input, output);
         let latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if let Some(trace) = self.trace.take() {
-            trace.finish(Done {
+            (*trace).finish(Done {
                 key: self.key.clone(),
                 model: self.model.clone(),
                 deployment: deployment.clone(),
