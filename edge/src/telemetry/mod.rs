@@ -220,7 +220,8 @@ impl Trace {
     /// Notes an attempt at `d` starting now.
     pub fn attempt(&mut self, d: &Deployment) {
         let now = event::unix_nanos();
-        self.close_open(now, AttemptOutcome::Protocol);
+        // Only a "context too long" refusal leaves an attempt open for the next to follow.
+        self.close_open(now, AttemptOutcome::ContextExceeded);
         self.attempts.push(AttemptRecord {
             endpoint: d.endpoint.id.clone(),
             upstream_model: d.upstream_model.clone(),
@@ -235,7 +236,7 @@ impl Trace {
         self.close_open(event::unix_nanos(), outcome);
     }
 
-    /// An attempt still open when the next starts failed without saying how.
+    /// Ends the open attempt, if any, as failed with `outcome`.
     fn close_open(&mut self, now: u64, outcome: AttemptOutcome) {
         if let Some(last) = self.attempts.last_mut().filter(|a| a.span.1 == 0) {
             last.span.1 = now;
