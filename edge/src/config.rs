@@ -100,6 +100,19 @@ pub struct Config {
     pub telemetry_drop: DropPolicy,
 }
 
+/// `url` parsed, when it is an `http://` or `https://` URL with a host; else why not.
+pub(crate) fn http_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(format!(
+            "{url:?} must be an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(uri)
+}
+
 /// A secret string whose `Debug` shows only its last four characters.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -198,15 +211,7 @@ impl Config {
             ));
         }
         for url in self.control_plane_urls() {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e| invalid("control_plane", format!("{url:?} is not a URL: {e}")))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(invalid(
-                    "control_plane",
-                    format!("{url:?} must be an http:// or https:// URL with a host"),
-                ));
-            }
+            http_url(&url).map_err(|reason| invalid("control_plane", reason))?;
         }
         if self.edge_name.trim().is_empty() {
             return Err(invalid("edge_name", "must not be empty".to_owned()));
@@ -247,15 +252,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.usage_webhook {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e| invalid("usage_webhook", format!("{url:?} is not a URL: {e}")))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(invalid(
-                    "usage_webhook",
-                    format!("{url:?} must be an http:// or https:// URL with a host"),
-                ));
-            }
+            http_url(url).map_err(|reason| invalid("usage_webhook", reason))?;
         }
         if let Some(endpoint) = &self.otlp_endpoint {
             crate::telemetry::otlp::traces_uri(endpoint)

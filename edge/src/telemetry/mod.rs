@@ -91,9 +91,7 @@ impl Telemetry {
         };
         let invalid = |field, reason| Error::InvalidConfig { field, reason };
         if let Some(url) = &cfg.usage_webhook {
-            let uri = url
-                .parse()
-                .map_err(|e| invalid("usage_webhook", format!("not a URL: {e}")))?;
+            let uri = crate::config::http_url(url).map_err(|r| invalid("usage_webhook", r))?;
             let token = cfg.usage_webhook_token.as_ref();
             let poster =
                 webhook::Poster::new(uri, token, cfg.connect_timeout(), "usage_webhook_token")?;

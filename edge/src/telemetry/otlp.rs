@@ -23,16 +23,8 @@ const STATUS_ERROR: u8 = 2;
 
 /// `{endpoint}/v1/traces` for an OTLP/HTTP base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`).
 pub fn traces_uri(endpoint: &str) -> Result<Uri, String> {
-    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(format!(
-            "{endpoint:?} must be an http:// or https:// URL with a host"
-        ));
-    }
-    Ok(uri)
+    crate::config::http_url(endpoint)?;
+    crate::config::http_url(&format!("{}/v1/traces", endpoint.trim_end_matches('/')))
 }
 
 /// The OTLP sink.
