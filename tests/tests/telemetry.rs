@@ -119,7 +119,7 @@ async fn webhook_outage_delivers_up_to_the_queue_bound_and_never_delays_requests
     }
     // The fake answers at once: a request that waited on the dead receiver would show here.
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(1),
         "slowest request took {slowest:?}"
     );
     // Everything beyond the queue and the batch being retried is dropped, and counted.
