@@ -137,6 +137,9 @@ enum Serve {
         /// Count no usage at all.
         #[arg(long)]
         no_usage: bool,
+        /// Write the request log here (telemetry's cost).
+        #[arg(long)]
+        request_log: Option<std::path::PathBuf>,
     },
 }
 
@@ -190,10 +193,12 @@ async fn main() -> anyhow::Result<()> {
                 limits_from,
                 usage_to,
                 no_usage,
+                request_log,
             } => {
                 let usage = servers::Accounting {
                     on: !no_usage,
                     to: usage_to,
+                    request_log,
                 };
                 servers::edge(upstream, limits_from, usage).await
             }

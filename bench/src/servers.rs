@@ -160,6 +160,8 @@ pub struct Accounting {
     /// Control plane to report to (gRPC URL); none: reports fail and are kept, as on an edge
     /// whose control plane is away.
     pub to: Option<String>,
+    /// Also write the request log here (telemetry on).
+    pub request_log: Option<std::path::PathBuf>,
 }
 
 /// Requests and tokens per minute of the bench key when limits are on: far above any load, so
@@ -183,6 +185,7 @@ pub async fn edge(
     cfg.usage_accounting = usage.on;
     // Reports every second, so the bench sees the flush's cost too.
     cfg.usage_flush_ms = 1_000;
+    cfg.request_log = usage.request_log;
     let state = switchyard_edge::EdgeState::new(cfg).context("edge state")?;
     let table = v1::RoutingTable {
         version: 1,

@@ -1,6 +1,8 @@
 //! `usage`: what usage accounting costs the edge. The same fast upstream is measured directly,
 //! through an edge with accounting off and through one with accounting on (reporting to a real
-//! one-voter control plane every second), interleaved in rounds at the same connection count.
+//! one-voter control plane every second), and through one that also writes the request log (to
+//! `/dev/null`: the cost of building and queueing each request's telemetry event), interleaved
+//! in rounds at the same connection count.
 
 use std::time::Duration;
 
@@ -17,10 +19,18 @@ pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()
     };
     let off = Server::spawn(&edge(vec!["--no-usage".into()])).await?;
     let on = Server::spawn(&edge(vec!["--usage-to".into(), format!("http://{grpc}")])).await?;
+    let logged = Server::spawn(&edge(vec![
+        "--usage-to".into(),
+        format!("http://{grpc}"),
+        "--request-log".into(),
+        "/dev/null".into(),
+    ]))
+    .await?;
     let targets = [
         ("direct", upstream.addr),
         ("usage off", off.addr),
         ("usage on", on.addr),
+        ("usage+log", logged.addr),
     ];
     for (_, addr) in &targets {
         closed_loop(*addr, conns, Duration::from_secs(1)).await?;
@@ -51,6 +61,10 @@ pub async fn run(seconds: f64, rounds: usize, conns: usize) -> anyhow::Result<()
         "usage on / off: throughput {:.3}x (target >= 0.95x)",
         samples[2].rps() / samples[1].rps().max(1e-9)
     );
-    drop((upstream, off, on, cluster));
+    println!(
+        "request log on / off: throughput {:.3}x",
+        samples[3].rps() / samples[2].rps().max(1e-9)
+    );
+    drop((upstream, off, on, logged, cluster));
     Ok(())
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use switchyard_proto::tls::{TlsError, TlsFiles};
 
 use crate::error::Error;
+pub use crate::telemetry::outbox::DropPolicy;
 
 /// Default largest request body the edge reads: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -77,6 +78,39 @@ pub struct Config {
     /// Time between usage reports to the control plane, in milliseconds: what a crashed edge
     /// can lose. Default 10000.
     pub usage_flush_ms: u64,
+    /// URL the usage webhook `POST`s batches of per-request events to (a JSON array).
+    /// Default none (no webhook).
+    pub usage_webhook: Option<String>,
+    /// Bearer token sent to the usage webhook. Default none.
+    pub usage_webhook_token: Option<Secret>,
+    /// File the request log appends one JSON line per request to; `-` writes to stdout.
+    /// Default none (no request log).
+    pub request_log: Option<PathBuf>,
+    /// OTLP/HTTP base URL traces are exported to (`{url}/v1/traces`, JSON), e.g.
+    /// `http://127.0.0.1:4318`. Default none (no tracing).
+    pub otlp_endpoint: Option<String>,
+    /// Most events each telemetry sink queues while its receiver is slow or down; beyond that
+    /// events are dropped and counted. Default 10000.
+    pub telemetry_queue: usize,
+    /// Most events in one webhook or OTLP request (or one request-log write). Default 500.
+    pub telemetry_batch: usize,
+    /// Longest time an event waits before its batch is sent, in milliseconds. Default 1000.
+    pub telemetry_flush_ms: u64,
+    /// Which event a full telemetry queue drops: `oldest` or `newest`. Default `oldest`.
+    pub telemetry_drop: DropPolicy,
+}
+
+/// `url` parsed, when it is an `http://` or `https://` URL with a host; else why not.
+pub(crate) fn http_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(format!(
+            "{url:?} must be an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(uri)
 }
 
 /// A secret string whose `Debug` shows only its last four characters.
@@ -135,6 +169,14 @@ impl Default for Config {
             tls_key: None,
             usage_accounting: true,
             usage_flush_ms: 10_000,
+            usage_webhook: None,
+            usage_webhook_token: None,
+            request_log: None,
+            otlp_endpoint: None,
+            telemetry_queue: 10_000,
+            telemetry_batch: 500,
+            telemetry_flush_ms: 1_000,
+            telemetry_drop: DropPolicy::Oldest,
         }
     }
 }
@@ -169,15 +211,7 @@ impl Config {
             ));
         }
         for url in self.control_plane_urls() {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e| invalid("control_plane", format!("{url:?} is not a URL: {e}")))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(invalid(
-                    "control_plane",
-                    format!("{url:?} must be an http:// or https:// URL with a host"),
-                ));
-            }
+            http_url(&url).map_err(|reason| invalid("control_plane", reason))?;
         }
         if self.edge_name.trim().is_empty() {
             return Err(invalid("edge_name", "must not be empty".to_owned()));
@@ -209,10 +243,20 @@ impl Config {
             ("body_read_timeout_ms", self.body_read_timeout_ms),
             ("max_connections", self.max_connections as u64),
             ("usage_flush_ms", self.usage_flush_ms),
+            ("telemetry_queue", self.telemetry_queue as u64),
+            ("telemetry_batch", self.telemetry_batch as u64),
+            ("telemetry_flush_ms", self.telemetry_flush_ms),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0".to_owned()));
             }
+        }
+        if let Some(url) = &self.usage_webhook {
+            http_url(url).map_err(|reason| invalid("usage_webhook", reason))?;
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            crate::telemetry::otlp::traces_uri(endpoint)
+                .map_err(|reason| invalid("otlp_endpoint", reason))?;
         }
         self.tls_files()?;
         if let Some(key) = &self.bootstrap_key {
@@ -432,6 +476,27 @@ mod tests {
                 "max_connections",
                 Config {
                     max_connections: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "usage_webhook",
+                Config {
+                    usage_webhook: Some("ftp://x/hook".into()),
+                    ..Config::default()
+                },
+            ),
+            (
+                "otlp_endpoint",
+                Config {
+                    otlp_endpoint: Some("localhost:4318".into()),
+                    ..Config::default()
+                },
+            ),
+            (
+                "telemetry_queue",
+                Config {
+                    telemetry_queue: 0,
                     ..Config::default()
                 },
             ),

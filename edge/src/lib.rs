@@ -9,6 +9,7 @@
 //! - [`routes`]: the HTTP endpoints, assembled by [`app`] (the `/v1` POSTs go to [`routes::forward`]).
 //! - [`metrics`]: Prometheus metrics; [`report`]: cooldown reports to the control plane.
 //! - [`usage`]: usage accounting, flushed to the control plane in batches.
+//! - [`telemetry`]: the optional usage webhook, request log and OTLP traces.
 //! - [`server`]: the HTTP server loop with its connection cap and header, idle and body timeouts.
 //! - [`error`]: [`Error`] for running, [`ApiError`] for clients.
 
@@ -25,6 +26,7 @@ pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;
 pub mod usage;
 pub mod watch;
@@ -76,6 +78,11 @@ pub async fn run(
         .is_err()
     {
         warn!("usage not reported at shutdown: no control plane answered in time");
+    }
+    if let Some(telemetry) = state.usage().telemetry()
+        && !telemetry.flush_now(std::time::Duration::from_secs(5)).await
+    {
+        warn!("telemetry events not delivered at shutdown: a receiver did not take them in time");
     }
     info!("edge stopped");
     served

@@ -186,6 +186,20 @@ impl Metrics {
             usage.dropped_batches().clone(),
         );
     }
+
+    /// Registers the telemetry sinks' counters, per sink.
+    pub fn register_telemetry(&mut self, telemetry: &crate::telemetry::Telemetry) {
+        self.registry.register(
+            "telemetry_events_dropped",
+            "Telemetry events dropped because a sink's queue was full or its receiver refused them",
+            telemetry.dropped().clone(),
+        );
+        self.registry.register(
+            "telemetry_events_delivered",
+            "Telemetry events a sink's receiver took",
+            telemetry.delivered().clone(),
+        );
+    }
 }
 
 impl Default for Metrics {

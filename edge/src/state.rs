@@ -52,7 +52,12 @@ impl EdgeState {
     pub fn new(cfg: Config) -> Result<Self, Error> {
         let upstream = UpstreamClient::new(cfg.connect_timeout(), cfg.workers)?;
         let tls = cfg.tls_files()?;
-        let usage = Usage::new(
+        let telemetry = crate::telemetry::Telemetry::from_config(&cfg)?;
+        let mut metrics = Metrics::default();
+        if let Some(t) = &telemetry {
+            metrics.register_telemetry(t);
+        }
+        let usage = Usage::with_telemetry(
             cfg.usage_accounting,
             usage::flush::Settings {
                 control_planes: cfg.control_plane_urls(),
@@ -61,8 +66,8 @@ impl EdgeState {
                 connect_timeout: cfg.connect_timeout(),
                 tls: tls.clone(),
             },
+            telemetry,
         );
-        let mut metrics = Metrics::default();
         metrics.register_usage(&usage);
         let state = Self {
             inner: Arc::new(Inner {

@@ -56,6 +56,8 @@ pub struct UpExtras {
     pub admin: Option<TcpListener>,
     /// A client key the edge accepts besides the cluster's keys (first use, scripts).
     pub bootstrap_key: Option<String>,
+    /// The edge's telemetry sinks (webhook, request log, OTLP).
+    pub telemetry: crate::cmd::flags::TelemetryArgs,
 }
 
 /// A running `up`: every role, and the addresses they serve.
@@ -164,13 +166,14 @@ impl Up {
         }
 
         let edge_addr = edge.local_addr()?;
-        let edge_config = switchyard_edge::Config {
+        let mut edge_config = switchyard_edge::Config {
             control_plane: grpc_url,
             edge_name: "up".into(),
             table_cache: Some(cfg.data_dir.join("edge-table.pb")),
             bootstrap_key: bootstrap_key.map(switchyard_edge::config::Secret::new),
             ..Default::default()
         };
+        extras.telemetry.apply(&mut edge_config);
         tasks.push(tokio::spawn({
             let stop = until_stop();
             async move {

@@ -5,6 +5,7 @@
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 //! - [`browser`]: headless chromium for the dashboard tests.
 //! - [`tmux`]: a detached tmux session for the `switchyard top` test.
+//! - [`receiver`]: a webhook and OTLP receiver that can be up, down or slow.
 
 pub mod anthropic_fake;
 pub mod browser;
@@ -23,4 +24,5 @@ pub mod netns;
 pub mod ollama_native_fake;
 pub mod openai_fake;
 pub mod python;
+pub mod receiver;
 pub mod tmux;

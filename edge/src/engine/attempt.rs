@@ -51,6 +51,7 @@ impl Plan<'_> {
         if let Some(ticket) = &mut self.ticket {
             let d = &candidate.deployment;
             ticket.served_by(&d.usage_id, d.price);
+            ticket.attempt(d);
         }
         let per_try = self.state.config().first_byte_timeout();
         let now = Instant::now();

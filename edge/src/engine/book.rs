@@ -95,6 +95,9 @@ impl Plan<'_> {
         let d = &candidate.deployment;
         let settings = &self.table.settings;
         self.state.metrics().attempt(&d.endpoint.id, e.outcome());
+        if let Some(ticket) = &mut self.ticket {
+            ticket.attempt_failed(e.outcome());
+        }
         warn!(
             model = %self.model,
             endpoint = %d.endpoint.id,

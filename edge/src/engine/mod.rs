@@ -88,6 +88,13 @@ pub async fn run(job: Job<'_>, group: Arc<ModelGroup>) -> Result<Response, ApiEr
         ticket: job.ticket,
     };
     let result = plan.run(group).await;
+    // A ticket no answer settled ends with the status the client gets.
+    if let Some(ticket) = &mut plan.ticket {
+        ticket.status(match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(e) => e.parts().0.as_u16(),
+        });
+    }
     // A token reservation no response took over was not used upstream.
     if let Some(charge) = plan.key_charge.take() {
         charge.settle(0);

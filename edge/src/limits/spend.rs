@@ -111,7 +111,7 @@ fn days_in_month(year: u64, month: u64) -> u64 {
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's days-to-civil).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;

@@ -19,6 +19,7 @@ use crate::metrics::Operation;
 use crate::routing::target::now_ms;
 use crate::state::EdgeState;
 use crate::upstream::RequestBody;
+use crate::usage::Ticket;
 
 pub use crate::engine::{
     ATTEMPTS_HEADER, CREDENTIAL_HEADER, ENDPOINT_HEADER, MODEL_HEADER, is_context_error,
@@ -89,6 +90,14 @@ impl Drop for InFlightRequest {
     }
 }
 
+/// Tells the request's ticket the status of the error it is refused with.
+fn refuse(ticket: &mut Option<Ticket>, e: ApiError) -> ApiError {
+    if let Some(t) = ticket {
+        t.status(e.parts().0.as_u16());
+    }
+    e
+}
+
 /// Whether reading the body failed because it passed the size limit.
 fn is_length_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -143,20 +152,28 @@ async fn serve(
     let mut ticket = state
         .usage()
         .ticket(&crate::usage::key_of(&principal), &group.name);
+    if let Some(ticket) = &mut ticket {
+        ticket.describe(headers, operation, request.stream);
+    }
     if !principal.allows(&model) && !principal.allows(&group.name) {
-        return Err(ApiError::ModelNotAllowed { model });
+        return Err(refuse(&mut ticket, ApiError::ModelNotAllowed { model }));
     }
     // Cluster-wide key limits; held (the concurrency slot) until the response is built.
     let mut admission = match &principal {
         Principal::Key(key) => {
-            limits::admission::admit(state.limiter(), key, request.token_estimate()).await?
+            limits::admission::admit(state.limiter(), key, request.token_estimate())
+                .await
+                .map_err(|e| refuse(&mut ticket, e))?
         }
         _ => limits::admission::Admission::default(),
     };
-    if let (Principal::Key(key), Some(ticket)) = (&principal, &mut ticket) {
+    if let (Principal::Key(key), Some(t)) = (&principal, &mut ticket) {
         let cost = crate::usage::estimate_nanos(&group, &request);
         let at = limits::now_ms();
-        ticket.reserve(limits::spend::admit(state.limiter(), key, cost, at).await?);
+        match limits::spend::admit(state.limiter(), key, cost, at).await {
+            Ok(charges) => t.reserve(charges),
+            Err(e) => return Err(refuse(&mut ticket, e)),
+        }
     }
     let budget = table
         .settings

@@ -86,10 +86,33 @@ impl UpstreamError {
 }
 
 /// The upstream connector: plain TCP for `http://`, rustls (native roots) for `https://`.
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// A pooled client over that connector.
 type Pool = Client<Connector, Full<Bytes>>;
+
+/// A connector that dials `http://` in plain TCP and `https://` with rustls over the native
+/// roots, opening connections within `connect_timeout` (shared with the telemetry senders).
+pub(crate) fn https_connector(connect_timeout: Duration) -> Connector {
+    install_crypto_provider();
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.enforce_http(false);
+    // A host without CA certificates still serves plain-http upstreams; https ones then
+    // fail to connect (and say so) instead of the edge refusing to start.
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no native CA certificates; https upstreams will fail");
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        });
+    tls.https_or_http().enable_http1().wrap_connector(tcp)
+}
 
 /// One pooled HTTP client shared by every request to every upstream. It is hyper's own pooled
 /// client with nothing layered on top (no redirects, no retries, no URL re-parsing): the edge
@@ -106,24 +129,7 @@ impl UpstreamClient {
     /// Builds the client; `connect_timeout` bounds opening a connection. Requests carry no
     /// total timeout (streams run long): callers bound the wait for the first byte.
     pub fn new(connect_timeout: Duration, workers: usize) -> Result<Self, Error> {
-        install_crypto_provider();
-        let mut tcp = HttpConnector::new();
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(connect_timeout));
-        tcp.enforce_http(false);
-        // A host without CA certificates still serves plain-http upstreams; https ones then
-        // fail to connect (and say so) instead of the edge refusing to start.
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no native CA certificates; https upstreams will fail");
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                )
-            });
-        let connector = tls.https_or_http().enable_http1().wrap_connector(tcp);
+        let connector = https_connector(connect_timeout);
         let pools = (0..=crate::worker::count(workers))
             .map(|_| OnceLock::new())
             .collect();

@@ -7,7 +7,8 @@
 //! deployment answered ([`Ticket::served_by`]) and settles it with the usage the answer reported
 //! ([`Ticket::settle`]); a ticket dropped unsettled (a refused request, an upstream error, a
 //! client gone before the answer) counts as one errored request. Settling is the one place usage
-//! is recorded: a few atomic adds, no allocation, no IO.
+//! is recorded: a few atomic adds, no allocation, no IO. With a telemetry sink configured the
+//! ticket also carries the request's [`Trace`] (see [`crate::telemetry`]), told of each attempt.
 
 pub mod flush;
 pub mod ledger;
@@ -20,7 +21,9 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::auth::Principal;
 use crate::limits::upstream::TokenCharge;
-use crate::routing::ModelGroup;
+use crate::metrics::{AttemptOutcome, Operation};
+use crate::routing::{Deployment, ModelGroup};
+use crate::telemetry::{Done, Telemetry, Trace};
 use crate::upstream::RequestBody;
 use crate::upstream::sse::Usage as TokenUsage;
 
@@ -97,6 +100,8 @@ struct Inner {
     ledger: Ledger,
     flusher: OnceLock<flush::Flusher>,
     settings: flush::Settings,
+    /// The configured telemetry sinks, fed from the same tickets.
+    telemetry: Option<Arc<Telemetry>>,
     /// Batches given up on because no control plane answered for too long.
     dropped_batches: Counter,
 }
@@ -105,12 +110,23 @@ impl Usage {
     /// Accounting that flushes with `settings`; with `enabled` false nothing is counted (the
     /// bench's baseline).
     pub fn new(enabled: bool, settings: flush::Settings) -> Self {
+        Self::with_telemetry(enabled, settings, None)
+    }
+
+    /// Accounting as [`Usage::new`] whose tickets also feed `telemetry` (even with counting
+    /// off).
+    pub fn with_telemetry(
+        enabled: bool,
+        settings: flush::Settings,
+        telemetry: Option<Arc<Telemetry>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 enabled,
                 ledger: Ledger::default(),
                 flusher: OnceLock::new(),
                 settings,
+                telemetry,
                 dropped_batches: Counter::default(),
             }),
         }
@@ -121,15 +137,22 @@ impl Usage {
         &self.inner.dropped_batches
     }
 
+    /// The telemetry sinks, when any is configured.
+    pub fn telemetry(&self) -> Option<&Arc<Telemetry>> {
+        self.inner.telemetry.as_ref()
+    }
+
     /// A ticket for one authenticated request by `key` for `model`; `None` when accounting is
-    /// off. Starts the flusher on first use (inside the runtime).
+    /// off and no telemetry sink is configured. Starts the flusher on first use (inside the
+    /// runtime).
     pub fn ticket(&self, key: &Arc<str>, model: &Arc<str>) -> Option<Ticket> {
         if !self.inner.enabled {
-            return None;
+            self.inner.telemetry.as_ref()?;
+        } else {
+            self.inner
+                .flusher
+                .get_or_init(|| flush::Flusher::spawn(self, self.inner.settings.clone()));
         }
-        self.inner
-            .flusher
-            .get_or_init(|| flush::Flusher::spawn(self, self.inner.settings.clone()));
         Some(Ticket {
             usage: self.clone(),
             key: key.clone(),
@@ -138,6 +161,7 @@ impl Usage {
             started: Instant::now(),
             done: false,
             budget: Vec::new(),
+            trace: None,
         })
     }
 
@@ -169,6 +193,8 @@ pub struct Ticket {
     done: bool,
     /// Money reserved from the key's budgets, settled with the real cost.
     budget: Vec<TokenCharge>,
+    /// What the telemetry sinks will be told; `None` without a sink.
+    trace: Option<Box<Trace>>,
 }
 
 impl Ticket {
@@ -177,9 +203,38 @@ impl Ticket {
         self.budget.extend(charges);
     }
 
+    /// Starts the telemetry record of the request (when a sink is configured): its id, trace
+    /// parent and stream flag from the client's request.
+    pub fn describe(&mut self, headers: &http::HeaderMap, operation: Operation, stream: bool) {
+        if let Some(telemetry) = &self.usage.inner.telemetry {
+            self.trace = Some(Trace::start(telemetry.clone(), headers, operation, stream));
+        }
+    }
+
     /// Names the deployment that answered, and its price.
     pub fn served_by(&mut self, deployment: &Arc<str>, price: Price) {
         self.deployment = Some((deployment.clone(), price));
+    }
+
+    /// Notes an upstream attempt at `d` starting now (for traces).
+    pub fn attempt(&mut self, d: &Deployment) {
+        if let Some(trace) = &mut self.trace {
+            trace.attempt(d);
+        }
+    }
+
+    /// Notes that the current attempt failed with `outcome`.
+    pub fn attempt_failed(&mut self, outcome: AttemptOutcome) {
+        if let Some(trace) = &mut self.trace {
+            trace.attempt_failed(outcome);
+        }
+    }
+
+    /// Notes the HTTP status the client gets (a refusal or an error; a settled answer is 200).
+    pub fn status(&mut self, status: u16) {
+        if let Some(trace) = &mut self.trace {
+            trace.status(status);
+        }
     }
 
     /// Records a served request with the usage its answer reported (none: 0 tokens). Returns
@@ -196,22 +251,36 @@ impl Ticket {
             None => (no_deployment(), Price::default()),
         };
         let cost_nanos = price.cost_nanos(input, output);
-        let now = crate::limits::now_ms();
-        let counts = Counts {
-            requests: 1,
-            errors: u64::from(error),
-            input_tokens: input,
-            output_tokens: output,
-            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            cost_nanos,
-        };
-        let series = Series {
-            key: self.key.clone(),
-            model: self.model.clone(),
-            deployment,
-            minute_ms: now - now % 60_000,
-        };
-        self.usage.record(series, &counts);
+        let latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(trace) = self.trace.take() {
+            (*trace).finish(Done {
+                key: self.key.clone(),
+                model: self.model.clone(),
+                deployment: deployment.clone(),
+                tokens: (input, output),
+                cost_nanos,
+                latency_ms,
+                error,
+            });
+        }
+        if self.usage.inner.enabled {
+            let now = crate::limits::now_ms();
+            let counts = Counts {
+                requests: 1,
+                errors: u64::from(error),
+                input_tokens: input,
+                output_tokens: output,
+                latency_ms,
+                cost_nanos,
+            };
+            let series = Series {
+                key: self.key.clone(),
+                model: self.model.clone(),
+                deployment,
+                minute_ms: now - now % 60_000,
+            };
+            self.usage.record(series, &counts);
+        }
         for charge in self.budget.drain(..) {
             charge.settle(cost_nanos);
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::flags::{TlsArgs, bind, write_addr_file};
+use super::flags::{TelemetryArgs, TlsArgs, bind, write_addr_file};
 use super::{Run, Shutdown};
 
 /// `switchyard edge`.
@@ -70,12 +70,14 @@ pub struct EdgeArgs {
     pub addr_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 impl Run for EdgeArgs {
     async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let args = self;
-        let cfg = switchyard_edge::Config {
+        let mut cfg = switchyard_edge::Config {
             control_plane: args.control_plane,
             edge_name: args.name,
             table_cache: args.table_cache,
@@ -93,6 +95,7 @@ impl Run for EdgeArgs {
             tls_key: args.tls.tls_key,
             ..Default::default()
         };
+        args.telemetry.apply(&mut cfg);
         cfg.validate()?;
         let listener = bind(args.listen, "--listen").await?;
         if let Some(path) = &args.addr_file {

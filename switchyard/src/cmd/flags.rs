@@ -36,6 +36,53 @@ impl TlsArgs {
     }
 }
 
+/// The edge's optional telemetry sinks: a usage webhook, a request log and OTLP traces. Unset
+/// flags keep the edge's defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TelemetryArgs {
+    /// URL to POST batches of per-request usage events to (a JSON array).
+    #[arg(long, env = "SWITCHYARD_USAGE_WEBHOOK")]
+    pub usage_webhook: Option<String>,
+    /// Bearer token sent to the usage webhook.
+    #[arg(long, env = "SWITCHYARD_USAGE_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub usage_webhook_token: Option<String>,
+    /// File to append one JSON line per request to (`-` for stdout); never prompts or keys.
+    #[arg(long, env = "SWITCHYARD_REQUEST_LOG")]
+    pub request_log: Option<PathBuf>,
+    /// OTLP/HTTP base URL to export a trace span per request to (`{url}/v1/traces`, JSON).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Most events each sink queues while its receiver is down (then drops and counts them)
+    /// [default: 10000].
+    #[arg(long, env = "SWITCHYARD_TELEMETRY_QUEUE")]
+    pub telemetry_queue: Option<usize>,
+    /// Most events per webhook or OTLP request [default: 500].
+    #[arg(long, env = "SWITCHYARD_TELEMETRY_BATCH")]
+    pub telemetry_batch: Option<usize>,
+    /// Longest milliseconds an event waits before it is sent [default: 1000].
+    #[arg(long, env = "SWITCHYARD_TELEMETRY_FLUSH_MS")]
+    pub telemetry_flush_ms: Option<u64>,
+    /// Which event a full queue drops: `oldest` or `newest` [default: oldest].
+    #[arg(long, env = "SWITCHYARD_TELEMETRY_DROP")]
+    pub telemetry_drop: Option<switchyard_edge::config::DropPolicy>,
+}
+
+impl TelemetryArgs {
+    /// Sets what was given on `cfg`.
+    pub fn apply(self, cfg: &mut switchyard_edge::Config) {
+        cfg.usage_webhook = self.usage_webhook.or(cfg.usage_webhook.take());
+        if let Some(token) = self.usage_webhook_token {
+            cfg.usage_webhook_token = Some(switchyard_edge::config::Secret::new(token));
+        }
+        cfg.request_log = self.request_log.or(cfg.request_log.take());
+        cfg.otlp_endpoint = self.otlp_endpoint.or(cfg.otlp_endpoint.take());
+        cfg.telemetry_queue = self.telemetry_queue.unwrap_or(cfg.telemetry_queue);
+        cfg.telemetry_batch = self.telemetry_batch.unwrap_or(cfg.telemetry_batch);
+        cfg.telemetry_flush_ms = self.telemetry_flush_ms.unwrap_or(cfg.telemetry_flush_ms);
+        cfg.telemetry_drop = self.telemetry_drop.unwrap_or(cfg.telemetry_drop);
+    }
+}
+
 /// Where and how often the node agent probes.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::flags::{ProbeArgs, bind};
+use super::flags::{ProbeArgs, TelemetryArgs, bind};
 use super::{Run, Shutdown};
 use crate::up::{Up, UpConfig, UpExtras};
 
@@ -43,6 +43,8 @@ pub struct UpArgs {
     pub bootstrap_key: Option<String>,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 impl Run for UpArgs {
@@ -64,6 +66,7 @@ impl Run for UpArgs {
             config_file: args.config,
             admin: Some(admin),
             bootstrap_key: args.bootstrap_key,
+            telemetry: args.telemetry,
         };
         let up = Up::start_with(cfg, edge, grpc, extras).await?;
         tracing::info!(
