@@ -4,7 +4,7 @@
 //! round of voters failed it waits with capped exponential backoff. The last table keeps
 //! serving while no voter answers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_proto::v1::WatchRoutingTableRequest;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::cache;
 use crate::error::Error;
+use crate::repeats::Repeats;
 use crate::state::EdgeState;
 
 /// First reconnect delay after the watch fails.
@@ -26,6 +27,9 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Routing tables grow with models and endpoints; tonic's 4 MiB default is too tight for big sites.
 const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
+/// How often a control plane that stays unreachable is logged again (with a count of the rounds
+/// left out): once per retry would be twice a second.
+const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Capped exponential backoff: doubles from `start` up to `cap`, back to `start` on `reset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +72,7 @@ pub async fn watch(state: EdgeState) {
     }
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     let mut next = 0;
+    let mut outage = Repeats::new(OUTAGE_LOG_INTERVAL);
     loop {
         let mut served = false;
         let mut last_error = None;
@@ -90,17 +95,29 @@ pub async fn watch(state: EdgeState) {
                 break;
             }
         }
-        if !served && let Some((url, e)) = last_error {
+        if !served
+            && let Some((url, e)) = last_error
+            && let Some(line) = outage.occurred(Instant::now())
+        {
             warn!(
                 voters = voters.len(),
                 held_version = state.table().map_or(0, |t| t.version),
                 last_control_plane = %url,
                 error = %e,
                 cause = ?std::error::Error::source(&e),
+                rounds = line.times,
+                for_s = line.lasted.as_secs(),
                 "no control-plane voter serves the routing table; serving the last table meanwhile"
             );
         }
         if served {
+            if let Some(end) = outage.ended(Instant::now()) {
+                info!(
+                    failed_rounds = end.times,
+                    for_s = end.lasted.as_secs(),
+                    "a control-plane voter serves the routing table again"
+                );
+            }
             continue;
         }
         let delay = backoff.next_delay();
