@@ -79,7 +79,7 @@ pub async fn watch(state: EdgeState) {
         for attempt in 0..voters.len() {
             let i = (next + attempt) % voters.len();
             let url = &voters[i];
-            let (received, ended) = follow(&state, url).await;
+            let (received, ended) = follow(&state, url, &mut outage).await;
             match ended {
                 Ok(()) => info!(control_plane = %url, "routing-table watch ended"),
                 Err(e) => {
@@ -111,13 +111,6 @@ pub async fn watch(state: EdgeState) {
             );
         }
         if served {
-            if let Some(end) = outage.ended(Instant::now()) {
-                info!(
-                    failed_rounds = end.times,
-                    for_s = end.lasted.as_secs(),
-                    "a control-plane voter serves the routing table again"
-                );
-            }
             continue;
         }
         let delay = backoff.next_delay();
@@ -131,14 +124,19 @@ pub async fn watch(state: EdgeState) {
 }
 
 /// Runs one watch stream on the voter at `url` until it ends or fails. Says whether any table
-/// arrived, and how the stream ended.
-async fn follow(state: &EdgeState, url: &str) -> (bool, Result<(), Error>) {
+/// arrived, and how the stream ended. The first table ends an `outage` under way.
+async fn follow(state: &EdgeState, url: &str, outage: &mut Repeats) -> (bool, Result<(), Error>) {
     let mut received = false;
-    let ended = follow_stream(state, url, &mut received).await;
+    let ended = follow_stream(state, url, &mut received, outage).await;
     (received, ended)
 }
 
-async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Result<(), Error> {
+async fn follow_stream(
+    state: &EdgeState,
+    url: &str,
+    received: &mut bool,
+    outage: &mut Repeats,
+) -> Result<(), Error> {
     let cfg = state.config();
     let connect_err = |source| Error::ControlPlaneConnect {
         url: url.to_owned(),
@@ -171,6 +169,16 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
     {
+        if !*received
+            && let Some(end) = outage.ended(Instant::now())
+        {
+            info!(
+                control_plane = %url,
+                failed_rounds = end.times,
+                for_s = end.lasted.as_secs(),
+                "a control-plane voter serves the routing table again"
+            );
+        }
         *received = true;
         if !state.install_table(&wire) {
             debug!(
