@@ -116,7 +116,11 @@ mod tests {
         };
         assert_eq!(
             lines,
-            vec![(0, occ(1, 0)), (60_000, occ(120, 60)), (120_000, occ(120, 120))]
+            vec![
+                (0, occ(1, 0)),
+                (60_000, occ(120, 60)),
+                (120_000, occ(120, 120))
+            ]
         );
         assert_eq!(
             r.ended(t0 + Duration::from_secs(150)),
@@ -166,6 +170,9 @@ mod tests {
         let mut r = Repeats::new(MINUTE);
         assert!(r.occurred(t0).is_some());
         assert_eq!(r.occurred(t0 - Duration::from_secs(5)), None);
-        assert_eq!(r.ended(t0 - Duration::from_secs(5)).map(|e| e.lasted), Some(Duration::ZERO));
+        assert_eq!(
+            r.ended(t0 - Duration::from_secs(5)).map(|e| e.lasted),
+            Some(Duration::ZERO)
+        );
     }
 }

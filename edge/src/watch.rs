@@ -169,9 +169,7 @@ async fn follow_stream(
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
     {
-        if !*received
-            && let Some(end) = outage.ended(Instant::now())
-        {
+        if !*received && let Some(end) = outage.ended(Instant::now()) {
             info!(
                 control_plane = %url,
                 failed_rounds = end.times,

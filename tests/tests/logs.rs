@@ -25,7 +25,10 @@ impl Drop for Killed {
 }
 
 fn count(log: &Path, line: &str) -> usize {
-    std::fs::read_to_string(log).unwrap_or_default().matches(line).count()
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(line)
+        .count()
 }
 
 /// An edge whose only control plane refuses it: the edge retries about twice a second, and the
@@ -61,24 +64,34 @@ async fn an_unreachable_control_plane_is_one_warning_and_its_end_one_line() {
     let _edge = Killed(child);
 
     // Six rounds take the edge about two seconds (100, 200, 400, then 500 ms apart).
-    wait_for(Duration::from_secs(20), "six failed watch rounds", || async {
-        (count(&log, ROUND) >= 6).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "six failed watch rounds",
+        || async { (count(&log, ROUND) >= 6).then_some(()) },
+    )
     .await
     .unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains('\x1b'), "ANSI escapes in a log file:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI escapes in a log file:\n{text}"
+    );
     assert_eq!(text.matches(OUTAGE).count(), 1, "{text}");
     assert_eq!(text.matches(BACK).count(), 0, "{text}");
 
     proxy.heal();
-    wait_for(Duration::from_secs(20), "the edge to log the outage's end", || async {
-        (count(&log, BACK) >= 1).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the edge to log the outage's end",
+        || async { (count(&log, BACK) >= 1).then_some(()) },
+    )
     .await
     .unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains('\x1b'), "ANSI escapes in a log file:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI escapes in a log file:\n{text}"
+    );
     assert_eq!(text.matches(OUTAGE).count(), 1, "{text}");
     assert_eq!(text.matches(BACK).count(), 1, "{text}");
     assert!(text.contains("installed routing table"), "{text}");
