@@ -24,6 +24,19 @@ impl Drop for Killed {
     }
 }
 
+/// Checks the log holds no ANSI escape, `outages` outage warnings and `ends` end lines;
+/// returns its text.
+fn assert_lines(log: &Path, outages: usize, ends: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI escapes in a log file:\n{text}"
+    );
+    assert_eq!(text.matches(OUTAGE).count(), outages, "{text}");
+    assert_eq!(text.matches(BACK).count(), ends, "{text}");
+    text
+}
+
 fn count(log: &Path, line: &str) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -71,13 +84,7 @@ async fn an_unreachable_control_plane_is_one_warning_and_its_end_one_line() {
     )
     .await
     .unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !text.contains('\x1b'),
-        "ANSI escapes in a log file:\n{text}"
-    );
-    assert_eq!(text.matches(OUTAGE).count(), 1, "{text}");
-    assert_eq!(text.matches(BACK).count(), 0, "{text}");
+    assert_lines(&log, 1, 0);
 
     proxy.heal();
     wait_for(
@@ -87,12 +94,6 @@ async fn an_unreachable_control_plane_is_one_warning_and_its_end_one_line() {
     )
     .await
     .unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !text.contains('\x1b'),
-        "ANSI escapes in a log file:\n{text}"
-    );
-    assert_eq!(text.matches(OUTAGE).count(), 1, "{text}");
-    assert_eq!(text.matches(BACK).count(), 1, "{text}");
+    let text = assert_lines(&log, 1, 1);
     assert!(text.contains("installed routing table"), "{text}");
 }
