@@ -5,6 +5,7 @@
 //! - [`deploy`]: rendering the Helm chart and reading the deployment files.
 //! - [`browser`]: headless chromium for the dashboard tests.
 //! - [`tmux`]: a detached tmux session for the `switchyard top` test.
+//! - [`served_cluster`]: a cluster with endpoints and a key, and edges that follow its voters.
 
 pub mod anthropic_fake;
 pub mod browser;
@@ -21,4 +22,5 @@ pub mod nemesis;
 pub mod netns;
 pub mod openai_fake;
 pub mod python;
+pub mod served_cluster;
 pub mod tmux;
