@@ -276,6 +276,9 @@ impl ControlPlane {
     /// A voter that bootstraps a one-voter cluster waits for itself to lead and applies the
     /// declared configuration before returning, so a bad config file fails the start. Any
     /// other voter applies it in the background once it knows a leader.
+    ///
+    /// The steps, in order: open storage, serve gRPC, start the watchers, serve the admin API,
+    /// announce over mDNS, then bootstrap and settle (or join) the cluster.
     pub async fn start_with_admin(
         cfg: Config,
         grpc: TcpListener,
@@ -287,144 +290,52 @@ impl ControlPlane {
             .advertise_addr
             .clone()
             .unwrap_or_else(|| local.to_string());
-        let key = Arc::new(match &cfg.cluster_key {
-            Some(text) => ClusterKey::from_text(text)?,
-            None => {
-                let path = cfg
-                    .cluster_key_file
-                    .clone()
-                    .unwrap_or_else(|| cfg.data_dir.join("cluster.key"));
-                ClusterKey::load_or_create(&path, true)?
-            }
-        });
-        let consensus = open_consensus(&cfg, addr.clone(), key.clone()).await?;
+        let (stop, stopped) = watch::channel(false);
+        let parts = open_storage(&cfg, &addr, stopped).await?;
         let declarations = Arc::new(Declarations {
             file: cfg.config_file.clone(),
             env: cfg.env.clone().map_or(EnvSource::Process, EnvSource::Fixed),
-            key: Some(key.clone()),
+            key: Some(parts.key.clone()),
         });
-        let (stop, stopped) = watch::channel(false);
-        let liveness = Liveness::default();
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<AgentServiceServer<AgentServer>>()
-            .await;
-        health.set_serving::<EdgeServiceServer<EdgeServer>>().await;
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(files) = cfg.tls_files()? {
-            let tls = files.server_config().map_err(tls_error)?;
-            builder = builder.tls_config(tls).map_err(|e| Error::Config {
-                field: "tls_cert",
-                reason: e.to_string(),
-            })?;
-        }
-        let router = builder
-            .add_service(health_service)
-            .add_optional_service(consensus.raft_service())
-            .add_service(AgentServiceServer::new(AgentServer::new(
-                consensus.clone(),
-                cfg.join_token.clone(),
-                liveness.clone(),
-                stopped.clone(),
-            )))
-            .add_service(EdgeServiceServer::new(
-                EdgeServer::new(consensus.clone(), stopped.clone())
-                    .with_usage_retention(cfg.usage_retention),
-            ))
-            .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));
-        let server = tokio::spawn(
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), until(stopped.clone())),
-        );
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(liveness::watch_nodes(
-            consensus.clone(),
-            liveness.clone(),
-            DownPolicy {
-                down_after_ms: cfg.node_down_after_ms,
-                leader_grace_ms: cfg.leader_grace_ms,
-            },
-            stopped.clone(),
-        )));
-        tasks.push(tokio::spawn(crate::health::watch_endpoints(
-            consensus.clone(),
-            Some(key.clone()),
-            stopped.clone(),
-        )));
-
-        let catalogue = Catalogue::new(consensus.clone(), Some(key.clone()));
-        if cfg.catalog_refresh_secs > 0 {
-            tasks.push(tokio::spawn(refresh::run(
-                catalogue.clone(),
-                Duration::from_secs(cfg.catalog_refresh_secs),
-                stopped.clone(),
-            )));
-        }
-        let auditor = Auditor::new(
-            consensus.clone(),
-            Some(key.clone()),
-            cfg.catalog_failure_ttl_secs.saturating_mul(1_000),
-        );
-        if cfg.catalog_audit_secs > 0 {
-            tasks.push(tokio::spawn(probe::run(
-                auditor.clone(),
-                Duration::from_secs(cfg.catalog_audit_secs),
-                stopped.clone(),
-            )));
-        }
-
+        let server = serve_grpc(&cfg, grpc, &parts).await?;
+        let (mut tasks, catalogue, auditor) = start_watchers(&cfg, &parts);
         let admin_token = match cfg.admin_tokens.first() {
             Some(token) => token.clone(),
             None => admin_token_file(&cfg.data_dir)?,
         };
-        let mut admin_addr = None;
-        if let Some(listener) = admin {
-            admin_addr = Some(listener.local_addr()?);
-            let tokens = Tokens {
-                admin: if cfg.admin_tokens.is_empty() {
-                    vec![admin_token.clone()]
-                } else {
-                    cfg.admin_tokens.clone()
-                },
-                read_only: cfg.read_only_tokens.clone(),
-            };
-            let app = admin::router(AdminState {
-                consensus: consensus.clone(),
-                liveness: liveness.clone(),
-                declarations: declarations.clone(),
-                key: Some(key.clone()),
-                tokens: Arc::new(tokens),
-                catalogue: catalogue.clone(),
-                auditor: auditor.clone(),
-            });
-            let stopping = until(stopped.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopping)
-                    .await
-                {
-                    tracing::error!(error = %e, "admin API stopped");
-                }
-            }));
-        }
-
+        let admin_addr = match admin {
+            Some(listener) => {
+                let at = listener.local_addr()?;
+                let state = AdminState {
+                    consensus: parts.consensus.clone(),
+                    liveness: parts.liveness.clone(),
+                    declarations: declarations.clone(),
+                    key: Some(parts.key.clone()),
+                    tokens: Arc::new(admin_tokens(&cfg, &admin_token)),
+                    catalogue,
+                    auditor,
+                };
+                tasks.push(serve_admin(listener, state, &parts.stopped));
+                Some(at)
+            }
+            None => None,
+        };
         if cfg.mdns {
             tasks.push(tokio::spawn(announce(
                 cfg.node_id,
                 addr.clone(),
-                until(stopped.clone()),
+                until(parts.stopped.clone()),
             )));
         }
 
         let bootstrap = cfg.bootstrap && cfg.join.is_none();
         let bootstrapped = if bootstrap {
-            consensus.bootstrap(&cfg.initial_members).await?
+            parts.consensus.bootstrap(&cfg.initial_members).await?
         } else {
             false
         };
-        let control_plane = Self {
-            consensus: consensus.clone(),
+        let mut control_plane = Self {
+            consensus: parts.consensus.clone(),
             addr: addr.clone(),
             admin_addr,
             admin_token,
@@ -434,73 +345,17 @@ impl ControlPlane {
             tasks,
         };
         if bootstrap && cfg.initial_members.is_empty() {
-            control_plane
-                .consensus
-                .wait_for_leader(Duration::from_secs(10))
-                .await?;
-            // A restarted voter of a larger cluster may know a leader that is already gone, or
-            // none for a moment during an election: retry a few times before giving up.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-            loop {
-                match settle(&consensus, &declarations).await {
-                    Ok(()) => break,
-                    Err(e @ (Error::NotLeader { .. } | Error::Raft(_)))
-                        if tokio::time::Instant::now() < deadline =>
-                    {
-                        tracing::info!(error = %e, "cannot apply the declared configuration yet; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            settle_now(&parts.consensus, &declarations).await?;
+            tracing::info!(node_id = cfg.node_id, addr = %addr, data_dir = %cfg.data_dir.display(), "control plane started");
         } else {
-            let (consensus, declarations) = (consensus.clone(), declarations.clone());
-            let mut stopped = stopped.clone();
-            let join = cfg.join.clone();
-            let task = tokio::spawn(async move {
-                let mut joined = join.is_none();
-                // Until a leader accepts it; a voter waiting to be added may wait long.
-                for attempt in 0u32.. {
-                    let delay = Duration::from_millis(200 * u64::from(attempt.min(25)));
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = stopped.wait_for(|s| *s) => return,
-                    }
-                    if let (false, Some(seed)) = (joined, &join) {
-                        match consensus.join_via(seed).await {
-                            Ok(()) => {
-                                tracing::info!(seed = %seed, "joined the cluster as a voter");
-                                joined = true;
-                            }
-                            Err(e) => {
-                                tracing::info!(seed = %seed, error = %e, "cannot join yet; retrying");
-                                continue;
-                            }
-                        }
-                    }
-                    if consensus
-                        .wait_for_leader(Duration::from_secs(1))
-                        .await
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    match settle(&consensus, &declarations).await {
-                        Ok(()) => return,
-                        Err(e @ Error::ConfigFile { .. }) => {
-                            tracing::error!(error = %e, "the config file cannot be applied");
-                            return;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "retrying the initial config"),
-                    }
-                }
-            });
-            let mut control_plane = control_plane;
-            control_plane.tasks.push(task);
+            control_plane.tasks.push(tokio::spawn(settle_later(
+                parts.consensus,
+                declarations,
+                cfg.join.clone(),
+                parts.stopped,
+            )));
             tracing::info!(node_id = cfg.node_id, addr = %addr, bootstrapped, "control plane started; waiting for a leader");
-            return Ok(control_plane);
         }
-        tracing::info!(node_id = cfg.node_id, addr = %addr, data_dir = %cfg.data_dir.display(), "control plane started");
         Ok(control_plane)
     }
 
@@ -569,6 +424,223 @@ impl ControlPlane {
         match served {
             Ok(result) => result.map_err(Error::from),
             Err(join) => Err(Error::Raft(format!("grpc server task failed: {join}"))),
+        }
+    }
+}
+
+/// What the start-up steps after storage share: the consensus, the cluster key, the liveness
+/// table and the stop signal every task ends on.
+struct Parts {
+    consensus: Consensus,
+    key: Arc<ClusterKey>,
+    liveness: Liveness,
+    stopped: watch::Receiver<bool>,
+}
+
+/// Step 1, open storage: the cluster key (given, or loaded from / created in the data
+/// directory) and the consensus backend.
+async fn open_storage(
+    cfg: &Config,
+    addr: &str,
+    stopped: watch::Receiver<bool>,
+) -> Result<Parts, Error> {
+    let key = Arc::new(match &cfg.cluster_key {
+        Some(text) => ClusterKey::from_text(text)?,
+        None => {
+            let path = cfg
+                .cluster_key_file
+                .clone()
+                .unwrap_or_else(|| cfg.data_dir.join("cluster.key"));
+            ClusterKey::load_or_create(&path, true)?
+        }
+    });
+    let consensus = open_consensus(cfg, addr.to_owned(), key.clone()).await?;
+    Ok(Parts {
+        consensus,
+        key,
+        liveness: Liveness::default(),
+        stopped,
+    })
+}
+
+/// Step 2, serve gRPC on `grpc`: health, raft, the agent, edge and lease services, over mutual
+/// TLS when configured. Ends when the stop signal turns.
+async fn serve_grpc(
+    cfg: &Config,
+    grpc: TcpListener,
+    parts: &Parts,
+) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServiceServer<AgentServer>>()
+        .await;
+    health.set_serving::<EdgeServiceServer<EdgeServer>>().await;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = cfg.tls_files()? {
+        let tls = files.server_config().map_err(tls_error)?;
+        builder = builder.tls_config(tls).map_err(|e| Error::Config {
+            field: "tls_cert",
+            reason: e.to_string(),
+        })?;
+    }
+    let consensus = &parts.consensus;
+    let router = builder
+        .add_service(health_service)
+        .add_optional_service(consensus.raft_service())
+        .add_service(AgentServiceServer::new(AgentServer::new(
+            consensus.clone(),
+            cfg.join_token.clone(),
+            parts.liveness.clone(),
+            parts.stopped.clone(),
+        )))
+        .add_service(EdgeServiceServer::new(
+            EdgeServer::new(consensus.clone(), parts.stopped.clone())
+                .with_usage_retention(cfg.usage_retention),
+        ))
+        .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));
+    Ok(tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(grpc),
+        until(parts.stopped.clone()),
+    )))
+}
+
+/// Step 3, start the watchers: node liveness, endpoint health, and the catalog's refresh and
+/// audit when their intervals are not zero. Returns the tasks and the catalog handles the admin
+/// API serves.
+fn start_watchers(cfg: &Config, parts: &Parts) -> (Vec<JoinHandle<()>>, Catalogue, Auditor) {
+    let (consensus, key, stopped) = (&parts.consensus, &parts.key, &parts.stopped);
+    let mut tasks = vec![
+        tokio::spawn(liveness::watch_nodes(
+            consensus.clone(),
+            parts.liveness.clone(),
+            DownPolicy {
+                down_after_ms: cfg.node_down_after_ms,
+                leader_grace_ms: cfg.leader_grace_ms,
+            },
+            stopped.clone(),
+        )),
+        tokio::spawn(crate::health::watch_endpoints(
+            consensus.clone(),
+            Some(key.clone()),
+            stopped.clone(),
+        )),
+    ];
+    let catalogue = Catalogue::new(consensus.clone(), Some(key.clone()));
+    if cfg.catalog_refresh_secs > 0 {
+        tasks.push(tokio::spawn(refresh::run(
+            catalogue.clone(),
+            Duration::from_secs(cfg.catalog_refresh_secs),
+            stopped.clone(),
+        )));
+    }
+    let auditor = Auditor::new(
+        consensus.clone(),
+        Some(key.clone()),
+        cfg.catalog_failure_ttl_secs.saturating_mul(1_000),
+    );
+    if cfg.catalog_audit_secs > 0 {
+        tasks.push(tokio::spawn(probe::run(
+            auditor.clone(),
+            Duration::from_secs(cfg.catalog_audit_secs),
+            stopped.clone(),
+        )));
+    }
+    (tasks, catalogue, auditor)
+}
+
+/// The admin API's tokens: the configured ones, else the generated `admin_token`.
+fn admin_tokens(cfg: &Config, admin_token: &str) -> Tokens {
+    Tokens {
+        admin: if cfg.admin_tokens.is_empty() {
+            vec![admin_token.to_owned()]
+        } else {
+            cfg.admin_tokens.clone()
+        },
+        read_only: cfg.read_only_tokens.clone(),
+    }
+}
+
+/// Step 4, serve the admin API on `listener` until the stop signal turns.
+fn serve_admin(
+    listener: TcpListener,
+    state: AdminState,
+    stopped: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let app = admin::router(state);
+    let stopping = until(stopped.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+        {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    })
+}
+
+/// Step 5a, for the voter that bootstrapped a one-voter cluster: wait to lead, then apply the
+/// declared configuration before the start returns.
+async fn settle_now(consensus: &Consensus, declarations: &Declarations) -> Result<(), Error> {
+    consensus.wait_for_leader(Duration::from_secs(10)).await?;
+    // A restarted voter of a larger cluster may know a leader that is already gone, or
+    // none for a moment during an election: retry a few times before giving up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match settle(consensus, declarations).await {
+            Ok(()) => return Ok(()),
+            Err(e @ (Error::NotLeader { .. } | Error::Raft(_)))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(error = %e, "cannot apply the declared configuration yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Step 5b, for every other voter, in the background: join through `join` when given, wait
+/// for a leader, then apply the declared configuration. Retries until it has, or until stopped.
+async fn settle_later(
+    consensus: Consensus,
+    declarations: Arc<Declarations>,
+    join: Option<String>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut joined = join.is_none();
+    // Until a leader accepts it; a voter waiting to be added may wait long.
+    for attempt in 0u32.. {
+        let delay = Duration::from_millis(200 * u64::from(attempt.min(25)));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        if let (false, Some(seed)) = (joined, &join) {
+            match consensus.join_via(seed).await {
+                Ok(()) => {
+                    tracing::info!(seed = %seed, "joined the cluster as a voter");
+                    joined = true;
+                }
+                Err(e) => {
+                    tracing::info!(seed = %seed, error = %e, "cannot join yet; retrying");
+                    continue;
+                }
+            }
+        }
+        if consensus
+            .wait_for_leader(Duration::from_secs(1))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        match settle(&consensus, &declarations).await {
+            Ok(()) => return,
+            Err(e @ Error::ConfigFile { .. }) => {
+                tracing::error!(error = %e, "the config file cannot be applied");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "retrying the initial config"),
         }
     }
 }

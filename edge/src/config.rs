@@ -1,7 +1,6 @@
 //! The edge's configuration: where the control plane is, where to cache the table, auth posture,
 //! limits and timeouts.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -113,37 +112,8 @@ pub(crate) fn http_url(url: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-/// A secret string whose `Debug` shows only its last four characters.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tail: String = self
-            .0
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        write!(f, "****{tail}")
-    }
-}
+/// A secret string whose `Debug` shows only its tail; shared with the node agent's config.
+pub use switchyard_proto::secret::Secret;
 
 impl Default for Config {
     fn default() -> Self {

@@ -4,6 +4,7 @@
 //! - [`config`]: what an edge is told ([`Config`]); [`auth`]: client keys.
 //! - [`state`]: what handlers share ([`EdgeState`]), including the current table.
 //! - [`watch`]: following the control plane's table; [`cache`]: persisting it.
+//! - [`repeats`]: logging a condition that repeats once, then once a minute, then its end.
 //! - [`routing`]: the compiled table and the pure [`routing::pick`].
 //! - [`upstream`]: the request body rewrite and the upstream HTTP client.
 //! - [`routes`]: the HTTP endpoints, assembled by [`app`] (the `/v1` POSTs go to [`routes::forward`]).
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod repeats;
 pub mod report;
 pub mod routes;
 pub mod routing;

@@ -4,7 +4,7 @@
 //! round of voters failed it waits with capped exponential backoff. The last table keeps
 //! serving while no voter answers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_proto::v1::WatchRoutingTableRequest;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::cache;
 use crate::error::Error;
+use crate::repeats::Repeats;
 use crate::state::EdgeState;
 
 /// First reconnect delay after the watch fails.
@@ -27,6 +28,9 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Routing tables grow with models and endpoints; tonic's 4 MiB default is too tight for big sites.
 const MAX_TABLE_BYTES: usize = 64 * 1024 * 1024;
+/// How often a control plane that stays unreachable is logged again (with a count of the rounds
+/// left out): once per retry would be twice a second.
+const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Capped exponential backoff: doubles from `start` up to `cap`, back to `start` on `reset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +73,14 @@ pub async fn watch(state: EdgeState) {
     }
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP);
     let mut next = 0;
+    let mut outage = Repeats::new(OUTAGE_LOG_INTERVAL);
     loop {
         let mut served = false;
         let mut last_error = None;
         for attempt in 0..voters.len() {
             let i = (next + attempt) % voters.len();
             let url = &voters[i];
-            let (received, ended) = follow(&state, url).await;
+            let (received, ended) = follow(&state, url, &mut outage).await;
             match ended {
                 Ok(()) => info!(control_plane = %url, "routing-table watch ended"),
                 Err(e) => {
@@ -91,13 +96,18 @@ pub async fn watch(state: EdgeState) {
                 break;
             }
         }
-        if !served && let Some((url, e)) = last_error {
+        if !served
+            && let Some((url, e)) = last_error
+            && let Some(line) = outage.occurred(Instant::now())
+        {
             warn!(
                 voters = voters.len(),
                 held_version = state.table().map_or(0, |t| t.version),
                 last_control_plane = %url,
                 error = %e,
                 cause = ?std::error::Error::source(&e),
+                rounds = line.times,
+                for_s = line.lasted.as_secs(),
                 "no control-plane voter serves the routing table; serving the last table meanwhile"
             );
         }
@@ -115,14 +125,19 @@ pub async fn watch(state: EdgeState) {
 }
 
 /// Runs one watch stream on the voter at `url` until it ends or fails. Says whether any table
-/// arrived, and how the stream ended.
-async fn follow(state: &EdgeState, url: &str) -> (bool, Result<(), Error>) {
+/// arrived, and how the stream ended. The first table ends an `outage` under way.
+async fn follow(state: &EdgeState, url: &str, outage: &mut Repeats) -> (bool, Result<(), Error>) {
     let mut received = false;
-    let ended = follow_stream(state, url, &mut received).await;
+    let ended = follow_stream(state, url, &mut received, outage).await;
     (received, ended)
 }
 
-async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Result<(), Error> {
+async fn follow_stream(
+    state: &EdgeState,
+    url: &str,
+    received: &mut bool,
+    outage: &mut Repeats,
+) -> Result<(), Error> {
     let cfg = state.config();
     let connect_err = |source| Error::ControlPlaneConnect {
         url: url.to_owned(),
@@ -155,6 +170,14 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
     {
+        if !*received && let Some(end) = outage.ended(Instant::now()) {
+            info!(
+                control_plane = %url,
+                failed_rounds = end.times,
+                for_s = end.lasted.as_secs(),
+                "a control-plane voter serves the routing table again"
+            );
+        }
         *received = true;
         if !state.install_table(&wire) {
             debug!(

@@ -27,28 +27,9 @@ pub const PEERS_ENV: &str = "LLM_PROXY_DISCOVERY_PEERS";
 /// Environment variable that turns local probing off with `0`, `false`, `off`, `no` or empty.
 pub const LOCAL_DISCOVERY_ENV: &str = "LLM_PROXY_LOCAL_DISCOVERY";
 
-/// A secret string (an upstream API key). `Debug` shows only its last four characters.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.0))
-    }
-}
+/// A secret string (an upstream API key) whose `Debug` shows only its tail.
+pub use switchyard_proto::secret::Secret;
+use switchyard_proto::secret::redact;
 
 /// One discovery peer: `host` (all four default ports) or `host:port` (that port, any kind), with an
 /// optional API key for a secured server there (a LiteLLM with a master key, vLLM with `--api-key`).
@@ -431,16 +412,6 @@ pub fn local_hostname() -> String {
         .chain(from_env)
         .find(|name| !name.is_empty() && !name.chars().any(char::is_whitespace))
         .unwrap_or_else(|| "node".to_owned())
-}
-
-fn redact(secret: &str) -> String {
-    let len = secret.chars().count();
-    match len {
-        0 => String::new(),
-        // Short secrets would be given away by their tail, so hide them whole.
-        1..=8 => "****".to_owned(),
-        _ => format!("****{}", secret.chars().skip(len - 4).collect::<String>()),
-    }
 }
 
 #[cfg(test)]

@@ -314,6 +314,9 @@ enum End {
 
 /// One report stream: Hello and a snapshot, then updates, heartbeats and control messages until it
 /// ends. Sets `acked` once the control plane acknowledges anything.
+///
+/// The steps: connect to `addr`, open the stream with Hello and the snapshot, then exchange
+/// messages until the stream ends.
 async fn session(
     cfg: &Config,
     addr: &str,
@@ -321,19 +324,35 @@ async fn session(
     gpus: &watch::Receiver<Vec<Gpu>>,
     acked: &mut bool,
 ) -> End {
-    let tls = match cfg.tls_files() {
-        Ok(tls) => tls,
-        Err(e) => return End::Failed(e),
+    let (channel, addresses) = match connect(cfg, addr).await {
+        Ok(connected) => connected,
+        Err(end) => return end,
     };
+    let sent = state.borrow_and_update().clone();
+    let (tx, inbound) = match open(cfg, addr, channel, addresses, &sent).await {
+        Ok(open) => open,
+        Err(end) => return end,
+    };
+    info!(control_plane = %addr, backends = sent.len(), "report stream open; sent hello and snapshot");
+    exchange(cfg, addr, Stream { tx, inbound, sent }, state, gpus, acked).await
+}
+
+/// Step 1: a channel to the control plane at `addr` (over mutual TLS when configured), and the
+/// local addresses Hello reports.
+async fn connect(
+    cfg: &Config,
+    addr: &str,
+) -> Result<(tonic::transport::Channel, Vec<String>), End> {
+    let tls = cfg.tls_files().map_err(End::Failed)?;
     let endpoint = match switchyard_proto::tls::endpoint(addr, tls.as_ref()) {
         Ok(e) => e,
         Err(switchyard_proto::tls::TlsError::Url { source, .. }) => {
-            return End::Failed(Error::InvalidAddress {
+            return Err(End::Failed(Error::InvalidAddress {
                 addr: addr.to_owned(),
                 source,
-            });
+            }));
         }
-        Err(other) => return End::Failed(crate::config::tls_invalid(other)),
+        Err(other) => return Err(End::Failed(crate::config::tls_invalid(other))),
     };
     let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
@@ -342,20 +361,26 @@ async fn session(
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     let addresses = local_addresses(&endpoint).await;
-    let channel = match endpoint.connect().await {
-        Ok(c) => c,
-        Err(source) => {
-            return End::Failed(Error::Connect {
-                addr: addr.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut client = AgentServiceClient::new(channel);
+    let channel = endpoint.connect().await.map_err(|source| {
+        End::Failed(Error::Connect {
+            addr: addr.to_owned(),
+            source,
+        })
+    })?;
+    Ok((channel, addresses))
+}
 
+/// Step 2: opens the Report call with Hello and the snapshot of `sent` as its first messages.
+async fn open(
+    cfg: &Config,
+    addr: &str,
+    channel: tonic::transport::Channel,
+    addresses: Vec<String>,
+    sent: &[Backend],
+) -> Result<(mpsc::Sender<AgentMessage>, tonic::Streaming<ControlMessage>), End> {
+    let mut client = AgentServiceClient::new(channel);
     // Hello and the snapshot are queued before the call opens, so they are the stream's first messages.
     let (tx, rx) = mpsc::channel(OUTBOX);
-    let mut sent = state.borrow_and_update().clone();
     let hello = AgentBody::Hello(Hello {
         node_name: cfg.node_name.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -363,7 +388,7 @@ async fn session(
         addresses,
     });
     let snapshot = AgentBody::Snapshot(BackendSnapshot {
-        backends: sent.clone(),
+        backends: sent.to_vec(),
     });
     for body in [hello, snapshot] {
         if let Err(e) = tx.try_send(AgentMessage { body: Some(body) }) {
@@ -372,23 +397,40 @@ async fn session(
         }
     }
     let opened = tokio::time::timeout(OPEN_TIMEOUT, client.report(ReceiverStream::new(rx))).await;
-    let mut inbound = match opened {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(source)) => {
-            return End::Failed(Error::Stream {
-                addr: addr.to_owned(),
-                source,
-            });
-        }
-        Err(_) => {
-            return End::Failed(Error::OpenTimeout {
-                addr: addr.to_owned(),
-                after: OPEN_TIMEOUT,
-            });
-        }
-    };
-    info!(control_plane = %addr, backends = sent.len(), "report stream open; sent hello and snapshot");
+    match opened {
+        Ok(Ok(response)) => Ok((tx, response.into_inner())),
+        Ok(Err(source)) => Err(End::Failed(Error::Stream {
+            addr: addr.to_owned(),
+            source,
+        })),
+        Err(_) => Err(End::Failed(Error::OpenTimeout {
+            addr: addr.to_owned(),
+            after: OPEN_TIMEOUT,
+        })),
+    }
+}
 
+/// An open report stream: what goes out, what comes in, and the backends last sent.
+struct Stream {
+    tx: mpsc::Sender<AgentMessage>,
+    inbound: tonic::Streaming<ControlMessage>,
+    sent: Vec<Backend>,
+}
+
+/// Step 3: heartbeats, updates and the control plane's answers until the stream ends.
+async fn exchange(
+    cfg: &Config,
+    addr: &str,
+    stream: Stream,
+    state: &mut watch::Receiver<Vec<Backend>>,
+    gpus: &watch::Receiver<Vec<Gpu>>,
+    acked: &mut bool,
+) -> End {
+    let Stream {
+        tx,
+        mut inbound,
+        mut sent,
+    } = stream;
     let closed = || {
         End::Failed(Error::StreamClosed {
             addr: addr.to_owned(),

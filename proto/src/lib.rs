@@ -1,7 +1,9 @@
 //! Switchyard's gRPC wire contract: generated types and services of package `switchyard.v1`,
-//! the mutual-TLS settings every gRPC link shares ([`tls`]), and the model-name [`glob`] the
+//! the mutual-TLS settings every gRPC link shares ([`tls`]), the
+//! [`secret::Secret`] string every role's config holds keys in, and the model-name [`glob`] the
 //! table's key scopes and catalog filters are written in.
 
+pub mod secret;
 pub mod tls;
 
 /// Matches `name` against a glob where `*` is any run of characters and `?` exactly one.

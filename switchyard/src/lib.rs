@@ -3,9 +3,11 @@
 //! - [`up`]: every role in one process.
 //! - [`demo`]: the built-in `demo` model.
 //! - [`cli`]: the top-level argument parser.
+//! - [`logs`]: the log subscriber every role shares (stderr, colour only on a terminal).
 //! - [`cmd`]: the subcommands, one module each (roles, admin verbs, `doctor`, `certs`).
 
 pub mod cli;
 pub mod cmd;
 pub mod demo;
+pub mod logs;
 pub mod up;

@@ -1,8 +1,8 @@
 //! `switchyard`: parses arguments, sets up logging and TLS, and runs the chosen role.
 
 use clap::Parser;
-use switchyard::cli::{self, Cli, LogFormat};
-use tracing_subscriber::EnvFilter;
+use switchyard::cli::{self, Cli};
+use switchyard::logs::{self, LogStyle};
 
 /// mimalloc: the edge allocates on every request, and it costs less than glibc's malloc there.
 #[global_allocator]
@@ -12,16 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::process::ExitCode {
     // Parsed first: the log format is an argument. A parse error prints and exits here.
     let cli = Cli::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    // Logs go to stderr: stdout carries the CLI verbs' output (tables, --json).
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    logs::init(LogStyle::detect(cli.log_format));
     // One TLS provider for every client in the process (reqwest and tonic use rustls).
     if rustls::crypto::ring::default_provider()
         .install_default()

@@ -110,51 +110,11 @@ impl Up {
         let mut tasks = Vec::new();
 
         if cfg.demo {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .context("binding the demo model")?;
-            let addr = listener.local_addr()?;
-            tasks.push(tokio::spawn({
-                let stop = until_stop();
-                async move { demo::run(listener, stop).await.context("demo model server") }
-            }));
-            let spec = EndpointSpec {
-                id: "demo".into(),
-                kind: "switchyard".into(),
-                base_url: format!("http://{addr}/v1"),
-                models: vec![demo::MODEL.into()],
-                weight: 1,
-                source: Source::Demo,
-                credentials: Vec::new(),
-                limits: Default::default(),
-                upstream: Default::default(),
-            };
-            control_plane
-                .write(Command::PutEndpoint {
-                    spec,
-                    at_ms: now_ms(),
-                })
-                .await
-                .context("registering the demo model")?;
+            tasks.push(start_demo(&control_plane, until_stop()).await?);
         }
 
         if cfg.agent {
-            let mut agent = switchyard_node_agent::Config {
-                control_plane: grpc_url.clone(),
-                node_name: cfg.node_name.clone(),
-                scan_interval_ms: cfg.scan_interval_ms,
-                targets: cfg.probes.clone(),
-                naming: Naming::Bare,
-                fail_threshold: cfg.fail_threshold,
-                ..Default::default()
-            };
-            // One host: nothing on the LAN needs to find this agent.
-            agent.discovery.mdns = false;
-            // LLM_PROXY_DISCOVERY_PEERS and LLM_PROXY_LOCAL_DISCOVERY work as in LLMProxy.
-            agent
-                .apply_env()
-                .context("LLM_PROXY_* discovery settings")?;
-            agent.validate().context("node agent settings")?;
+            let agent = agent_config(&cfg, &grpc_url)?;
             tasks.push(tokio::spawn({
                 let stop = until_stop();
                 async move {
@@ -222,4 +182,57 @@ impl Up {
             .context("stopping the control plane")?;
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Serves the built-in demo model until `stop`, and registers it with `control_plane`.
+async fn start_demo(
+    control_plane: &ControlPlane,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the demo model")?;
+    let addr = listener.local_addr()?;
+    let task =
+        tokio::spawn(async move { demo::run(listener, stop).await.context("demo model server") });
+    let spec = EndpointSpec {
+        id: "demo".into(),
+        kind: "switchyard".into(),
+        base_url: format!("http://{addr}/v1"),
+        models: vec![demo::MODEL.into()],
+        weight: 1,
+        source: Source::Demo,
+        credentials: Vec::new(),
+        limits: Default::default(),
+        upstream: Default::default(),
+    };
+    control_plane
+        .write(Command::PutEndpoint {
+            spec,
+            at_ms: now_ms(),
+        })
+        .await
+        .context("registering the demo model")?;
+    Ok(task)
+}
+
+/// The in-process node agent's settings: this host only, no mDNS, `LLM_PROXY_*` applied.
+fn agent_config(cfg: &UpConfig, grpc_url: &str) -> anyhow::Result<switchyard_node_agent::Config> {
+    let mut agent = switchyard_node_agent::Config {
+        control_plane: grpc_url.to_owned(),
+        node_name: cfg.node_name.clone(),
+        scan_interval_ms: cfg.scan_interval_ms,
+        targets: cfg.probes.clone(),
+        naming: Naming::Bare,
+        fail_threshold: cfg.fail_threshold,
+        ..Default::default()
+    };
+    // One host: nothing on the LAN needs to find this agent.
+    agent.discovery.mdns = false;
+    // LLM_PROXY_DISCOVERY_PEERS and LLM_PROXY_LOCAL_DISCOVERY work as in LLMProxy.
+    agent
+        .apply_env()
+        .context("LLM_PROXY_* discovery settings")?;
+    agent.validate().context("node agent settings")?;
+    Ok(agent)
 }

@@ -140,12 +140,18 @@ pub fn key_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
+/// A chat request body: one user message ("hi") to `model`.
+pub fn chat_body(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
 /// An edge serving on an ephemeral port.
 pub struct TestEdge {
     /// `http://127.0.0.1:N`.
     pub url: String,
     /// Its state (install newer tables, read metrics).
     pub state: EdgeState,
+    client: reqwest::Client,
     task: JoinHandle<()>,
 }
 
@@ -170,6 +176,7 @@ impl TestEdge {
         Ok(Self {
             url: format!("http://{addr}"),
             state,
+            client: reqwest::Client::new(),
             task,
         })
     }
@@ -177,6 +184,34 @@ impl TestEdge {
     /// `{url}/v1/chat/completions` and friends.
     pub fn v1(&self, path: &str) -> String {
         format!("{}/v1/{}", self.url, path.trim_start_matches('/'))
+    }
+
+    /// An HTTP client for this edge (one per edge, so its connections are reused).
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    /// POSTs `body` as JSON to `/v1/{path}`, with `key` as the bearer token when given. Panics
+    /// when the request cannot be sent at all (a test edge that does not answer is a failure).
+    pub async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.v1(path)).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /v1/{path} to the test edge failed: {e}"))
+    }
+
+    /// POSTs one chat message ("hi") to `model` at `/v1/chat/completions`, without a key.
+    pub async fn chat(&self, model: &str) -> reqwest::Response {
+        self.post("chat/completions", None, &chat_body(model)).await
     }
 }
 

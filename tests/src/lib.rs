@@ -6,6 +6,7 @@
 //! - [`browser`]: headless chromium for the dashboard tests.
 //! - [`tmux`]: a detached tmux session for the `switchyard top` test.
 //! - [`receiver`]: a webhook and OTLP receiver that can be up, down or slow.
+//! - [`served_cluster`]: a cluster with endpoints and a key, and edges that follow its voters.
 
 pub mod anthropic_fake;
 pub mod browser;
@@ -25,4 +26,5 @@ pub mod ollama_native_fake;
 pub mod openai_fake;
 pub mod python;
 pub mod receiver;
+pub mod served_cluster;
 pub mod tmux;

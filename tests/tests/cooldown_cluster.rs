@@ -23,8 +23,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use switchyard_control_plane::admin::views::{NewEndpoint, NewKey};
 use switchyard_edge::limits::now_ms;
-use switchyard_tests::cluster::Cluster;
 use switchyard_tests::harness::{init, wait_for};
+use switchyard_tests::served_cluster::{KeyedCluster, follow_voter, serves};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -75,33 +75,8 @@ async fn upstream(delay: Duration) -> anyhow::Result<Upstream> {
 
 /// Starts an edge following the voter at `grpc`; waits until it serves `model`.
 async fn edge(grpc: SocketAddr, name: &str, secret: &str, model: &str) -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let cfg = switchyard_edge::Config {
-        control_plane: format!("http://{grpc}"),
-        edge_name: name.into(),
-        ..Default::default()
-    };
-    tokio::spawn(switchyard_edge::run(cfg, listener, std::future::pending()));
-    let url = format!("http://{addr}");
-    serves(&url, secret, model, Duration::from_secs(20)).await?;
-    Ok(url)
-}
-
-/// Waits until the edge at `url` lists `model`.
-async fn serves(url: &str, secret: &str, model: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let want = format!("\"id\":\"{model}\"");
-    wait_for(timeout, "the edge to list the model", || async {
-        let response = client
-            .get(format!("{url}/v1/models"))
-            .bearer_auth(secret)
-            .send()
-            .await
-            .ok()?;
-        response.text().await.ok()?.contains(&want).then_some(())
-    })
-    .await
+    let addr = follow_voter(grpc, name, secret, model, Duration::from_secs(20)).await?;
+    Ok(format!("http://{addr}"))
 }
 
 /// Sends one chat request for `m` (marked `user` when given); returns the serving endpoint.
@@ -158,27 +133,22 @@ async fn cooldown_reaches_other_edges_fast_and_survives_a_control_plane_restart(
     init();
     let x = upstream(Duration::ZERO).await?;
     let y = upstream(Duration::from_millis(150)).await?;
-    let mut cluster = Cluster::start(3, false).await?;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
-    let admin = cluster.voter(leader).admin()?;
-    for (id, up) in [("x", &x), ("y", &y)] {
-        admin
-            .add_endpoint(&NewEndpoint {
-                id: id.into(),
-                url: format!("http://{}/v1", up.addr),
-                models: vec!["m".into()],
-                weight: 1,
-                ..Default::default()
-            })
-            .await?;
-    }
-    let secret = admin
-        .create_key(&NewKey {
-            name: "caller".into(),
-            ..Default::default()
-        })
-        .await?
-        .secret;
+    let endpoints = [("x", &x), ("y", &y)].map(|(id, up)| NewEndpoint {
+        id: id.into(),
+        url: format!("http://{}/v1", up.addr),
+        models: vec!["m".into()],
+        weight: 1,
+        ..Default::default()
+    });
+    let key = NewKey {
+        name: "caller".into(),
+        ..Default::default()
+    };
+    let KeyedCluster {
+        mut cluster,
+        secret,
+        ..
+    } = KeyedCluster::start(3, &endpoints, key).await?;
     let a = edge(cluster.voter(1).grpc().unwrap(), "edge-a", &secret, "m").await?;
     let b = edge(cluster.voter(2).grpc().unwrap(), "edge-b", &secret, "m").await?;
     let client = reqwest::Client::builder()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard_edge::Config;
 use switchyard_proto::v1;
-use switchyard_tests::edge_harness::{FakeControlPlane, Table, TestEdge};
+use switchyard_tests::edge_harness::{FakeControlPlane, Table, TestEdge, chat_body};
 use switchyard_tests::harness::wait_for;
 use switchyard_tests::openai_fake::{Behavior, OpenAiFake};
 
@@ -21,17 +21,8 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-fn chat(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
-}
-
 async fn post(edge: &TestEdge, body: &Value) -> reqwest::Response {
-    client()
-        .post(edge.v1("chat/completions"))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    edge.post("chat/completions", None, body).await
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> String {
@@ -51,11 +42,11 @@ async fn explicit_endpoint_and_model() {
     let edge = TestEdge::start(Config::default(), Some(table))
         .await
         .unwrap();
-    let resp = post(&edge, &chat("gpu01/qwen2.5:7b")).await;
+    let resp = edge.chat("gpu01/qwen2.5:7b").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-model"), "qwen2.5:7b");
     assert_eq!(fake.calls()[0].body["model"], "qwen2.5:7b");
-    assert_eq!(post(&edge, &chat("nobody/qwen")).await.status(), 404);
+    assert_eq!(edge.chat("nobody/qwen").await.status(), 404);
 }
 
 #[tokio::test]
@@ -74,7 +65,7 @@ async fn weights_shape_the_split() {
         .await
         .unwrap();
     for _ in 0..200 {
-        assert_eq!(post(&edge, &chat("m")).await.status(), 200);
+        assert_eq!(edge.chat("m").await.status(), 200);
     }
     let b = fake.calls_for("ub");
     assert!((150..=199).contains(&b), "weight 9 of 10 got {b} of 200");
@@ -98,7 +89,7 @@ async fn peak_ewma_moves_traffic_off_a_slow_deployment() {
         .await
         .unwrap();
     for _ in 0..40 {
-        assert_eq!(post(&edge, &chat("m")).await.status(), 200);
+        assert_eq!(edge.chat("m").await.status(), 200);
     }
     let slow = fake.calls_for("slow");
     assert!(slow <= 3, "the slow deployment kept {slow} of 40 requests");
@@ -117,7 +108,7 @@ async fn fallback_chain_after_the_group_fails() {
     let edge = TestEdge::start(Config::default(), Some(table))
         .await
         .unwrap();
-    let resp = post(&edge, &chat("primary")).await;
+    let resp = edge.chat("primary").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-model"), "backup-up");
     assert_eq!(header(&resp, "x-switchyard-attempts"), "2");
@@ -149,7 +140,7 @@ async fn context_window_fallback_by_estimate_and_by_upstream_answer() {
         .await
         .unwrap();
     // a short prompt fits the small model
-    let resp = post(&edge, &chat("small")).await;
+    let resp = edge.chat("small").await;
     assert_eq!(header(&resp, "x-switchyard-model"), "small-up");
     // a long one goes to the larger model without trying the small one
     let long =
@@ -159,11 +150,11 @@ async fn context_window_fallback_by_estimate_and_by_upstream_answer() {
     assert_eq!(header(&resp, "x-switchyard-model"), "large-up");
     assert_eq!(fake.calls_for("small-up"), 1);
     // the upstream says it does not fit: next larger group
-    let resp = post(&edge, &chat("liar")).await;
+    let resp = edge.chat("liar").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-model"), "large-up");
     // no fallback: the upstream's own 400 comes back untouched, not retried
-    let resp = post(&edge, &chat("plain")).await;
+    let resp = edge.chat("plain").await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "context_length_exceeded");
@@ -189,7 +180,7 @@ async fn request_errors_from_upstream_are_returned_and_not_retried() {
     let edge = TestEdge::start(Config::default(), Some(table))
         .await
         .unwrap();
-    let resp = post(&edge, &chat("m")).await;
+    let resp = edge.chat("m").await;
     assert_eq!(resp.status(), 422);
     assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "41");
     let body: Value = resp.json().await.unwrap();
@@ -218,13 +209,13 @@ async fn per_try_timeout_retries_and_the_deadline_ends_it() {
         ..Config::default()
     };
     let edge = TestEdge::start(cfg, Some(table)).await.unwrap();
-    let resp = post(&edge, &chat("m")).await;
+    let resp = edge.chat("m").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-endpoint"), "c");
     assert_eq!(header(&resp, "x-switchyard-attempts"), "3");
 
     let started = Instant::now();
-    let resp = post(&edge, &chat("all-hang")).await;
+    let resp = edge.chat("all-hang").await;
     let took = started.elapsed();
     assert_eq!(resp.status(), 504);
     let body: Value = resp.json().await.unwrap();
@@ -262,14 +253,14 @@ async fn credentials_rotate_on_429_and_cooldowns_are_reported() {
         ..Config::default()
     };
     let edge = TestEdge::start(cfg, Some(table)).await.unwrap();
-    let resp = post(&edge, &chat("llama")).await;
+    let resp = edge.chat("llama").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-credential"), "key_2");
     assert_eq!(header(&resp, "x-switchyard-attempts"), "2");
     let keys: Vec<String> = fake.calls().iter().filter_map(|c| c.bearer()).collect();
     assert_eq!(keys, vec!["gsk-one".to_owned(), key_2.clone()]);
     // `key` rests: the next request goes straight to key_2
-    let resp = post(&edge, &chat("llama")).await;
+    let resp = edge.chat("llama").await;
     assert_eq!(header(&resp, "x-switchyard-attempts"), "1");
     assert_eq!(fake.calls().last().unwrap().bearer(), Some(key_2));
 
@@ -342,7 +333,7 @@ async fn each_429_header_form_sets_its_cooldown() {
     };
     let edge = TestEdge::start(cfg, Some(table)).await.unwrap();
     for (name, _, _) in &cases {
-        let resp = post(&edge, &chat(name)).await;
+        let resp = edge.chat(name).await;
         assert_eq!(resp.status(), 429, "{name}");
         let retry: u64 = header(&resp, "retry-after").parse().unwrap();
         assert!(retry >= 1, "{name}");
@@ -390,7 +381,7 @@ async fn remaining_zero_cools_down_before_any_429() {
     let edge = TestEdge::start(Config::default(), Some(table))
         .await
         .unwrap();
-    let resp = post(&edge, &chat("m")).await;
+    let resp = edge.chat("m").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-endpoint"), "a");
     assert_eq!(
@@ -399,7 +390,7 @@ async fn remaining_zero_cools_down_before_any_429() {
         "passed to the client"
     );
     for _ in 0..3 {
-        let resp = post(&edge, &chat("m")).await;
+        let resp = edge.chat("m").await;
         assert_eq!(header(&resp, "x-switchyard-endpoint"), "b");
     }
     assert_eq!(fake.calls_for("last-one"), 1);
@@ -425,13 +416,13 @@ async fn repeated_failures_cool_a_target_and_unimplemented_reports_keep_it_local
         ..Config::default()
     };
     let edge = TestEdge::start(cfg, Some(table)).await.unwrap();
-    let resp = post(&edge, &chat("m")).await;
+    let resp = edge.chat("m").await;
     assert_eq!(resp.status(), 502);
-    let resp = post(&edge, &chat("m")).await;
+    let resp = edge.chat("m").await;
     assert_eq!(resp.status(), 502);
     assert_eq!(fake.calls_for("flaky"), 2);
     // cooled now: no upstream call, and a 429 with Retry-After
-    let resp = post(&edge, &chat("m")).await;
+    let resp = edge.chat("m").await;
     assert_eq!(resp.status(), 429);
     let retry: u64 = header(&resp, "retry-after").parse().unwrap();
     assert!((50..=60).contains(&retry), "{retry}");
@@ -479,7 +470,7 @@ async fn table_cooldowns_from_the_control_plane_are_honoured() {
     for _ in 0..5 {
         let resp = client()
             .post(format!("{url}/v1/chat/completions"))
-            .json(&chat("m"))
+            .json(&chat_body("m"))
             .send()
             .await
             .unwrap();

@@ -23,7 +23,8 @@ use switchyard_control_plane::admin::views::{NewEndpoint, NewKey};
 use switchyard_control_plane::state::Limits;
 use switchyard_edge::limits::now_ms;
 use switchyard_tests::cluster::Cluster;
-use switchyard_tests::harness::{init, wait_for};
+use switchyard_tests::harness::init;
+use switchyard_tests::served_cluster::{KeyedCluster, follow_voter};
 use tokio::net::TcpListener;
 
 const WINDOW_MS: u64 = 60_000;
@@ -61,70 +62,40 @@ async fn upstream(delay: Duration) -> anyhow::Result<Upstream> {
     Ok(Upstream { addr, peak })
 }
 
-/// Starts an edge following the voter at `grpc`; returns where it serves.
-async fn edge(grpc: SocketAddr, name: &str) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let cfg = switchyard_edge::Config {
-        control_plane: format!("http://{grpc}"),
-        edge_name: name.into(),
-        ..Default::default()
-    };
-    tokio::spawn(switchyard_edge::run(cfg, listener, std::future::pending()));
-    Ok(addr)
-}
-
 /// A cluster with the upstream registered as model `m` and a key with `limits`; returns the
-/// cluster, the key's secret and three edges (following `edge_voters`) that serve `m`.
+/// cluster, its leader, the key's secret and the leader's admin client.
 async fn setup(
     upstream: &Upstream,
     limits: Limits,
 ) -> anyhow::Result<(Cluster, u64, String, AdminClient)> {
     init();
-    let cluster = Cluster::start(3, false).await?;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
-    let admin = cluster.voter(leader).admin()?;
-    admin
-        .add_endpoint(&NewEndpoint {
-            id: "up".into(),
-            url: format!("http://{}/v1", upstream.addr),
-            models: vec!["m".into()],
-            weight: 1,
-            ..Default::default()
-        })
-        .await?;
-    let created = admin
-        .create_key(&NewKey {
-            name: "limited".into(),
-            limits,
-            ..Default::default()
-        })
-        .await?;
-    Ok((cluster, leader, created.secret, admin))
+    let endpoint = NewEndpoint {
+        id: "up".into(),
+        url: format!("http://{}/v1", upstream.addr),
+        models: vec!["m".into()],
+        weight: 1,
+        ..Default::default()
+    };
+    let key = NewKey {
+        name: "limited".into(),
+        limits,
+        ..Default::default()
+    };
+    let c = KeyedCluster::start(3, &[endpoint], key).await?;
+    Ok((c.cluster, c.leader, c.secret, c.admin))
 }
 
+/// Three edges, following `voters`, once each serves `m`.
 async fn edges(
     cluster: &Cluster,
     voters: [u64; 3],
     secret: &str,
 ) -> anyhow::Result<Vec<SocketAddr>> {
-    let client = reqwest::Client::new();
     let mut out = Vec::new();
     for (i, voter) in voters.into_iter().enumerate() {
-        let addr = edge(cluster.voter(voter).grpc().unwrap(), &format!("edge-{i}")).await?;
-        // /v1/models needs a key once the cluster has keys.
-        wait_for(Duration::from_secs(10), "the edge to serve m", || async {
-            let response = client
-                .get(format!("http://{addr}/v1/models"))
-                .bearer_auth(secret)
-                .send()
-                .await
-                .ok()?;
-            let text = response.text().await.ok()?;
-            text.contains("\"id\":\"m\"").then_some(())
-        })
-        .await?;
-        out.push(addr);
+        let grpc = cluster.voter(voter).grpc().unwrap();
+        let name = format!("edge-{i}");
+        out.push(follow_voter(grpc, &name, secret, "m", Duration::from_secs(10)).await?);
     }
     Ok(out)
 }

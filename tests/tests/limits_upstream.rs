@@ -21,13 +21,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use switchyard_control_plane::admin::client::AdminClient;
 use switchyard_control_plane::admin::views::{NewEndpoint, NewKey};
 use switchyard_control_plane::state::Limits;
 use switchyard_edge::limits::admission::go_duration;
 use switchyard_edge::limits::now_ms;
-use switchyard_tests::cluster::Cluster;
-use switchyard_tests::harness::{init, wait_for};
+use switchyard_tests::harness::init;
+use switchyard_tests::served_cluster::{KeyedCluster, follow_voter};
 use tokio::net::TcpListener;
 
 const WINDOW_MS: u64 = 60_000;
@@ -141,64 +140,30 @@ fn answer(seen: &Mutex<Seen>, rpm: Option<u64>, tokens: u64, body: &Value) -> Re
     (StatusCode::OK, headers, axum::Json(completion)).into_response()
 }
 
-/// Registers `fake` as endpoint `id` serving `models`, with `limits` on its deployments.
-async fn add(
-    admin: &AdminClient,
-    id: &str,
-    fake: &Fake,
-    models: &[&str],
-    limits: Limits,
-) -> anyhow::Result<()> {
-    admin
-        .add_endpoint(&NewEndpoint {
-            id: id.into(),
-            url: fake.url(),
-            models: models.iter().map(|m| (*m).to_owned()).collect(),
-            weight: 1,
-            limits,
-            ..Default::default()
-        })
-        .await?;
-    Ok(())
+/// `fake` as endpoint `id` serving `models`, with `limits` on its deployments.
+fn endpoint(id: &str, fake: &Fake, models: &[&str], limits: Limits) -> NewEndpoint {
+    NewEndpoint {
+        id: id.into(),
+        url: fake.url(),
+        models: models.iter().map(|m| (*m).to_owned()).collect(),
+        weight: 1,
+        limits,
+        ..Default::default()
+    }
 }
 
-async fn key(admin: &AdminClient, limits: Limits) -> anyhow::Result<String> {
-    let created = admin
-        .create_key(&NewKey {
-            name: "caller".into(),
-            limits,
-            ..Default::default()
-        })
-        .await?;
-    Ok(created.secret)
+/// A client key called `caller` with `limits`.
+fn caller(limits: Limits) -> NewKey {
+    NewKey {
+        name: "caller".into(),
+        limits,
+        ..Default::default()
+    }
 }
 
 /// Starts an edge following the voter at `grpc`, and waits until it serves `model`.
 async fn edge(grpc: SocketAddr, name: &str, secret: &str, model: &str) -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let cfg = switchyard_edge::Config {
-        control_plane: format!("http://{grpc}"),
-        edge_name: name.into(),
-        ..Default::default()
-    };
-    tokio::spawn(switchyard_edge::run(cfg, listener, std::future::pending()));
-    let client = reqwest::Client::new();
-    let want = format!("\"id\":\"{model}\"");
-    wait_for(
-        Duration::from_secs(15),
-        "the edge to serve the model",
-        || async {
-            let response = client
-                .get(format!("http://{addr}/v1/models"))
-                .bearer_auth(secret)
-                .send()
-                .await
-                .ok()?;
-            response.text().await.ok()?.contains(&want).then_some(())
-        },
-    )
-    .await?;
+    let addr = follow_voter(grpc, name, secret, model, Duration::from_secs(15)).await?;
     Ok(format!("http://{addr}"))
 }
 
@@ -245,13 +210,14 @@ async fn learned_upstream_limit_holds_across_three_edges_and_overflow_is_served(
     init();
     let limited = Fake::start(Some(30), 10).await?;
     let backup = Fake::start(None, 10).await?;
-    let cluster = Cluster::start(3, false).await?;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
-    let admin = cluster.voter(leader).admin()?;
     // Nothing is declared: the edges learn the 30 from the upstream's own headers.
-    add(&admin, "limited", &limited, &["m"], Limits::default()).await?;
-    add(&admin, "backup", &backup, &["m"], Limits::default()).await?;
-    let secret = key(&admin, Limits::default()).await?;
+    let endpoints = [
+        endpoint("limited", &limited, &["m"], Limits::default()),
+        endpoint("backup", &backup, &["m"], Limits::default()),
+    ];
+    let KeyedCluster {
+        cluster, secret, ..
+    } = KeyedCluster::start(3, &endpoints, caller(Limits::default())).await?;
     let mut edges = Vec::new();
     for id in 1..=3 {
         let grpc = cluster.voter(id).grpc().unwrap();
@@ -336,16 +302,18 @@ async fn declared_limit_overflows_to_another_deployment_then_429s() -> anyhow::R
     let small = Fake::start(None, 10).await?;
     // Slower, so the balancer prefers `small` while it has capacity.
     let big = Fake::slow(None, 10, Duration::from_millis(40)).await?;
-    let cluster = Cluster::start(1, false).await?;
-    let admin = cluster.voter(1).admin()?;
     let rpm = Limits {
         rpm: 5,
         ..Default::default()
     };
     // `small` serves m (with `big`) and `solo` (alone), 5 requests a minute each.
-    add(&admin, "small", &small, &["m", "solo"], rpm).await?;
-    add(&admin, "big", &big, &["m"], Limits::default()).await?;
-    let secret = key(&admin, Limits::default()).await?;
+    let endpoints = [
+        endpoint("small", &small, &["m", "solo"], rpm),
+        endpoint("big", &big, &["m"], Limits::default()),
+    ];
+    let KeyedCluster {
+        cluster, secret, ..
+    } = KeyedCluster::start(1, &endpoints, caller(Limits::default())).await?;
     let edge = edge(cluster.voter(1).grpc().unwrap(), "edge-1", &secret, "solo").await?;
     fresh_window(Duration::from_secs(20)).await;
     let client = reqwest::Client::new();
@@ -392,16 +360,21 @@ async fn key_tokens_are_charged_real_usage_not_the_estimate() -> anyhow::Result<
     let cheap = Fake::start(None, 10).await?;
     // Each answer reports 600 tokens; each request reserves about 11.
     let costly = Fake::start(None, 600).await?;
-    let cluster = Cluster::start(1, false).await?;
-    let admin = cluster.voter(1).admin()?;
-    add(&admin, "cheap", &cheap, &["cheap"], Limits::default()).await?;
-    add(&admin, "costly", &costly, &["costly"], Limits::default()).await?;
     let tpm = Limits {
         tpm: 1_000,
         ..Default::default()
     };
-    let cheap_key = key(&admin, tpm).await?;
-    let costly_key = key(&admin, tpm).await?;
+    let endpoints = [
+        endpoint("cheap", &cheap, &["cheap"], Limits::default()),
+        endpoint("costly", &costly, &["costly"], Limits::default()),
+    ];
+    let KeyedCluster {
+        cluster,
+        admin,
+        secret: cheap_key,
+        ..
+    } = KeyedCluster::start(1, &endpoints, caller(tpm)).await?;
+    let costly_key = admin.create_key(&caller(tpm)).await?.secret;
     let edge = edge(
         cluster.voter(1).grpc().unwrap(),
         "edge-1",

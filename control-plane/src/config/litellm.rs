@@ -330,6 +330,24 @@ fn deployment(
             "{at}.litellm_params.model: `{full}` names no model"
         ));
     }
+    let (context_length, input_cost, output_cost) = model_info(at, info)?;
+    Ok(Some(Entry {
+        provider,
+        kind,
+        base_url,
+        style,
+        model: upstream,
+        secret,
+        weight,
+        context_length,
+        limits,
+        price: Price::per_token(input_cost, output_cost),
+    }))
+}
+
+/// What a deployment's `model_info` says that Switchyard uses: the context length (0 when
+/// unknown) and the input and output prices in US dollars per token.
+fn model_info(at: &str, info: Option<&Mapping>) -> Result<(u32, f64, f64), String> {
     let mut context_length = 0;
     let (mut input_cost, mut output_cost) = (0.0, 0.0);
     for (k, v) in info.into_iter().flatten() {
@@ -347,18 +365,7 @@ fn deployment(
             _ => {}
         }
     }
-    Ok(Some(Entry {
-        provider,
-        kind,
-        base_url,
-        style,
-        model: upstream,
-        secret,
-        weight,
-        context_length,
-        limits,
-        price: Price::per_token(input_cost, output_cost),
-    }))
+    Ok((context_length, input_cost, output_cost))
 }
 
 /// A key Switchyard does not implement: an error naming it when ignoring it would be

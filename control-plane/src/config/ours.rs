@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::providers::{self, Place};
 use super::{Parsed, Sealer, SecretRef, declared_key};
 use crate::state::{
-    Alias, CatalogFilter, CatalogSpec, DeploymentSpec, EndpointSpec, Fallback, HealthChecks,
-    KeyBudget, Limits, ModelGroup, Price, RouterSettings, Source,
+    Alias, CatalogFilter, CatalogSpec, ClientKey, DeploymentSpec, EndpointSpec, Fallback,
+    HealthChecks, KeyBudget, Limits, ModelGroup, Price, RouterSettings, Source,
 };
 
 #[derive(Debug, Deserialize)]
@@ -201,102 +201,12 @@ pub fn parse(
     let mut parsed = Parsed::default();
     let d = &mut parsed.declared;
     for e in file.endpoints {
-        let field = format!("endpoints[{}]", e.id);
-        let mut secrets = Vec::new();
-        if let Some(k) = &e.api_key {
-            secrets.push(SecretRef::parse(k));
-        }
-        if let Some(name) = &e.api_key_env {
-            secrets.push(SecretRef::Env(name.clone()));
-        }
-        secrets.extend(e.api_keys.iter().map(|k| SecretRef::parse(k)));
-        let credentials = sealer
-            .credentials(&e.id, &secrets, &format!("{field}.api_key"))
-            .map_err(|err| err.to_string())?;
-        let (kind, base_url, upstream) = match &e.provider {
-            Some(name) => {
-                let preset = providers::find(name).ok_or_else(|| {
-                    format!(
-                        "{field}.provider: `{name}` is not a preset ({})",
-                        providers::names()
-                    )
-                })?;
-                let place = Place {
-                    base_url: e.url.clone(),
-                    ..Default::default()
-                }
-                .or_env(preset, env);
-                let base = preset
-                    .base_url(&place)
-                    .map_err(|reason| format!("{field}: {reason}"))?;
-                let kind = e.kind.clone().unwrap_or_else(|| preset.kind.to_string());
-                (kind, base, preset.style(&place))
-            }
-            None => (
-                e.kind.clone().unwrap_or_else(|| "openai".into()),
-                e.url
-                    .clone()
-                    .ok_or_else(|| format!("{field}.url: required unless `provider` is given"))?,
-                Box::default(),
-            ),
-        };
-        if let Some(filter) = e.catalog {
-            d.catalog.push(CatalogSpec {
-                endpoint: e.id.clone(),
-                filter,
-                source: Source::Config,
-            });
-        }
-        d.endpoints.push(EndpointSpec {
-            id: e.id,
-            kind,
-            base_url,
-            models: e.models,
-            weight: e.weight,
-            source: Source::Config,
-            credentials,
-            limits: e.limits,
-            upstream,
-        });
+        let (endpoint, catalog) = endpoint_spec(e, env, sealer)?;
+        d.catalog.extend(catalog);
+        d.endpoints.push(endpoint);
     }
     for (name, p) in file.providers {
-        let field = format!("providers.{name}");
-        let preset = providers::find(&name)
-            .ok_or_else(|| format!("{field}: `{name}` is not a preset ({})", providers::names()))?;
-        let place = Place {
-            base_url: p.url,
-            account_id: p.account_id,
-            azure_endpoint: p.azure_endpoint,
-            azure_deployment: p.deployment,
-            api_version: p.api_version,
-        }
-        .or_env(preset, env);
-        let base_url = preset
-            .base_url(&place)
-            .map_err(|reason| format!("{field}: {reason}"))?;
-        let secrets: Vec<SecretRef> = p
-            .keys
-            .iter()
-            .map(|k| SecretRef::parse(&k.api_key))
-            .collect();
-        let mut credentials = sealer
-            .credentials(preset.name, &secrets, &format!("{field}.keys"))
-            .map_err(|err| err.to_string())?;
-        for (c, doc) in credentials.iter_mut().zip(p.keys) {
-            c.label = doc.label;
-            c.models = doc.models;
-        }
-        d.endpoints.push(EndpointSpec {
-            id: preset.name.to_string(),
-            kind: preset.kind.to_string(),
-            base_url,
-            models: p.models,
-            weight: p.weight,
-            source: Source::Config,
-            credentials,
-            limits: p.limits,
-            upstream: preset.style(&place),
-        });
+        d.endpoints.push(provider_spec(&name, p, env, sealer)?);
     }
     for m in file.models {
         d.model_groups.push(ModelGroup {
@@ -349,35 +259,150 @@ pub fn parse(
         health_checks: s.health_checks,
     });
     for k in file.keys {
-        let secret = match (&k.key, &k.key_env) {
-            (Some(key), None) => Some(key.clone()),
-            (None, Some(var)) => Some(env.get(var).cloned().ok_or_else(|| {
-                format!(
-                    "keys[{}].key_env: environment variable {var} is not set",
-                    k.id
-                )
-            })?),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(format!("keys[{}]: give key or key_env, not both", k.id));
-            }
-        };
-        let name = k.name.clone().unwrap_or_else(|| k.id.clone());
-        let mut key = declared_key(
-            &k.id,
-            &name,
-            secret.as_deref(),
-            k.sha256.as_deref(),
-            k.allowed_models,
-            k.expires_at_ms,
-            k.limits,
-        )?;
-        key.budget = k.budget;
-        d.keys.push(key);
+        d.keys.push(client_key(k, env)?);
     }
     parsed.discovery_peers = file.discovery.map(|x| x.peers).unwrap_or_default();
     parsed.disabled_providers = file.disabled_providers;
     Ok(parsed)
+}
+
+/// One `endpoints[]` entry, with its catalog spec when it has a `catalog` filter.
+fn endpoint_spec(
+    e: EndpointDoc,
+    env: &BTreeMap<String, String>,
+    sealer: &Sealer<'_>,
+) -> Result<(EndpointSpec, Option<CatalogSpec>), String> {
+    let field = format!("endpoints[{}]", e.id);
+    let mut secrets = Vec::new();
+    if let Some(k) = &e.api_key {
+        secrets.push(SecretRef::parse(k));
+    }
+    if let Some(name) = &e.api_key_env {
+        secrets.push(SecretRef::Env(name.clone()));
+    }
+    secrets.extend(e.api_keys.iter().map(|k| SecretRef::parse(k)));
+    let credentials = sealer
+        .credentials(&e.id, &secrets, &format!("{field}.api_key"))
+        .map_err(|err| err.to_string())?;
+    let (kind, base_url, upstream) = match &e.provider {
+        Some(name) => {
+            let preset = providers::find(name).ok_or_else(|| {
+                format!(
+                    "{field}.provider: `{name}` is not a preset ({})",
+                    providers::names()
+                )
+            })?;
+            let place = Place {
+                base_url: e.url.clone(),
+                ..Default::default()
+            }
+            .or_env(preset, env);
+            let base = preset
+                .base_url(&place)
+                .map_err(|reason| format!("{field}: {reason}"))?;
+            let kind = e.kind.clone().unwrap_or_else(|| preset.kind.to_string());
+            (kind, base, preset.style(&place))
+        }
+        None => (
+            e.kind.clone().unwrap_or_else(|| "openai".into()),
+            e.url
+                .clone()
+                .ok_or_else(|| format!("{field}.url: required unless `provider` is given"))?,
+            Box::default(),
+        ),
+    };
+    let catalog = e.catalog.map(|filter| CatalogSpec {
+        endpoint: e.id.clone(),
+        filter,
+        source: Source::Config,
+    });
+    let endpoint = EndpointSpec {
+        id: e.id,
+        kind,
+        base_url,
+        models: e.models,
+        weight: e.weight,
+        source: Source::Config,
+        credentials,
+        limits: e.limits,
+        upstream,
+    };
+    Ok((endpoint, catalog))
+}
+
+/// One `providers.<name>` entry: a preset's endpoint with its keys.
+fn provider_spec(
+    name: &str,
+    p: ProviderDoc,
+    env: &BTreeMap<String, String>,
+    sealer: &Sealer<'_>,
+) -> Result<EndpointSpec, String> {
+    let field = format!("providers.{name}");
+    let preset = providers::find(name)
+        .ok_or_else(|| format!("{field}: `{name}` is not a preset ({})", providers::names()))?;
+    let place = Place {
+        base_url: p.url,
+        account_id: p.account_id,
+        azure_endpoint: p.azure_endpoint,
+        azure_deployment: p.deployment,
+        api_version: p.api_version,
+    }
+    .or_env(preset, env);
+    let base_url = preset
+        .base_url(&place)
+        .map_err(|reason| format!("{field}: {reason}"))?;
+    let secrets: Vec<SecretRef> = p
+        .keys
+        .iter()
+        .map(|k| SecretRef::parse(&k.api_key))
+        .collect();
+    let mut credentials = sealer
+        .credentials(preset.name, &secrets, &format!("{field}.keys"))
+        .map_err(|err| err.to_string())?;
+    for (c, doc) in credentials.iter_mut().zip(p.keys) {
+        c.label = doc.label;
+        c.models = doc.models;
+    }
+    Ok(EndpointSpec {
+        id: preset.name.to_string(),
+        kind: preset.kind.to_string(),
+        base_url,
+        models: p.models,
+        weight: p.weight,
+        source: Source::Config,
+        credentials,
+        limits: p.limits,
+        upstream: preset.style(&place),
+    })
+}
+
+/// One `keys[]` entry: its secret from `key` or `key_env` (or only its hash).
+fn client_key(k: KeyDoc, env: &BTreeMap<String, String>) -> Result<ClientKey, String> {
+    let secret = match (&k.key, &k.key_env) {
+        (Some(key), None) => Some(key.clone()),
+        (None, Some(var)) => Some(env.get(var).cloned().ok_or_else(|| {
+            format!(
+                "keys[{}].key_env: environment variable {var} is not set",
+                k.id
+            )
+        })?),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(format!("keys[{}]: give key or key_env, not both", k.id));
+        }
+    };
+    let name = k.name.clone().unwrap_or_else(|| k.id.clone());
+    let mut key = declared_key(
+        &k.id,
+        &name,
+        secret.as_deref(),
+        k.sha256.as_deref(),
+        k.allowed_models,
+        k.expires_at_ms,
+        k.limits,
+    )?;
+    key.budget = k.budget;
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -340,54 +340,9 @@ impl RoutingTable {
             let until = cooldowns.entry(key).or_default();
             *until = (*until).max(c.until_ms);
         }
-        let table_until = |endpoint: &str, model: &str, creds: &[Credential]| -> Box<[i64]> {
-            if creds.is_empty() {
-                return Box::new([cooldowns.get(&(endpoint, model, "")).copied().unwrap_or(0)]);
-            }
-            creds
-                .iter()
-                .map(|c| {
-                    cooldowns
-                        .get(&(endpoint, model, &*c.id))
-                        .copied()
-                        .unwrap_or(0)
-                        .max(cooldowns.get(&(endpoint, model, "")).copied().unwrap_or(0))
-                })
-                .collect()
-        };
-
         let mut endpoints = HashMap::new();
         for e in &wire.endpoints {
-            let credentials = resolve_credentials(e);
-            let wide = prev_endpoints
-                .and_then(|p| p.get(&e.id))
-                .filter(|p| p.wide.creds.len() == credentials.len().max(1))
-                .map_or_else(|| Target::new(credentials.len()), |p| p.wide.clone());
-            let facts = e.facts.clone().unwrap_or_default();
-            let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'), &e.query);
-            let host_header = uris.as_ref().and_then(|u| host_header(&u[0]));
-            let endpoint = Endpoint {
-                id: Arc::from(e.id.as_str()),
-                id_header: HeaderValue::from_str(&e.id).ok(),
-                kind: EndpointKind::parse(&e.kind),
-                base_url: Arc::from(e.base_url.trim_end_matches('/')),
-                uris,
-                host_header,
-                healthy: e.healthy,
-                checked: e
-                    .checked
-                    .then(|| (e.check_passed, e.checked_at_ms, e.check_error.clone())),
-                table_wide_until: table_until(&e.id, "", &credentials),
-                credentials,
-                request_headers: request_headers(e),
-                unsupported_params: unsupported_params(e),
-                queued: facts.running.saturating_add(facts.waiting),
-                loaded: facts
-                    .loaded_known
-                    .then(|| facts.loaded_models.iter().cloned().collect()),
-                context_lengths: facts.context_lengths.clone(),
-                wide,
-            };
+            let endpoint = compile_endpoint(e, prev_endpoints, &cooldowns);
             endpoints.insert(e.id.clone(), Arc::new(endpoint));
         }
 
@@ -416,34 +371,14 @@ impl RoutingTable {
                     .cloned()
                     .unwrap_or_else(|| Target::new(endpoint.credentials.len()));
                 targets.insert(key.clone(), target.clone());
-                deployments.push(Arc::new(Deployment {
-                    usage_id: Arc::from(format!("{}/{}", endpoint.id, d.upstream_model)),
-                    price: Price {
-                        input_usd_per_mtok: d.input_usd_per_mtok,
-                        output_usd_per_mtok: d.output_usd_per_mtok,
-                    },
-                    table_until: table_until(
-                        &endpoint.id,
-                        &d.upstream_model,
-                        &endpoint.credentials,
-                    ),
-                    endpoint: endpoint.clone(),
-                    model_header: HeaderValue::from_str(&key.1).ok(),
-                    upstream_model: key.1,
-                    weight: d.weight,
-                    context_length: d.context_length,
-                    target,
-                    limits: d.limits.as_ref().map_or_else(UpstreamLimits::default, |l| {
-                        UpstreamLimits {
-                            rpm: l.rpm,
-                            tpm: l.tpm,
-                            rpd: l.rpd,
-                        }
-                    }),
-                    series: OnceLock::new(),
-                    capabilities: d.capabilities.clone(),
-                    free: d.free,
-                }));
+                let until = table_until(
+                    &cooldowns,
+                    &endpoint.id,
+                    &d.upstream_model,
+                    &endpoint.credentials,
+                );
+                let deployment = compile_deployment(d, endpoint, key.1, target, until);
+                deployments.push(Arc::new(deployment));
             }
             let group = ModelGroup {
                 name: Arc::from(route.name.as_str()),
@@ -568,6 +503,106 @@ impl Settings {
             retry_after: Duration::from_millis(w.retry_after_ms),
             drop_params: w.drop_params,
         }
+    }
+}
+
+/// Cooldown deadlines (ms since the epoch) from the wire table's cooldowns, per credential of
+/// `creds` (one slot when it has none): a credential's own deadline or the one for all of them,
+/// whichever is later.
+fn table_until(
+    cooldowns: &HashMap<(&str, &str, &str), i64>,
+    endpoint: &str,
+    model: &str,
+    creds: &[Credential],
+) -> Box<[i64]> {
+    let all = cooldowns.get(&(endpoint, model, "")).copied().unwrap_or(0);
+    if creds.is_empty() {
+        return Box::new([all]);
+    }
+    creds
+        .iter()
+        .map(|c| {
+            cooldowns
+                .get(&(endpoint, model, &*c.id))
+                .copied()
+                .unwrap_or(0)
+                .max(all)
+        })
+        .collect()
+}
+
+/// One wire endpoint, compiled; its endpoint-wide target state carries over from `previous`
+/// when its credentials did not change in number.
+fn compile_endpoint(
+    e: &v1::RouteEndpoint,
+    prev_endpoints: Option<&HashMap<String, Arc<Endpoint>>>,
+    cooldowns: &HashMap<(&str, &str, &str), i64>,
+) -> Endpoint {
+    let credentials = resolve_credentials(e);
+    let wide = prev_endpoints
+        .and_then(|p| p.get(&e.id))
+        .filter(|p| p.wide.creds.len() == credentials.len().max(1))
+        .map_or_else(|| Target::new(credentials.len()), |p| p.wide.clone());
+    let facts = e.facts.clone().unwrap_or_default();
+    let uris = operation_uris(&e.id, e.base_url.trim_end_matches('/'), &e.query);
+    let host_header = uris.as_ref().and_then(|u| host_header(&u[0]));
+    Endpoint {
+        id: Arc::from(e.id.as_str()),
+        id_header: HeaderValue::from_str(&e.id).ok(),
+        kind: EndpointKind::parse(&e.kind),
+        base_url: Arc::from(e.base_url.trim_end_matches('/')),
+        uris,
+        host_header,
+        healthy: e.healthy,
+        checked: e
+            .checked
+            .then(|| (e.check_passed, e.checked_at_ms, e.check_error.clone())),
+        table_wide_until: table_until(cooldowns, &e.id, "", &credentials),
+        credentials,
+        request_headers: request_headers(e),
+        unsupported_params: unsupported_params(e),
+        queued: facts.running.saturating_add(facts.waiting),
+        loaded: facts
+            .loaded_known
+            .then(|| facts.loaded_models.iter().cloned().collect()),
+        context_lengths: facts.context_lengths.clone(),
+        wide,
+    }
+}
+
+/// One deployment of a model group on `endpoint`, serving `upstream_model`, with its live
+/// `target` state and the table's cooldown deadlines for it.
+fn compile_deployment(
+    d: &v1::Deployment,
+    endpoint: &Arc<Endpoint>,
+    upstream_model: Arc<str>,
+    target: Arc<Target>,
+    table_until: Box<[i64]>,
+) -> Deployment {
+    Deployment {
+        usage_id: Arc::from(format!("{}/{}", endpoint.id, d.upstream_model)),
+        price: Price {
+            input_usd_per_mtok: d.input_usd_per_mtok,
+            output_usd_per_mtok: d.output_usd_per_mtok,
+        },
+        table_until,
+        endpoint: endpoint.clone(),
+        model_header: HeaderValue::from_str(&upstream_model).ok(),
+        upstream_model,
+        weight: d.weight,
+        context_length: d.context_length,
+        target,
+        limits: d
+            .limits
+            .as_ref()
+            .map_or_else(UpstreamLimits::default, |l| UpstreamLimits {
+                rpm: l.rpm,
+                tpm: l.tpm,
+                rpd: l.rpd,
+            }),
+        series: OnceLock::new(),
+        capabilities: d.capabilities.clone(),
+        free: d.free,
     }
 }
 
