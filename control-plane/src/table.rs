@@ -169,6 +169,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
         }),
         cluster_id: state.cluster_id.clone(),
         broken_links,
+        delta: None,
     };
     Compiled { table, unopened }
 }

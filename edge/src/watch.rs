@@ -3,10 +3,15 @@
 //! contact with the leader, the edge moves to the next configured voter at once; after a whole
 //! round of voters failed it waits with capped exponential backoff. The last table keeps
 //! serving while no voter answers.
+//!
+//! After the first table a voter sends deltas, which apply to the wire table held (a delta that
+//! does not fit it, after a gap, makes the edge ask that voter for the whole table again).
 
 use std::time::Duration;
 
-use switchyard_proto::v1::WatchRoutingTableRequest;
+use prost::Message;
+use switchyard_proto::delta;
+use switchyard_proto::v1::{self, WatchRoutingTableRequest};
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
 use tracing::{debug, info, warn};
 
@@ -138,23 +143,68 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
         .await
         .map_err(connect_err)?;
     let mut client = EdgeServiceClient::new(channel).max_decoding_message_size(MAX_TABLE_BYTES);
-    let since_version = state.table().map_or(0, |t| t.version);
-    let request = WatchRoutingTableRequest {
-        since_version,
-        edge_name: cfg.edge_name.clone(),
-    };
-    let mut stream = client
-        .watch_routing_table(request)
-        .await
-        .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
-        .into_inner();
-    info!(control_plane = %url, since_version, "watching routing table");
-    while let Some(wire) = stream
+    // Deltas apply to the wire table the edge holds; without one, the voter sends it in full.
+    let mut since_version = state.wire_table().map_or(0, |t| t.version);
+    loop {
+        let request = WatchRoutingTableRequest {
+            since_version,
+            edge_name: cfg.edge_name.clone(),
+            deltas: true,
+        };
+        let stream = client
+            .watch_routing_table(request)
+            .await
+            .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
+            .into_inner();
+        info!(control_plane = %url, since_version, "watching routing table");
+        match follow_messages(state, stream, received).await? {
+            Followed::Ended => return Ok(()),
+            // A delta that does not fit the held table: ask this voter for the whole table.
+            Followed::Gap => since_version = 0,
+        }
+    }
+}
+
+/// How a table stream stopped without an error.
+enum Followed {
+    /// The voter ended it.
+    Ended,
+    /// A delta did not apply to the held table.
+    Gap,
+}
+
+/// Installs every table the stream brings, applying deltas to the held wire table.
+async fn follow_messages(
+    state: &EdgeState,
+    mut stream: tonic::Streaming<v1::RoutingTable>,
+    received: &mut bool,
+) -> Result<Followed, Error> {
+    let cfg = state.config();
+    while let Some(message) = stream
         .message()
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
     {
         *received = true;
+        let delta_bytes = message.delta.is_some().then(|| message.encoded_len());
+        let wire = if delta_bytes.is_some() {
+            let applied = match state.wire_table() {
+                Some(held) => delta::apply(&held, &message),
+                None => Err(delta::DeltaError::Gap {
+                    base: message.delta.as_ref().map_or(0, |d| d.base_version),
+                    held: 0,
+                }),
+            };
+            match applied {
+                Ok(wire) => wire,
+                Err(e) => {
+                    info!(version = message.version, error = %e, "routing-table delta does not apply; resyncing");
+                    return Ok(Followed::Gap);
+                }
+            }
+        } else {
+            message
+        };
         if !state.install_table(&wire) {
             debug!(
                 version = wire.version,
@@ -166,6 +216,7 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
             version = wire.version,
             models = wire.models.len(),
             endpoints = wire.endpoints.len(),
+            delta_bytes,
             "installed routing table"
         );
         if let Some(path) = &cfg.table_cache
@@ -178,7 +229,7 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
             );
         }
     }
-    Ok(())
+    Ok(Followed::Ended)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Switchyard's gRPC wire contract: generated types and services of package `switchyard.v1`,
 //! the mutual-TLS settings every gRPC link shares ([`tls`]), and the model-name [`glob`] the
-//! table's key scopes and catalog filters are written in.
+//! table's key scopes and catalog filters are written in, and routing-table [`delta`]s.
 
+pub mod delta;
 pub mod tls;
 
 /// Matches `name` against a glob where `*` is any run of characters and `?` exactly one.

@@ -506,6 +506,7 @@ async fn backends(channel: Channel, timeout: Duration, report: &mut Report) {
             .watch_routing_table(WatchRoutingTableRequest {
                 since_version: 0,
                 edge_name: "doctor".to_owned(),
+                deltas: false,
             })
             .await?
             .into_inner();
