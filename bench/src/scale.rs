@@ -1,0 +1,377 @@
+//! `scale`: the control plane at size. A real three-voter cluster as processes; `agents`
+//! simulated node agents (report streams in this process) own `endpoints` backends between
+//! them and churn them (models loading and unloading, servers flapping) at `rate` changes per
+//! second; `edges` simulated edges follow the routing table with deltas.
+//!
+//! Each change carries a marker (the backend's `running` count), so an edge knows which change
+//! it holds. Propagation is from the agent's report to the last edge holding the change; a
+//! change overtaken on the same backend counts as delivered with the one that overtook it.
+//! Bytes are the encoded table messages edges receive during the churn, per change per edge.
+//! Leader CPU and RSS come from `/proc` for the leader's process over the churn.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use switchyard_proto::v1::agent_message::Body;
+use switchyard_proto::v1::agent_service_client::AgentServiceClient;
+use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
+use switchyard_proto::v1::{
+    AgentMessage, Backend, BackendFacts, BackendSnapshot, BackendUpdate, Heartbeat, Hello,
+    WatchRoutingTableRequest,
+};
+use switchyard_tests::cluster::Cluster;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// What to simulate.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaleArgs {
+    /// Simulated node agents.
+    pub agents: usize,
+    /// Backends across all agents (each becomes an endpoint).
+    pub endpoints: usize,
+    /// Simulated edges following the table.
+    pub edges: usize,
+    /// Seconds of churn.
+    pub seconds: f64,
+    /// Changes per second.
+    pub rate: f64,
+}
+
+/// Agents sharing one connection to the leader (HTTP/2 streams; servers cap them near 200).
+const AGENTS_PER_CHANNEL: usize = 64;
+/// How often a simulated agent sends a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long after the churn stops edges may still catch up.
+const GRACE: Duration = Duration::from_secs(5);
+/// Linux clock ticks per second (`getconf CLK_TCK`), for `/proc/<pid>/stat`.
+const CLK_TCK: f64 = 100.0;
+
+/// One change an agent reported, and which edges hold it.
+struct Change {
+    sent: Instant,
+    edges: usize,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct Ledger {
+    changes: HashMap<u32, Change>,
+    /// Markers sent per endpoint, in order.
+    by_endpoint: HashMap<String, Vec<u32>>,
+    /// Table bytes edges received since the churn began.
+    bytes: u64,
+    counting: bool,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+
+fn lock(ledger: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the benchmark and prints its figures; the last line is the summary.
+pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.agents > 0 && args.edges > 0, "agents and edges must be positive");
+    anyhow::ensure!(args.endpoints >= args.agents, "at least one endpoint per agent");
+    let cluster = Cluster::start(3, false).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let leader_addr = cluster
+        .voter(leader)
+        .grpc()
+        .ok_or_else(|| anyhow::anyhow!("the leader has no gRPC address"))?;
+    let voters: Vec<String> = (1..=3)
+        .filter_map(|id| cluster.voter(id).grpc())
+        .map(|a| format!("http://{a}"))
+        .collect();
+    let ledger: Shared = Arc::default();
+
+    // Agents: connect, send their snapshots, then heartbeats and the changes they are told.
+    let started = Instant::now();
+    let mut channels = Vec::new();
+    for _ in 0..args.agents.div_ceil(AGENTS_PER_CHANNEL) {
+        channels.push(Channel::from_shared(format!("http://{leader_addr}"))?.connect().await?);
+    }
+    let models = (args.endpoints / 50).max(4);
+    let mut agents = Vec::new();
+    for i in 0..args.agents {
+        let count = args.endpoints / args.agents + usize::from(i < args.endpoints % args.agents);
+        let backends: Vec<Backend> = (0..count).map(|j| backend(i, j, models)).collect();
+        let (tx, rx) = mpsc::channel(64);
+        let channel = channels[i / AGENTS_PER_CHANNEL].clone();
+        tokio::spawn(agent(channel, i, backends.clone(), rx));
+        agents.push((tx, backends));
+    }
+
+    // Edges: each follows one voter, round robin, and applies deltas to its table.
+    let mut ready = Vec::new();
+    for e in 0..args.edges {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(edge(voters[e % voters.len()].clone(), e, args.endpoints, ledger.clone(), tx));
+        ready.push(rx);
+    }
+    let setup_deadline = Duration::from_secs(60 + (args.endpoints / 50) as u64);
+    for rx in ready {
+        tokio::time::timeout(setup_deadline, rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("an edge never held all {} endpoints", args.endpoints))??;
+    }
+    println!(
+        "scale: {} agents reported {} endpoints, {} edges hold them, in {:.1} s",
+        args.agents,
+        args.endpoints,
+        args.edges,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Churn at the rate asked, measuring the leader meanwhile.
+    let pid = cluster.pid(leader).ok_or_else(|| anyhow::anyhow!("no leader process"))?;
+    let cpu_before = cpu_ticks(pid)?;
+    lock(&ledger).counting = true;
+    let churn_started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
+    let mut ticker = tokio::time::interval(interval);
+    let mut seq = 0u32;
+    while churn_started.elapsed().as_secs_f64() < args.seconds {
+        ticker.tick().await;
+        seq += 1;
+        let (tx, backends) = &agents[fastrand::usize(..agents.len())];
+        let j = fastrand::usize(..backends.len());
+        {
+            let mut l = lock(&ledger);
+            let now = Instant::now();
+            l.changes.insert(seq, Change { sent: now, edges: 0, last: now });
+            l.by_endpoint.entry(backends[j].id.clone()).or_default().push(seq);
+        }
+        tx.send((j, seq)).await?;
+    }
+    let churn = churn_started.elapsed().as_secs_f64();
+    let cpu_pct = (cpu_ticks(pid)? - cpu_before) as f64 / CLK_TCK / churn * 100.0;
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline && lock(&ledger).changes.values().any(|c| c.edges < args.edges) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_mb = rss_kib(pid)? as f64 / 1024.0;
+
+    let l = lock(&ledger);
+    let mut propagation: Vec<Duration> = l
+        .changes
+        .values()
+        .filter(|c| c.edges >= args.edges)
+        .map(|c| c.last - c.sent)
+        .collect();
+    propagation.sort();
+    let changes = l.changes.len();
+    let missing = changes - propagation.len();
+    let quantile = |q: f64| {
+        propagation
+            .get(((propagation.len().max(1) - 1) as f64 * q).round() as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    let p99 = quantile(0.99);
+    let per_change = l.bytes as f64 / (changes.max(1) * args.edges) as f64;
+    println!(
+        "scale: {changes} changes in {churn:.1} s, {missing} not at every edge within {} s; propagation p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        GRACE.as_secs(),
+        quantile(0.5),
+        quantile(0.9),
+        quantile(1.0)
+    );
+    println!(
+        "scale: agents={} endpoints={} edges={} changes={changes} propagation_p99_ms={p99:.1} bytes_per_change_per_edge={per_change:.0} leader_cpu_pct={cpu_pct:.1} leader_rss_mb={rss_mb:.0}",
+        args.agents, args.endpoints, args.edges
+    );
+    Ok(())
+}
+
+fn backend(agent: usize, j: usize, models: usize) -> Backend {
+    let a = format!("model-{}", (agent * 7 + j) % models);
+    let b = format!("model-{}", (agent * 7 + j + 1) % models);
+    Backend {
+        id: format!("a{agent}-b{j}"),
+        kind: "vllm".into(),
+        base_url: format!("http://10.{}.{}.{}:{}/v1", agent / 250 % 250, agent % 250, j % 250, 8000 + j / 250),
+        models: vec![a.clone(), b],
+        facts: Some(BackendFacts {
+            healthy: true,
+            loaded_models: vec![a],
+            loaded_known: true,
+            server_version: "0.6.3".into(),
+            ..Default::default()
+        }),
+        api_key: String::new(),
+    }
+}
+
+/// One simulated node agent: Hello and snapshot, then heartbeats and the changes it is sent
+/// (`(backend index, marker)`), each a model loading or unloading or the server flapping.
+async fn agent(
+    channel: Channel,
+    i: usize,
+    mut backends: Vec<Backend>,
+    mut changes: mpsc::Receiver<(usize, u32)>,
+) {
+    let (tx, rx) = mpsc::channel(64);
+    let send = |body| AgentMessage { body: Some(body) };
+    let hello = Body::Hello(Hello {
+        node_name: format!("agent-{i}"),
+        version: "bench".into(),
+        join_token: String::new(),
+        addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
+    });
+    let snapshot = Body::Snapshot(BackendSnapshot { backends: backends.clone() });
+    if tx.send(send(hello)).await.is_err() || tx.send(send(snapshot)).await.is_err() {
+        return;
+    }
+    let mut client = AgentServiceClient::new(channel);
+    let Ok(response) = client.report(ReceiverStream::new(rx)).await else {
+        eprintln!("scale: agent {i} could not open its report stream");
+        return;
+    };
+    let mut replies = response.into_inner();
+    tokio::spawn(async move { while let Ok(Some(_)) = replies.message().await {} });
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut beat = 0;
+    loop {
+        let body = tokio::select! {
+            _ = heartbeat.tick() => {
+                beat += 1;
+                Body::Heartbeat(Heartbeat { seq: beat, gpus: Vec::new() })
+            }
+            change = changes.recv() => {
+                let Some((j, marker)) = change else { return };
+                let b = &mut backends[j];
+                let facts = b.facts.get_or_insert_with(Default::default);
+                facts.running = marker;
+                if marker % 3 == 0 {
+                    facts.healthy = !facts.healthy;
+                } else if facts.loaded_models.len() > 1 {
+                    facts.loaded_models.pop();
+                } else {
+                    facts.loaded_models = b.models.clone();
+                }
+                Body::Update(BackendUpdate { upserted: vec![b.clone()], removed: Vec::new() })
+            }
+        };
+        if tx.send(send(body)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One simulated edge: follows `voter`'s table with deltas; reports ready once it holds
+/// `endpoints` endpoints; records which changes it holds and, during the churn, its bytes.
+async fn edge(
+    voter: String,
+    e: usize,
+    endpoints: usize,
+    ledger: Shared,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let Ok(client) = EdgeServiceClient::connect(voter).await else {
+        eprintln!("scale: edge {e} could not connect");
+        return;
+    };
+    let mut client = client.max_decoding_message_size(256 * 1024 * 1024);
+    let request = WatchRoutingTableRequest {
+        since_version: 0,
+        edge_name: format!("edge-{e}"),
+        deltas: true,
+    };
+    let Ok(response) = client.watch_routing_table(request).await else {
+        eprintln!("scale: edge {e} could not watch");
+        return;
+    };
+    let mut stream = response.into_inner();
+    // Only the endpoint ids are held: a simulated edge must stay cheap at 100 per process, and
+    // the deltas' correctness is the property test's business.
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut version = 0;
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut counted = HashSet::new();
+    while let Ok(Some(message)) = stream.message().await {
+        let bytes = message.encoded_len() as u64;
+        let arrived = Instant::now();
+        // Markers of the endpoints this message changed (all of them for a full table).
+        let changed: Vec<(&str, u32)> = match &message.delta {
+            Some(d) => {
+                if d.base_version != version {
+                    eprintln!("scale: edge {e}: a delta from {} while holding {version}", d.base_version);
+                    return;
+                }
+                for id in &d.endpoints_removed {
+                    ids.remove(id);
+                }
+                d.endpoints_put.iter().map(|p| (p.id.as_str(), marker(p))).collect()
+            }
+            None => {
+                ids.clear();
+                message.endpoints.iter().map(|p| (p.id.as_str(), marker(p))).collect()
+            }
+        };
+        version = message.version;
+        let mut l = lock(&ledger);
+        if l.counting {
+            l.bytes += bytes;
+        }
+        for (id, m) in changed {
+            if !ids.contains(id) {
+                ids.insert(id.to_string());
+            }
+            let before = seen.get(id).copied().unwrap_or(0);
+            if m <= before {
+                continue;
+            }
+            seen.insert(id.to_string(), m);
+            let delivered: Vec<u32> = l
+                .by_endpoint
+                .get(id)
+                .map(|v| v.iter().copied().filter(|s| *s > before && *s <= m).collect())
+                .unwrap_or_default();
+            for s in delivered {
+                if counted.insert(s)
+                    && let Some(c) = l.changes.get_mut(&s)
+                {
+                    c.edges += 1;
+                    c.last = c.last.max(arrived);
+                }
+            }
+        }
+        drop(l);
+        if ids.len() >= endpoints
+            && let Some(tx) = ready.take()
+        {
+            let _ready = tx.send(());
+        }
+    }
+    eprintln!("scale: edge {e}'s table stream ended");
+}
+
+fn marker(endpoint: &switchyard_proto::v1::RouteEndpoint) -> u32 {
+    endpoint.facts.as_ref().map_or(0, |f| f.running)
+}
+
+/// User plus system CPU of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    Ok(utime + stime)
+}
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))?;
+    Ok(line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0))
+}
