@@ -127,6 +127,8 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    edge_costs(&voters[0]).await?;
+
     // Churn at the rate asked, measuring the leader meanwhile.
     let pid = cluster.pid(leader).ok_or_else(|| anyhow::anyhow!("no leader process"))?;
     let cpu_before = cpu_ticks(pid)?;
@@ -183,6 +185,47 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     println!(
         "scale: agents={} endpoints={} edges={} changes={changes} propagation_p99_ms={p99:.1} bytes_per_change_per_edge={per_change:.0} leader_cpu_pct={cpu_pct:.1} leader_rss_mb={rss_mb:.0}",
         args.agents, args.endpoints, args.edges
+    );
+    Ok(())
+}
+
+/// What one change costs a real edge at this size: applying a one-endpoint delta to the wire
+/// table, and compiling the result (the edge compiles every version it installs).
+async fn edge_costs(voter: &str) -> anyhow::Result<()> {
+    let mut client = EdgeServiceClient::connect(voter.to_string())
+        .await?
+        .max_decoding_message_size(256 * 1024 * 1024);
+    let request = WatchRoutingTableRequest {
+        since_version: 0,
+        edge_name: "edge-costs".into(),
+        deltas: false,
+    };
+    let mut stream = client.watch_routing_table(request).await?.into_inner();
+    let full = stream
+        .message()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no table"))?;
+    let mut next = full.clone();
+    next.version += 1;
+    if let Some(facts) = next.endpoints.first_mut().and_then(|e| e.facts.as_mut()) {
+        facts.running += 1;
+    }
+    let delta = switchyard_proto::delta::diff(&full, &next)
+        .ok_or_else(|| anyhow::anyhow!("the table repeats a key"))?;
+    let started = Instant::now();
+    let applied = switchyard_proto::delta::apply(&full, &delta)?;
+    let apply = started.elapsed();
+    let compiled = switchyard_edge::routing::RoutingTable::compile(&applied, None);
+    let started = Instant::now();
+    let again = switchyard_edge::routing::RoutingTable::compile(&applied, Some(&compiled));
+    let compile = started.elapsed();
+    println!(
+        "scale: at the edge, a one-endpoint delta ({} bytes, full table {} bytes) applies in {:.2} ms and the table of {} endpoints compiles in {:.2} ms",
+        delta.encoded_len(),
+        full.encoded_len(),
+        apply.as_secs_f64() * 1000.0,
+        again.endpoints.len(),
+        compile.as_secs_f64() * 1000.0
     );
     Ok(())
 }
