@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use switchyard_proto::v1::agent_message::Body;
+use switchyard_proto::v1::control_message::Body as Reply;
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
 use switchyard_proto::v1::{
     AgentMessage, Backend, BackendFacts, BackendSnapshot, BackendUpdate, Heartbeat, Hello,
-    WatchRoutingTableRequest,
+    RoutingTable, WatchRoutingTableRequest,
 };
 use switchyard_tests::cluster::Cluster;
 use tokio::sync::mpsc;
@@ -65,6 +66,8 @@ struct Ledger {
     /// Table bytes edges received since the churn began.
     bytes: u64,
     counting: bool,
+    /// Times a simulated edge had to follow another stream.
+    reconnects: u64,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -110,7 +113,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let mut ready = Vec::new();
     for e in 0..args.edges {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(edge(voters[e % voters.len()].clone(), e, args.endpoints, ledger.clone(), tx));
+        tokio::spawn(edge(voters.clone(), e, args.endpoints, ledger.clone(), tx));
         ready.push(rx);
     }
     let setup_deadline = Duration::from_secs(60 + (args.endpoints / 50) as u64);
@@ -127,7 +130,15 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    edge_costs(&voters[0]).await?;
+    // Any voter that still hears the leader answers; a busy machine may cost one its contact.
+    let mut costs = Err(anyhow::anyhow!("no voter served a table"));
+    for voter in &voters {
+        costs = edge_costs(voter).await;
+        if costs.is_ok() {
+            break;
+        }
+    }
+    costs?;
 
     // Churn at the rate asked, measuring the leader meanwhile.
     let pid = cluster.pid(leader).ok_or_else(|| anyhow::anyhow!("no leader process"))?;
@@ -148,7 +159,10 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
             l.changes.insert(seq, Change { sent: now, edges: 0, last: now });
             l.by_endpoint.entry(backends[j].id.clone()).or_default().push(seq);
         }
-        tx.send((j, seq)).await?;
+        // An agent between streams takes the change when it reports again.
+        if tx.send((j, seq)).await.is_err() {
+            anyhow::bail!("simulated agent stopped");
+        }
     }
     let churn = churn_started.elapsed().as_secs_f64();
     let cpu_pct = (cpu_ticks(pid)? - cpu_before) as f64 / CLK_TCK / churn * 100.0;
@@ -176,7 +190,8 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let p99 = quantile(0.99);
     let per_change = l.bytes as f64 / (changes.max(1) * args.edges) as f64;
     println!(
-        "scale: {changes} changes in {churn:.1} s, {missing} not at every edge within {} s; propagation p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        "scale: {changes} changes in {churn:.1} s, {} edge reconnects, {missing} not at every edge within {} s; propagation p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        l.reconnects,
         GRACE.as_secs(),
         quantile(0.5),
         quantile(0.9),
@@ -199,6 +214,7 @@ async fn edge_costs(voter: &str) -> anyhow::Result<()> {
         since_version: 0,
         edge_name: "edge-costs".into(),
         deltas: false,
+        cluster_id: String::new(),
     };
     let mut stream = client.watch_routing_table(request).await?.into_inner();
     let full = stream
@@ -252,131 +268,206 @@ fn backend(agent: usize, j: usize, models: usize) -> Backend {
 /// One simulated node agent: Hello and snapshot, then heartbeats and the changes it is sent
 /// (`(backend index, marker)`), each a model loading or unloading or the server flapping.
 async fn agent(
-    channel: Channel,
+    mut channel: Channel,
     i: usize,
     mut backends: Vec<Backend>,
     mut changes: mpsc::Receiver<(usize, u32)>,
 ) {
-    let (tx, rx) = mpsc::channel(64);
-    let send = |body| AgentMessage { body: Some(body) };
-    let hello = Body::Hello(Hello {
-        node_name: format!("agent-{i}"),
-        version: "bench".into(),
-        join_token: String::new(),
-        addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
-    });
-    let snapshot = Body::Snapshot(BackendSnapshot { backends: backends.clone() });
-    if tx.send(send(hello)).await.is_err() || tx.send(send(snapshot)).await.is_err() {
-        return;
-    }
-    let mut client = AgentServiceClient::new(channel);
-    let Ok(response) = client.report(ReceiverStream::new(rx)).await else {
-        eprintln!("scale: agent {i} could not open its report stream");
-        return;
-    };
-    let mut replies = response.into_inner();
-    tokio::spawn(async move { while let Ok(Some(_)) = replies.message().await {} });
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let mut beat = 0;
     loop {
-        let body = tokio::select! {
-            _ = heartbeat.tick() => {
-                beat += 1;
-                Body::Heartbeat(Heartbeat { seq: beat, gpus: Vec::new() })
-            }
-            change = changes.recv() => {
-                let Some((j, marker)) = change else { return };
-                let b = &mut backends[j];
-                let facts = b.facts.get_or_insert_with(Default::default);
-                facts.running = marker;
-                if marker % 3 == 0 {
-                    facts.healthy = !facts.healthy;
-                } else if facts.loaded_models.len() > 1 {
-                    facts.loaded_models.pop();
-                } else {
-                    facts.loaded_models = b.models.clone();
-                }
-                Body::Update(BackendUpdate { upserted: vec![b.clone()], removed: Vec::new() })
-            }
-        };
-        if tx.send(send(body)).await.is_err() {
+        let (tx, rx) = mpsc::channel(64);
+        let send = |body| AgentMessage { body: Some(body) };
+        let hello = Body::Hello(Hello {
+            node_name: format!("agent-{i}"),
+            version: "bench".into(),
+            join_token: String::new(),
+            addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
+        });
+        let snapshot = Body::Snapshot(BackendSnapshot { backends: backends.clone() });
+        if tx.send(send(hello)).await.is_err() || tx.send(send(snapshot)).await.is_err() {
             return;
         }
+        let mut client = AgentServiceClient::new(channel.clone());
+        let (end_tx, mut ended) = tokio::sync::oneshot::channel::<Option<String>>();
+        match client.report(ReceiverStream::new(rx)).await {
+            Ok(response) => {
+                let mut replies = response.into_inner();
+                tokio::spawn(async move {
+                    let mut leader = None;
+                    while let Ok(Some(reply)) = replies.message().await {
+                        if let Some(Reply::Redirect(r)) = reply.body {
+                            leader = Some(r.leader_addr);
+                        }
+                    }
+                    let _told = end_tx.send(leader);
+                });
+            }
+            Err(_) => drop(end_tx),
+        }
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut beat = 0;
+        let leader = loop {
+            let body = tokio::select! {
+                _ = heartbeat.tick() => {
+                    beat += 1;
+                    Body::Heartbeat(Heartbeat { seq: beat, gpus: Vec::new() })
+                }
+                end = &mut ended => break end.ok().flatten(),
+                change = changes.recv() => {
+                    let Some((j, marker)) = change else { return };
+                    Body::Update(churn(&mut backends[j], marker))
+                }
+            };
+            if tx.send(send(body)).await.is_err() {
+                break None;
+            }
+        };
+        // The stream ended (a leader change, an overloaded voter): report again from the start,
+        // to the leader named when one was.
+        if let Some(addr) = leader.filter(|a| !a.is_empty())
+            && let Ok(endpoint) = Channel::from_shared(leader_url(&addr))
+        {
+            channel = endpoint.connect_lazy();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// One simulated edge: follows `voter`'s table with deltas; reports ready once it holds
-/// `endpoints` endpoints; records which changes it holds and, during the churn, its bytes.
+fn leader_url(addr: &str) -> String {
+    if addr.starts_with("http") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// One change to a backend, marked: a model loading or unloading, or the server flapping.
+fn churn(b: &mut Backend, marker: u32) -> BackendUpdate {
+    let facts = b.facts.get_or_insert_with(Default::default);
+    facts.running = marker;
+    if marker % 3 == 0 {
+        facts.healthy = !facts.healthy;
+    } else if facts.loaded_models.len() > 1 {
+        facts.loaded_models.pop();
+    } else {
+        facts.loaded_models = b.models.clone();
+    }
+    BackendUpdate {
+        upserted: vec![b.clone()],
+        removed: Vec::new(),
+    }
+}
+
+/// One simulated edge: follows a voter's table with deltas (moving to the next voter when a
+/// stream ends, from the version it holds); reports ready once it holds `endpoints` endpoints;
+/// records which changes it holds and, during the churn, its bytes.
 async fn edge(
-    voter: String,
+    voters: Vec<String>,
     e: usize,
     endpoints: usize,
     ledger: Shared,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut ready = Some(ready);
-    let Ok(client) = EdgeServiceClient::connect(voter).await else {
-        eprintln!("scale: edge {e} could not connect");
-        return;
+    let mut sim = SimEdge {
+        e,
+        endpoints,
+        ledger,
+        ready: Some(ready),
+        ids: HashSet::new(),
+        version: 0,
+        cluster_id: String::new(),
+        seen: HashMap::new(),
+        counted: HashSet::new(),
     };
-    let mut client = client.max_decoding_message_size(256 * 1024 * 1024);
-    let request = WatchRoutingTableRequest {
-        since_version: 0,
-        edge_name: format!("edge-{e}"),
-        deltas: true,
-    };
-    let Ok(response) = client.watch_routing_table(request).await else {
-        eprintln!("scale: edge {e} could not watch");
-        return;
-    };
-    let mut stream = response.into_inner();
-    // Only the endpoint ids are held: a simulated edge must stay cheap at 100 per process, and
-    // the deltas' correctness is the property test's business.
-    let mut ids: HashSet<String> = HashSet::new();
-    let mut version = 0;
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut counted = HashSet::new();
-    while let Ok(Some(message)) = stream.message().await {
+    for attempt in 0.. {
+        if attempt > 0 {
+            lock(&sim.ledger).reconnects += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let voter = voters[(e + attempt) % voters.len()].clone();
+        let Ok(client) = EdgeServiceClient::connect(voter).await else {
+            continue;
+        };
+        let mut client = client.max_decoding_message_size(256 * 1024 * 1024);
+        let request = WatchRoutingTableRequest {
+            since_version: sim.version,
+            edge_name: format!("edge-{e}"),
+            deltas: true,
+            cluster_id: sim.cluster_id.clone(),
+        };
+        let Ok(response) = client.watch_routing_table(request).await else {
+            continue;
+        };
+        let mut stream = response.into_inner();
+        while let Ok(Some(message)) = stream.message().await {
+            if !sim.take(&message) {
+                // A gap: ask again from scratch.
+                sim.version = 0;
+                break;
+            }
+        }
+    }
+}
+
+/// What a simulated edge holds: only endpoint ids and the markers it saw. A simulated edge must
+/// stay cheap at 100 per process; the deltas' correctness is the property test's business.
+struct SimEdge {
+    e: usize,
+    endpoints: usize,
+    ledger: Shared,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+    ids: HashSet<String>,
+    version: u64,
+    cluster_id: String,
+    seen: HashMap<String, u32>,
+    counted: HashSet<u32>,
+}
+
+impl SimEdge {
+    /// Takes one table message; false when it is a delta from another version than the one held.
+    fn take(&mut self, message: &RoutingTable) -> bool {
         let bytes = message.encoded_len() as u64;
         let arrived = Instant::now();
         // Markers of the endpoints this message changed (all of them for a full table).
         let changed: Vec<(&str, u32)> = match &message.delta {
             Some(d) => {
-                if d.base_version != version {
-                    eprintln!("scale: edge {e}: a delta from {} while holding {version}", d.base_version);
-                    return;
+                if d.base_version != self.version {
+                    eprintln!("scale: edge {}: a delta from {} while holding {}", self.e, d.base_version, self.version);
+                    return false;
                 }
                 for id in &d.endpoints_removed {
-                    ids.remove(id);
+                    self.ids.remove(id);
                 }
                 d.endpoints_put.iter().map(|p| (p.id.as_str(), marker(p))).collect()
             }
             None => {
-                ids.clear();
+                self.ids.clear();
                 message.endpoints.iter().map(|p| (p.id.as_str(), marker(p))).collect()
             }
         };
-        version = message.version;
-        let mut l = lock(&ledger);
+        self.version = message.version;
+        if !message.cluster_id.is_empty() {
+            self.cluster_id.clone_from(&message.cluster_id);
+        }
+        let mut l = lock(&self.ledger);
         if l.counting {
             l.bytes += bytes;
         }
         for (id, m) in changed {
-            if !ids.contains(id) {
-                ids.insert(id.to_string());
+            if !self.ids.contains(id) {
+                self.ids.insert(id.to_string());
             }
-            let before = seen.get(id).copied().unwrap_or(0);
+            let before = self.seen.get(id).copied().unwrap_or(0);
             if m <= before {
                 continue;
             }
-            seen.insert(id.to_string(), m);
+            self.seen.insert(id.to_string(), m);
             let delivered: Vec<u32> = l
                 .by_endpoint
                 .get(id)
                 .map(|v| v.iter().copied().filter(|s| *s > before && *s <= m).collect())
                 .unwrap_or_default();
             for s in delivered {
-                if counted.insert(s)
+                if self.counted.insert(s)
                     && let Some(c) = l.changes.get_mut(&s)
                 {
                     c.edges += 1;
@@ -385,13 +476,13 @@ async fn edge(
             }
         }
         drop(l);
-        if ids.len() >= endpoints
-            && let Some(tx) = ready.take()
+        if self.ids.len() >= self.endpoints
+            && let Some(tx) = self.ready.take()
         {
             let _ready = tx.send(());
         }
+        true
     }
-    eprintln!("scale: edge {e}'s table stream ended");
 }
 
 fn marker(endpoint: &switchyard_proto::v1::RouteEndpoint) -> u32 {

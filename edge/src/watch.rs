@@ -144,12 +144,15 @@ async fn follow_stream(state: &EdgeState, url: &str, received: &mut bool) -> Res
         .map_err(connect_err)?;
     let mut client = EdgeServiceClient::new(channel).max_decoding_message_size(MAX_TABLE_BYTES);
     // Deltas apply to the wire table the edge holds; without one, the voter sends it in full.
-    let mut since_version = state.wire_table().map_or(0, |t| t.version);
+    let held = state.wire_table();
+    let mut since_version = held.as_ref().map_or(0, |t| t.version);
+    let cluster_id = held.map(|t| t.cluster_id.clone()).unwrap_or_default();
     loop {
         let request = WatchRoutingTableRequest {
             since_version,
             edge_name: cfg.edge_name.clone(),
             deltas: true,
+            cluster_id: cluster_id.clone(),
         };
         let stream = client
             .watch_routing_table(request)

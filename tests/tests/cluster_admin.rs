@@ -177,6 +177,7 @@ async fn litellm_config_env_and_reload() -> anyhow::Result<()> {
             since_version: 0,
             edge_name: "t".into(),
             deltas: false,
+            cluster_id: String::new(),
         })
         .await?
         .into_inner();
@@ -314,6 +315,7 @@ async fn keys_and_cooldowns_reach_edges() -> anyhow::Result<()> {
             since_version: 0,
             edge_name: "t".into(),
             deltas: false,
+            cluster_id: String::new(),
         })
         .await?
         .into_inner();

@@ -166,6 +166,7 @@ async fn table_models(addr: &str) -> Option<Vec<String>> {
                 since_version: 0,
                 edge_name: "loopback-test".into(),
                 deltas: false,
+                cluster_id: String::new(),
             })
             .await
             .ok()?

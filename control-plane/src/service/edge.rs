@@ -37,19 +37,25 @@ pub struct EdgeServer {
 impl EdgeServer {
     /// Serves `consensus`'s table until `shutdown` turns true.
     pub fn new(consensus: Consensus, shutdown: watch::Receiver<bool>) -> Self {
+        let ring: Arc<Mutex<DeltaRing>> = Arc::default();
+        // Fed from this voter's own table, not only by its streams: an edge that fails over to
+        // this voter finds the deltas since the version it holds.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(feed(consensus.watch_table(), ring.clone(), shutdown.clone()));
+        }
         Self {
             consensus,
-            ring: Arc::default(),
+            ring,
             shutdown,
             usage_retention: Retention::default(),
         }
     }
 
-    /// Keeps at most `deltas` recent table deltas of `bytes` encoded bytes for edges that fall
-    /// behind (defaults: [`crate::service::table_ring::DEFAULT_DELTAS`] and
+    /// Keeps at most `deltas` recent table deltas of `bytes` encoded bytes together (defaults:
+    /// [`crate::service::table_ring::DEFAULT_DELTAS`] and
     /// [`crate::service::table_ring::DEFAULT_BYTES`]).
-    pub fn with_delta_ring(mut self, deltas: usize, bytes: usize) -> Self {
-        self.ring = Arc::new(Mutex::new(DeltaRing::new(deltas, bytes)));
+    pub fn with_delta_ring(self, deltas: usize, bytes: usize) -> Self {
+        *self.ring.lock().unwrap_or_else(PoisonError::into_inner) = DeltaRing::new(deltas, bytes);
         self
     }
 
@@ -153,6 +159,24 @@ impl EdgeService for EdgeServer {
     }
 }
 
+/// Records every table version this voter applies in `ring`, until `shutdown`.
+async fn feed(
+    mut tables: watch::Receiver<Arc<RoutingTable>>,
+    ring: Arc<Mutex<DeltaRing>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let table = tables.borrow_and_update().clone();
+        ring.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .advance(&table);
+        tokio::select! {
+            changed = tables.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
 /// What one edge's stream sends as tables arrive.
 struct Feed {
     /// The version the edge holds after what was sent; `None` before the first message.
@@ -161,6 +185,8 @@ struct Feed {
     deltas: bool,
     /// Whether anything was sent yet.
     started: bool,
+    /// The cluster of the version the edge held when it connected.
+    cluster_id: String,
     ring: Arc<Mutex<DeltaRing>>,
 }
 
@@ -171,6 +197,7 @@ impl Feed {
             held: (request.deltas && request.since_version > 0).then_some(request.since_version),
             deltas: request.deltas,
             started: false,
+            cluster_id: request.cluster_id.clone(),
             ring,
         }
     }
@@ -188,11 +215,11 @@ impl Feed {
         }
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         ring.advance(table);
-        let (messages, version) = ring.catch_up(self.held);
+        let (messages, version) = ring.catch_up(self.held, &self.cluster_id);
         let mut out: Vec<RoutingTable> = messages.iter().map(|m| RoutingTable::clone(m)).collect();
         // An edge already current hears at once that the stream works.
         if out.is_empty() && !self.started {
-            out.extend(ring.current());
+            out.extend(ring.current(version));
         }
         self.started = true;
         self.held = Some(version);

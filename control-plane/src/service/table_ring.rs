@@ -73,15 +73,18 @@ impl DeltaRing {
         self.latest = Some(Arc::clone(table));
     }
 
-    /// What an edge holding version `held` (`None`: nothing usable) needs to reach the newest
-    /// table: the deltas after `held` (none when it is current), or the full table when `held`
-    /// is outside the ring. Also returns the version the edge then holds.
-    pub fn catch_up(&self, held: Option<u64>) -> (Vec<Arc<RoutingTable>>, u64) {
+    /// What an edge holding version `held` of cluster `cluster_id` (`None`: nothing usable)
+    /// needs to reach the newest table: the deltas after `held` (none when it is current, or
+    /// ahead of this voter in the same cluster), or the full table when `held` is outside the
+    /// ring. Also returns the version the edge then holds.
+    pub fn catch_up(&self, held: Option<u64>, cluster_id: &str) -> (Vec<Arc<RoutingTable>>, u64) {
         let Some(latest) = &self.latest else {
             return (Vec::new(), 0);
         };
         match held {
             Some(v) if v == latest.version => (Vec::new(), v),
+            // This voter lags the one the edge followed: wait for it rather than go back.
+            Some(v) if v > latest.version && cluster_id == latest.cluster_id => (Vec::new(), v),
             Some(v) => match self.deltas.iter().position(|d| base_of(d) == Some(v)) {
                 Some(i) => (self.deltas.iter().skip(i).cloned().collect(), latest.version),
                 None => (vec![Arc::clone(latest)], latest.version),
@@ -90,10 +93,10 @@ impl DeltaRing {
         }
     }
 
-    /// A delta changing nothing at the newest version: tells an edge that is current that the
-    /// stream works.
-    pub fn current(&self) -> Option<RoutingTable> {
-        self.latest.as_ref().map(|t| RoutingTable {
+    /// A delta changing nothing at `version` when that is the newest: tells an edge that is
+    /// current that the stream works.
+    pub fn current(&self, version: u64) -> Option<RoutingTable> {
+        self.latest.as_ref().filter(|t| t.version == version).map(|t| RoutingTable {
             version: t.version,
             cluster_id: t.cluster_id.clone(),
             delta: Some(TableDelta {
@@ -162,7 +165,7 @@ mod tests {
             (None, vec![(None, 5)], 5),
         ];
         for (held, want, at) in cases {
-            let (sent, version) = ring.catch_up(held);
+            let (sent, version) = ring.catch_up(held, "");
             assert_eq!((versions(&sent), version), (want, at), "held {held:?}");
         }
     }
@@ -179,6 +182,10 @@ mod tests {
         other.cluster_id = "other".into();
         ring.advance(&Arc::new(other));
         assert!(ring.is_empty());
-        assert_eq!(versions(&ring.catch_up(Some(3)).0), vec![(None, 1)]);
+        assert_eq!(versions(&ring.catch_up(Some(3), "c").0), vec![(None, 1)]);
+        // An edge ahead of this voter in the same cluster waits; from another cluster, resyncs.
+        assert_eq!(versions(&ring.catch_up(Some(7), "other").0), vec![]);
+        assert_eq!(ring.catch_up(Some(7), "other").1, 7);
+        assert_eq!(versions(&ring.catch_up(Some(7), "c").0), vec![(None, 1)]);
     }
 }

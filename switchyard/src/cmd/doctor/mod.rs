@@ -507,6 +507,7 @@ async fn backends(channel: Channel, timeout: Duration, report: &mut Report) {
                 since_version: 0,
                 edge_name: "doctor".to_owned(),
                 deltas: false,
+                cluster_id: String::new(),
             })
             .await?
             .into_inner();
