@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use switchyard_proto::v1::agent_message::Body;
-use switchyard_proto::v1::control_message::Body as Reply;
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
+use switchyard_proto::v1::control_message::Body as Reply;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
 use switchyard_proto::v1::{
     AgentMessage, Backend, BackendFacts, BackendSnapshot, BackendUpdate, Heartbeat, Hello,
@@ -78,8 +78,14 @@ fn lock(ledger: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
 
 /// Runs the benchmark and prints its figures; the last line is the summary.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.agents > 0 && args.edges > 0, "agents and edges must be positive");
-    anyhow::ensure!(args.endpoints >= args.agents, "at least one endpoint per agent");
+    anyhow::ensure!(
+        args.agents > 0 && args.edges > 0,
+        "agents and edges must be positive"
+    );
+    anyhow::ensure!(
+        args.endpoints >= args.agents,
+        "at least one endpoint per agent"
+    );
     let cluster = Cluster::start(3, false).await?;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
     let leader_addr = cluster
@@ -96,7 +102,11 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut channels = Vec::new();
     for _ in 0..args.agents.div_ceil(AGENTS_PER_CHANNEL) {
-        channels.push(Channel::from_shared(format!("http://{leader_addr}"))?.connect().await?);
+        channels.push(
+            Channel::from_shared(format!("http://{leader_addr}"))?
+                .connect()
+                .await?,
+        );
     }
     let models = (args.endpoints / 50).max(4);
     let mut agents = Vec::new();
@@ -120,7 +130,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     for rx in ready {
         tokio::time::timeout(setup_deadline, rx)
             .await
-            .map_err(|_| anyhow::anyhow!("an edge never held all {} endpoints", args.endpoints))??;
+            .map_err(|_| {
+                anyhow::anyhow!("an edge never held all {} endpoints", args.endpoints)
+            })??;
     }
     println!(
         "scale: {} agents reported {} endpoints, {} edges hold them, in {:.1} s",
@@ -141,7 +153,9 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     costs?;
 
     // Churn at the rate asked, measuring the leader meanwhile.
-    let pid = cluster.pid(leader).ok_or_else(|| anyhow::anyhow!("no leader process"))?;
+    let pid = cluster
+        .pid(leader)
+        .ok_or_else(|| anyhow::anyhow!("no leader process"))?;
     let cpu_before = cpu_ticks(pid)?;
     lock(&ledger).counting = true;
     let churn_started = Instant::now();
@@ -156,8 +170,18 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         {
             let mut l = lock(&ledger);
             let now = Instant::now();
-            l.changes.insert(seq, Change { sent: now, edges: 0, last: now });
-            l.by_endpoint.entry(backends[j].id.clone()).or_default().push(seq);
+            l.changes.insert(
+                seq,
+                Change {
+                    sent: now,
+                    edges: 0,
+                    last: now,
+                },
+            );
+            l.by_endpoint
+                .entry(backends[j].id.clone())
+                .or_default()
+                .push(seq);
         }
         // An agent between streams takes the change when it reports again.
         if tx.send((j, seq)).await.is_err() {
@@ -167,7 +191,8 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let churn = churn_started.elapsed().as_secs_f64();
     let cpu_pct = (cpu_ticks(pid)? - cpu_before) as f64 / CLK_TCK / churn * 100.0;
     let deadline = Instant::now() + GRACE;
-    while Instant::now() < deadline && lock(&ledger).changes.values().any(|c| c.edges < args.edges) {
+    while Instant::now() < deadline && lock(&ledger).changes.values().any(|c| c.edges < args.edges)
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rss_mb = rss_kib(pid)? as f64 / 1024.0;
@@ -252,7 +277,13 @@ fn backend(agent: usize, j: usize, models: usize) -> Backend {
     Backend {
         id: format!("a{agent}-b{j}"),
         kind: "vllm".into(),
-        base_url: format!("http://10.{}.{}.{}:{}/v1", agent / 250 % 250, agent % 250, j % 250, 8000 + j / 250),
+        base_url: format!(
+            "http://10.{}.{}.{}:{}/v1",
+            agent / 250 % 250,
+            agent % 250,
+            j % 250,
+            8000 + j / 250
+        ),
         models: vec![a.clone(), b],
         facts: Some(BackendFacts {
             healthy: true,
@@ -282,7 +313,9 @@ async fn agent(
             join_token: String::new(),
             addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
         });
-        let snapshot = Body::Snapshot(BackendSnapshot { backends: backends.clone() });
+        let snapshot = Body::Snapshot(BackendSnapshot {
+            backends: backends.clone(),
+        });
         if tx.send(send(hello)).await.is_err() || tx.send(send(snapshot)).await.is_err() {
             return;
         }
@@ -344,7 +377,7 @@ fn leader_url(addr: &str) -> String {
 fn churn(b: &mut Backend, marker: u32) -> BackendUpdate {
     let facts = b.facts.get_or_insert_with(Default::default);
     facts.running = marker;
-    if marker % 3 == 0 {
+    if marker.is_multiple_of(3) {
         facts.healthy = !facts.healthy;
     } else if facts.loaded_models.len() > 1 {
         facts.loaded_models.pop();
@@ -431,17 +464,27 @@ impl SimEdge {
         let changed: Vec<(&str, u32)> = match &message.delta {
             Some(d) => {
                 if d.base_version != self.version {
-                    eprintln!("scale: edge {}: a delta from {} while holding {}", self.e, d.base_version, self.version);
+                    eprintln!(
+                        "scale: edge {}: a delta from {} while holding {}",
+                        self.e, d.base_version, self.version
+                    );
                     return false;
                 }
                 for id in &d.endpoints_removed {
                     self.ids.remove(id);
                 }
-                d.endpoints_put.iter().map(|p| (p.id.as_str(), marker(p))).collect()
+                d.endpoints_put
+                    .iter()
+                    .map(|p| (p.id.as_str(), marker(p)))
+                    .collect()
             }
             None => {
                 self.ids.clear();
-                message.endpoints.iter().map(|p| (p.id.as_str(), marker(p))).collect()
+                message
+                    .endpoints
+                    .iter()
+                    .map(|p| (p.id.as_str(), marker(p)))
+                    .collect()
             }
         };
         self.version = message.version;
@@ -464,7 +507,12 @@ impl SimEdge {
             let delivered: Vec<u32> = l
                 .by_endpoint
                 .get(id)
-                .map(|v| v.iter().copied().filter(|s| *s > before && *s <= m).collect())
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|s| *s > before && *s <= m)
+                        .collect()
+                })
                 .unwrap_or_default();
             for s in delivered {
                 if self.counted.insert(s)
@@ -507,5 +555,9 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))?;
-    Ok(line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0))
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use prost::Message;
 use switchyard_proto::delta;
-use switchyard_proto::v1::{self, WatchRoutingTableRequest};
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
+use switchyard_proto::v1::{self, WatchRoutingTableRequest};
 use tracing::{debug, info, warn};
 
 use crate::cache;

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::v1::{Alias, ClientKey, Cooldown, Fallback, ModelRoute, RouteEndpoint, RoutingTable, TableDelta};
+use crate::v1::{
+    Alias, ClientKey, Cooldown, Fallback, ModelRoute, RouteEndpoint, RoutingTable, TableDelta,
+};
 
 /// Why a delta cannot be applied to the table held.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +40,11 @@ fn fallback_key(f: &Fallback) -> FallbackKey {
 }
 
 fn cooldown_key(c: &Cooldown) -> CooldownKey {
-    (c.endpoint_id.clone(), c.credential_id.clone(), c.model.clone())
+    (
+        c.endpoint_id.clone(),
+        c.credential_id.clone(),
+        c.model.clone(),
+    )
 }
 
 /// The changes that turn `old` into `new`, as a message carrying `new`'s version and cluster
@@ -48,7 +54,8 @@ pub fn diff(old: &RoutingTable, new: &RoutingTable) -> Option<RoutingTable> {
     if old.cluster_id != new.cluster_id {
         return None;
     }
-    let (endpoints_put, endpoints_removed) = keyed(&old.endpoints, &new.endpoints, |e| e.id.clone())?;
+    let (endpoints_put, endpoints_removed) =
+        keyed(&old.endpoints, &new.endpoints, |e| e.id.clone())?;
     let (models_put, models_removed) = keyed(&old.models, &new.models, |m| m.name.clone())?;
     let (keys_put, keys_removed) = keyed(&old.keys, &new.keys, |k| k.id.clone())?;
     let (aliases_put, aliases_removed) = keyed(&old.aliases, &new.aliases, |a| a.name.clone())?;
@@ -118,17 +125,49 @@ pub fn apply(held: &RoutingTable, message: &RoutingTable) -> Result<RoutingTable
     if !message.cluster_id.is_empty() && message.cluster_id != held.cluster_id {
         return Err(DeltaError::OtherCluster);
     }
-    let fallbacks_removed: Vec<FallbackKey> = delta.fallbacks_removed.iter().map(fallback_key).collect();
-    let cooldowns_removed: Vec<CooldownKey> = delta.cooldowns_removed.iter().map(cooldown_key).collect();
+    let fallbacks_removed: Vec<FallbackKey> =
+        delta.fallbacks_removed.iter().map(fallback_key).collect();
+    let cooldowns_removed: Vec<CooldownKey> =
+        delta.cooldowns_removed.iter().map(cooldown_key).collect();
     Ok(RoutingTable {
         version: message.version,
         cluster_id: held.cluster_id.clone(),
-        endpoints: patch(&held.endpoints, &delta.endpoints_put, &delta.endpoints_removed, |e: &RouteEndpoint| e.id.clone()),
-        models: patch(&held.models, &delta.models_put, &delta.models_removed, |m: &ModelRoute| m.name.clone()),
-        keys: patch(&held.keys, &delta.keys_put, &delta.keys_removed, |k: &ClientKey| k.id.clone()),
-        aliases: patch(&held.aliases, &delta.aliases_put, &delta.aliases_removed, |a: &Alias| a.name.clone()),
-        fallbacks: patch(&held.fallbacks, &delta.fallbacks_put, &fallbacks_removed, fallback_key),
-        cooldowns: patch(&held.cooldowns, &delta.cooldowns_put, &cooldowns_removed, cooldown_key),
+        endpoints: patch(
+            &held.endpoints,
+            &delta.endpoints_put,
+            &delta.endpoints_removed,
+            |e: &RouteEndpoint| e.id.clone(),
+        ),
+        models: patch(
+            &held.models,
+            &delta.models_put,
+            &delta.models_removed,
+            |m: &ModelRoute| m.name.clone(),
+        ),
+        keys: patch(
+            &held.keys,
+            &delta.keys_put,
+            &delta.keys_removed,
+            |k: &ClientKey| k.id.clone(),
+        ),
+        aliases: patch(
+            &held.aliases,
+            &delta.aliases_put,
+            &delta.aliases_removed,
+            |a: &Alias| a.name.clone(),
+        ),
+        fallbacks: patch(
+            &held.fallbacks,
+            &delta.fallbacks_put,
+            &fallbacks_removed,
+            fallback_key,
+        ),
+        cooldowns: patch(
+            &held.cooldowns,
+            &delta.cooldowns_put,
+            &cooldowns_removed,
+            cooldown_key,
+        ),
         settings: if delta.settings_changed {
             delta.settings.clone()
         } else {
@@ -177,7 +216,11 @@ fn keyed<T: Clone + PartialEq, K: Ord + Clone>(
         .filter(|&(k, &i)| before.get(k).is_none_or(|&j| old[j] != new[i]))
         .map(|(_, &i)| new[i].clone())
         .collect();
-    let removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    let removed = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect();
     Some((put, removed))
 }
 

@@ -219,7 +219,12 @@ impl EdgeService for Service {
         let mut rx = self.table.subscribe();
         // An edge asking from scratch gets a full table, never a delta it cannot apply.
         let resync = (request.get_ref().since_version == 0)
-            .then(|| self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+            .then(|| {
+                self.full
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
             .flatten();
         let stream = async_stream::stream! {
             if let Some(full) = resync {
@@ -308,7 +313,10 @@ impl FakeControlPlane {
     /// Sets the table a watcher asking from scratch (`since_version` 0) gets first, without
     /// sending it to current watchers: what a voter answers an edge that resyncs.
     pub fn set_full(&self, table: v1::RoutingTable) {
-        *self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(table);
+        *self
+            .full
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(table);
     }
 
     /// Replaces the served table; watchers get it at once.

@@ -33,7 +33,11 @@ async fn start(dir: &std::path::Path) -> anyhow::Result<ControlPlane> {
     Ok(ControlPlane::start_with_admin(cfg, grpc, Some(admin)).await?)
 }
 
-async fn watch(cp: &ControlPlane, since: u64, deltas: bool) -> anyhow::Result<Streaming<RoutingTable>> {
+async fn watch(
+    cp: &ControlPlane,
+    since: u64,
+    deltas: bool,
+) -> anyhow::Result<Streaming<RoutingTable>> {
     let mut client = EdgeServiceClient::connect(format!("http://{}", cp.addr())).await?;
     let request = WatchRoutingTableRequest {
         since_version: since,
@@ -78,10 +82,13 @@ fn endpoint(i: usize) -> NewEndpoint {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watchers_get_deltas_that_rebuild_the_table_and_a_gap_gets_it_in_full() -> anyhow::Result<()> {
+async fn watchers_get_deltas_that_rebuild_the_table_and_a_gap_gets_it_in_full() -> anyhow::Result<()>
+{
     let dir = tempfile::tempdir()?;
     let cp = start(dir.path()).await?;
-    let addr = cp.admin_addr().ok_or_else(|| anyhow::anyhow!("no admin address"))?;
+    let addr = cp
+        .admin_addr()
+        .ok_or_else(|| anyhow::anyhow!("no admin address"))?;
     let admin = AdminClient::new(&format!("http://{addr}"), ADMIN_TOKEN)?;
     for i in 0..20 {
         admin.add_endpoint(&endpoint(i)).await?;

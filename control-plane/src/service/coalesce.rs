@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn a_merged_burst_changes_what_the_reports_one_by_one_change() {
-        let start = [Report::Snapshot(vec![backend("a", "m1"), backend("b", "m1")])];
+        let start = [Report::Snapshot(vec![
+            backend("a", "m1"),
+            backend("b", "m1"),
+        ])];
         // An update that changes one backend and removes another.
         same_as_one_by_one(
             &start,

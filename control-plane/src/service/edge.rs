@@ -41,7 +41,11 @@ impl EdgeServer {
         // Fed from this voter's own table, not only by its streams: an edge that fails over to
         // this voter finds the deltas since the version it holds.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(feed(consensus.watch_table(), ring.clone(), shutdown.clone()));
+            runtime.spawn(feed(
+                consensus.watch_table(),
+                ring.clone(),
+                shutdown.clone(),
+            ));
         }
         Self {
             consensus,

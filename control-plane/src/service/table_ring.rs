@@ -86,7 +86,10 @@ impl DeltaRing {
             // This voter lags the one the edge followed: wait for it rather than go back.
             Some(v) if v > latest.version && cluster_id == latest.cluster_id => (Vec::new(), v),
             Some(v) => match self.deltas.iter().position(|d| base_of(d) == Some(v)) {
-                Some(i) => (self.deltas.iter().skip(i).cloned().collect(), latest.version),
+                Some(i) => (
+                    self.deltas.iter().skip(i).cloned().collect(),
+                    latest.version,
+                ),
                 None => (vec![Arc::clone(latest)], latest.version),
             },
             None => (vec![Arc::clone(latest)], latest.version),
@@ -96,15 +99,18 @@ impl DeltaRing {
     /// A delta changing nothing at `version` when that is the newest: tells an edge that is
     /// current that the stream works.
     pub fn current(&self, version: u64) -> Option<RoutingTable> {
-        self.latest.as_ref().filter(|t| t.version == version).map(|t| RoutingTable {
-            version: t.version,
-            cluster_id: t.cluster_id.clone(),
-            delta: Some(TableDelta {
-                base_version: t.version,
+        self.latest
+            .as_ref()
+            .filter(|t| t.version == version)
+            .map(|t| RoutingTable {
+                version: t.version,
+                cluster_id: t.cluster_id.clone(),
+                delta: Some(TableDelta {
+                    base_version: t.version,
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        })
+            })
     }
 
     /// How many deltas the ring holds.
@@ -155,7 +161,8 @@ mod tests {
         ring.advance(&table(2, 2));
         assert_eq!(ring.len(), 3);
         // (held, what is sent as (base, version), version then held)
-        let cases: Vec<(Option<u64>, Vec<(Option<u64>, u64)>, u64)> = vec![
+        type Case = (Option<u64>, Vec<(Option<u64>, u64)>, u64);
+        let cases: Vec<Case> = vec![
             (Some(5), vec![], 5),
             (Some(4), vec![(Some(4), 5)], 5),
             (Some(2), vec![(Some(2), 3), (Some(3), 4), (Some(4), 5)], 5),

@@ -212,7 +212,10 @@ fn a_delta_for_another_version_is_a_gap() {
     v3.version = 3;
     change_table(&mut v3, Change::Key(1, false));
     let message = diff(&v2, &v3).expect("unique keys");
-    assert_eq!(apply(&v1, &message), Err(DeltaError::Gap { base: 2, held: 1 }));
+    assert_eq!(
+        apply(&v1, &message),
+        Err(DeltaError::Gap { base: 2, held: 1 })
+    );
     assert_eq!(apply(&v1, &v1), Err(DeltaError::NotADelta));
     let mut other = v2.clone();
     other.cluster_id = "other".into();
