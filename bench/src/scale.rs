@@ -100,24 +100,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
 
     // Agents: connect, send their snapshots, then heartbeats and the changes they are told.
     let started = Instant::now();
-    let mut channels = Vec::new();
-    for _ in 0..args.agents.div_ceil(AGENTS_PER_CHANNEL) {
-        channels.push(
-            Channel::from_shared(format!("http://{leader_addr}"))?
-                .connect()
-                .await?,
-        );
-    }
-    let models = (args.endpoints / 50).max(4);
-    let mut agents = Vec::new();
-    for i in 0..args.agents {
-        let count = args.endpoints / args.agents + usize::from(i < args.endpoints % args.agents);
-        let backends: Vec<Backend> = (0..count).map(|j| backend(i, j, models)).collect();
-        let (tx, rx) = mpsc::channel(64);
-        let channel = channels[i / AGENTS_PER_CHANNEL].clone();
-        tokio::spawn(agent(channel, i, backends.clone(), rx));
-        agents.push((tx, backends));
-    }
+    let agents = spawn_agents(args, leader_addr).await?;
 
     // Edges: each follows one voter, round robin, and applies deltas to its table.
     let mut ready = Vec::new();
@@ -159,16 +142,61 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let cpu_before = cpu_ticks(pid)?;
     lock(&ledger).counting = true;
     let churn_started = Instant::now();
+    drive_churn(args, &agents, &ledger).await?;
+    let churn = churn_started.elapsed().as_secs_f64();
+    let cpu_pct = (cpu_ticks(pid)? - cpu_before) as f64 / CLK_TCK / churn * 100.0;
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline && lock(&ledger).changes.values().any(|c| c.edges < args.edges)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_mb = rss_kib(pid)? as f64 / 1024.0;
+
+    summarise(args, &lock(&ledger), churn, cpu_pct, rss_mb);
+    Ok(())
+}
+
+type Agents = Vec<(mpsc::Sender<(usize, u32)>, Vec<Backend>)>;
+
+/// Starts the simulated agents, `AGENTS_PER_CHANNEL` to a connection to the leader.
+async fn spawn_agents(
+    args: ScaleArgs,
+    leader_addr: std::net::SocketAddr,
+) -> anyhow::Result<Agents> {
+    let mut channels = Vec::new();
+    for _ in 0..args.agents.div_ceil(AGENTS_PER_CHANNEL) {
+        channels.push(
+            Channel::from_shared(format!("http://{leader_addr}"))?
+                .connect()
+                .await?,
+        );
+    }
+    let models = (args.endpoints / 50).max(4);
+    let mut agents = Vec::new();
+    for i in 0..args.agents {
+        let count = args.endpoints / args.agents + usize::from(i < args.endpoints % args.agents);
+        let backends: Vec<Backend> = (0..count).map(|j| backend(i, j, models)).collect();
+        let (tx, rx) = mpsc::channel(64);
+        let channel = channels[i / AGENTS_PER_CHANNEL].clone();
+        tokio::spawn(agent(channel, i, backends.clone(), rx));
+        agents.push((tx, backends));
+    }
+    Ok(agents)
+}
+
+/// Tells random agents to change random backends at `args.rate` for `args.seconds`.
+async fn drive_churn(args: ScaleArgs, agents: &Agents, ledger: &Shared) -> anyhow::Result<()> {
+    let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
     let mut ticker = tokio::time::interval(interval);
     let mut seq = 0u32;
-    while churn_started.elapsed().as_secs_f64() < args.seconds {
+    while started.elapsed().as_secs_f64() < args.seconds {
         ticker.tick().await;
         seq += 1;
         let (tx, backends) = &agents[fastrand::usize(..agents.len())];
         let j = fastrand::usize(..backends.len());
         {
-            let mut l = lock(&ledger);
+            let mut l = lock(ledger);
             let now = Instant::now();
             l.changes.insert(
                 seq,
@@ -188,16 +216,11 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
             anyhow::bail!("simulated agent stopped");
         }
     }
-    let churn = churn_started.elapsed().as_secs_f64();
-    let cpu_pct = (cpu_ticks(pid)? - cpu_before) as f64 / CLK_TCK / churn * 100.0;
-    let deadline = Instant::now() + GRACE;
-    while Instant::now() < deadline && lock(&ledger).changes.values().any(|c| c.edges < args.edges)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let rss_mb = rss_kib(pid)? as f64 / 1024.0;
+    Ok(())
+}
 
-    let l = lock(&ledger);
+/// Prints the figures; the last line is the summary.
+fn summarise(args: ScaleArgs, l: &Ledger, churn: f64, cpu_pct: f64, rss_mb: f64) {
     let mut propagation: Vec<Duration> = l
         .changes
         .values()
@@ -226,7 +249,6 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         "scale: agents={} endpoints={} edges={} changes={changes} propagation_p99_ms={p99:.1} bytes_per_change_per_edge={per_change:.0} leader_cpu_pct={cpu_pct:.1} leader_rss_mb={rss_mb:.0}",
         args.agents, args.endpoints, args.edges
     );
-    Ok(())
 }
 
 /// What one change costs a real edge at this size: applying a one-endpoint delta to the wire
