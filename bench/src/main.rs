@@ -15,8 +15,12 @@
 //!
 //! `usage`: the edge with usage accounting on (reporting to a real control plane) vs off, at 16
 //! connections: what accounting costs in throughput.
+//!
+//! `scale`: a real three-voter control plane with simulated agents churning their backends and
+//! simulated edges following the table: propagation, bytes per change per edge, leader CPU/RSS.
 
 mod limits;
+mod scale;
 mod usage;
 /// The same allocator as the `switchyard` binary, so the edge measured here is the one shipped.
 #[global_allocator]
@@ -100,6 +104,25 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         conns: usize,
     },
+    /// The control plane at size: agents churning endpoints, edges following the table.
+    /// Run `cargo build -p switchyard` first (the voters are that binary).
+    Scale {
+        /// Simulated node agents.
+        #[arg(long, default_value_t = 1_000)]
+        agents: usize,
+        /// Endpoints across all agents.
+        #[arg(long, default_value_t = 10_000)]
+        endpoints: usize,
+        /// Simulated edges.
+        #[arg(long, default_value_t = 100)]
+        edges: usize,
+        /// Seconds of churn.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Changes per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+    },
     /// Closed-loop non-streaming load against one address (for profiling a single target).
     Hammer {
         /// `host:port` serving /v1/chat/completions.
@@ -180,6 +203,22 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             conns,
         } => usage::run(seconds, rounds, conns).await,
+        Bench::Scale {
+            agents,
+            endpoints,
+            edges,
+            seconds,
+            rate,
+        } => {
+            scale::run(scale::ScaleArgs {
+                agents,
+                endpoints,
+                edges,
+                seconds,
+                rate,
+            })
+            .await
+        }
         Bench::Hammer {
             addr,
             conns,

@@ -131,9 +131,13 @@ pub async fn watch_nodes(
             _ => {}
         }
         if let Some(since) = leader_since {
-            let state = consensus.state().await;
             let now = now_ms();
-            for name in overdue(&state.nodes, &liveness.last_seen(), now, since, policy) {
+            let seen = liveness.last_seen();
+            // Read in place: this runs every tick, and the state may hold thousands of endpoints.
+            let due = consensus
+                .with_state(|s| overdue(&s.nodes, &seen, now, since, policy))
+                .await;
+            for name in due {
                 tracing::warn!(node = %name, silent_ms = policy.down_after_ms, "node missed its heartbeats; marking it down");
                 if let Err(e) = consensus
                     .write_local(Command::NodeDown {

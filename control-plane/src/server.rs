@@ -112,6 +112,9 @@ pub struct Config {
     pub catalog_audit_secs: u64,
     /// Seconds a failed probe is not repeated. Default 3600.
     pub catalog_failure_ttl_secs: u64,
+    /// Recent routing-table deltas kept for edges that fall behind or fail over to this voter
+    /// (at most 8 MiB of them); an edge whose version is older gets the full table. Default 256.
+    pub table_deltas_kept: usize,
 }
 
 impl Default for Config {
@@ -147,6 +150,7 @@ impl Default for Config {
             tls_key: None,
             usage_retention: crate::state::Retention::default(),
             catalog_refresh_secs: 300,
+            table_deltas_kept: crate::service::table_ring::DEFAULT_DELTAS,
             catalog_audit_secs: 0,
             catalog_failure_ttl_secs: 3_600,
         }
@@ -495,6 +499,10 @@ async fn serve_grpc(
         )))
         .add_service(EdgeServiceServer::new(
             EdgeServer::new(consensus.clone(), parts.stopped.clone())
+                .with_delta_ring(
+                    cfg.table_deltas_kept,
+                    crate::service::table_ring::DEFAULT_BYTES,
+                )
                 .with_usage_retention(cfg.usage_retention),
         ))
         .add_service(LeaseServiceServer::new(LeaseServer::new(consensus.clone())));

@@ -16,6 +16,7 @@ mod catalog;
 mod health;
 mod latency;
 mod policy;
+mod report;
 mod sources;
 mod spend;
 #[cfg(test)]
@@ -838,18 +839,15 @@ impl ClusterState {
         full: bool,
         at_ms: u64,
     ) -> bool {
-        let before = self.endpoints.clone();
-        let owned: Vec<(String, String)> = self
-            .endpoints
-            .values()
-            .filter(|e| e.source == Source::Discovered && e.node.as_deref() == Some(node))
-            .map(|e| (e.discovered_as.clone().unwrap_or_default(), e.id.clone()))
-            .collect();
+        // Tracked as it goes rather than by comparing copies: a report touches a few endpoints
+        // of a table that may hold thousands.
+        let mut changed = false;
+        let owned = self.owned_by(node);
         for (proposed, id) in &owned {
             let gone =
                 removed.contains(proposed) || (full && !upserted.iter().any(|b| &b.id == proposed));
             if gone {
-                self.endpoints.remove(id);
+                changed |= self.endpoints.remove(id).is_some();
             }
         }
         for backend in upserted {
@@ -864,24 +862,13 @@ impl ClusterState {
                 }
                 None => (self.free_auto_id(&backend.id), at_ms),
             };
-            let endpoint = Endpoint {
-                id: id.clone(),
-                kind: backend.kind,
-                base_url: backend.base_url.trim_end_matches('/').to_string(),
-                models: sorted(backend.models),
-                weight: 1,
-                source: Source::Discovered,
-                node: Some(node.to_string()),
-                discovered_as: Some(backend.id),
-                created_ms,
-                credentials: Vec::new(),
-                limits: Limits::default(),
-                upstream: UpstreamStyle::default(),
-                facts: backend.facts,
-            };
-            self.endpoints.insert(id, endpoint);
+            let endpoint = report::discovered_endpoint(node, id.clone(), created_ms, backend);
+            if self.endpoints.get(&id) != Some(&endpoint) {
+                changed = true;
+                self.endpoints.insert(id, endpoint);
+            }
         }
-        self.endpoints != before
+        changed
     }
 
     /// `base` if free, else `base-auto`, `base-auto2`, ... — discovery never clobbers.

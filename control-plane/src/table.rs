@@ -164,6 +164,7 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
         }),
         cluster_id: state.cluster_id.clone(),
         broken_links,
+        delta: None,
     };
     Compiled { table, unopened }
 }

@@ -35,6 +35,8 @@ pub struct EdgeState {
 struct Inner {
     cfg: Config,
     table: ArcSwapOption<RoutingTable>,
+    /// The wire form of the installed table: the base the control plane's deltas apply to.
+    wire: ArcSwapOption<v1::RoutingTable>,
     /// Wakes requests held until the first table arrives.
     first_table: Notify,
     upstream: UpstreamClient,
@@ -72,6 +74,7 @@ impl EdgeState {
         let state = Self {
             inner: Arc::new(Inner {
                 table: ArcSwapOption::empty(),
+                wire: ArcSwapOption::empty(),
                 first_table: Notify::new(),
                 upstream,
                 bootstrap: cfg.bootstrap_key.as_ref().map(|k| auth::hash(k.expose())),
@@ -119,10 +122,16 @@ impl EdgeState {
             }
         });
         if installed {
+            self.inner.wire.store(Some(Arc::new(wire.clone())));
             self.inner.metrics.set_table_version(wire.version);
             self.inner.first_table.notify_waiters();
         }
         installed
+    }
+
+    /// The wire form of the installed table, which deltas apply to.
+    pub fn wire_table(&self) -> Option<Arc<v1::RoutingTable>> {
+        self.inner.wire.load_full()
     }
 
     /// The current routing table; before the first one arrives, waits for it at most

@@ -3,11 +3,16 @@
 //! contact with the leader, the edge moves to the next configured voter at once; after a whole
 //! round of voters failed it waits with capped exponential backoff. The last table keeps
 //! serving while no voter answers.
+//!
+//! After the first table a voter sends deltas, which apply to the wire table held (a delta that
+//! does not fit it, after a gap, makes the edge ask that voter for the whole table again).
 
 use std::time::{Duration, Instant};
 
-use switchyard_proto::v1::WatchRoutingTableRequest;
+use prost::Message;
+use switchyard_proto::delta;
 use switchyard_proto::v1::edge_service_client::EdgeServiceClient;
+use switchyard_proto::v1::{self, WatchRoutingTableRequest};
 use tracing::{debug, info, warn};
 
 use crate::cache;
@@ -154,18 +159,50 @@ async fn follow_stream(
         .await
         .map_err(connect_err)?;
     let mut client = EdgeServiceClient::new(channel).max_decoding_message_size(MAX_TABLE_BYTES);
-    let since_version = state.table().map_or(0, |t| t.version);
-    let request = WatchRoutingTableRequest {
-        since_version,
-        edge_name: cfg.edge_name.clone(),
-    };
-    let mut stream = client
-        .watch_routing_table(request)
-        .await
-        .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
-        .into_inner();
-    info!(control_plane = %url, since_version, "watching routing table");
-    while let Some(wire) = stream
+    // Deltas apply to the wire table the edge holds; without one, the voter sends it in full.
+    let held = state.wire_table();
+    let mut since_version = held.as_ref().map_or(0, |t| t.version);
+    let cluster_id = held.map(|t| t.cluster_id.clone()).unwrap_or_default();
+    loop {
+        let request = WatchRoutingTableRequest {
+            since_version,
+            edge_name: cfg.edge_name.clone(),
+            deltas: true,
+            cluster_id: cluster_id.clone(),
+        };
+        let stream = client
+            .watch_routing_table(request)
+            .await
+            .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
+            .into_inner();
+        info!(control_plane = %url, since_version, "watching routing table");
+        match follow_messages(state, url, stream, received, outage).await? {
+            Followed::Ended => return Ok(()),
+            // A delta that does not fit the held table: ask this voter for the whole table.
+            Followed::Gap => since_version = 0,
+        }
+    }
+}
+
+/// How a table stream stopped without an error.
+enum Followed {
+    /// The voter ended it.
+    Ended,
+    /// A delta did not apply to the held table.
+    Gap,
+}
+
+/// Installs every table the stream from `url` brings, applying deltas to the held wire table.
+/// The first table ends an `outage` under way.
+async fn follow_messages(
+    state: &EdgeState,
+    url: &str,
+    mut stream: tonic::Streaming<v1::RoutingTable>,
+    received: &mut bool,
+    outage: &mut Repeats,
+) -> Result<Followed, Error> {
+    let cfg = state.config();
+    while let Some(message) = stream
         .message()
         .await
         .map_err(|s| Error::ControlPlaneWatch(Box::new(s)))?
@@ -179,6 +216,25 @@ async fn follow_stream(
             );
         }
         *received = true;
+        let delta_bytes = message.delta.is_some().then(|| message.encoded_len());
+        let wire = if delta_bytes.is_some() {
+            let applied = match state.wire_table() {
+                Some(held) => delta::apply(&held, &message),
+                None => Err(delta::DeltaError::Gap {
+                    base: message.delta.as_ref().map_or(0, |d| d.base_version),
+                    held: 0,
+                }),
+            };
+            match applied {
+                Ok(wire) => wire,
+                Err(e) => {
+                    info!(version = message.version, error = %e, "routing-table delta does not apply; resyncing");
+                    return Ok(Followed::Gap);
+                }
+            }
+        } else {
+            message
+        };
         if !state.install_table(&wire) {
             debug!(
                 version = wire.version,
@@ -190,6 +246,7 @@ async fn follow_stream(
             version = wire.version,
             models = wire.models.len(),
             endpoints = wire.endpoints.len(),
+            delta_bytes,
             "installed routing table"
         );
         if let Some(path) = &cfg.table_cache
@@ -202,7 +259,7 @@ async fn follow_stream(
             );
         }
     }
-    Ok(())
+    Ok(Followed::Ended)
 }
 
 #[cfg(test)]

@@ -227,6 +227,7 @@ pub struct FakeControlPlane {
     /// gRPC URL.
     pub url: String,
     table: watch::Sender<v1::RoutingTable>,
+    full: Arc<Mutex<Option<v1::RoutingTable>>>,
     reports: Arc<Mutex<Vec<v1::UpstreamEvents>>>,
     usage: Arc<Mutex<Vec<v1::UsageReport>>>,
     task: Arc<JoinHandle<()>>,
@@ -235,6 +236,8 @@ pub struct FakeControlPlane {
 #[derive(Clone)]
 struct Service {
     table: watch::Sender<v1::RoutingTable>,
+    /// Served instead to an edge asking from scratch, when set.
+    full: Arc<Mutex<Option<v1::RoutingTable>>>,
     reports: Arc<Mutex<Vec<v1::UpstreamEvents>>>,
     usage: Arc<Mutex<Vec<v1::UsageReport>>>,
     implemented: bool,
@@ -247,10 +250,26 @@ impl EdgeService for Service {
 
     async fn watch_routing_table(
         &self,
-        _request: Request<v1::WatchRoutingTableRequest>,
+        request: Request<v1::WatchRoutingTableRequest>,
     ) -> Result<Response<Self::WatchRoutingTableStream>, Status> {
         let mut rx = self.table.subscribe();
+        // An edge asking from scratch gets a full table, never a delta it cannot apply.
+        let resync = (request.get_ref().since_version == 0)
+            .then(|| {
+                self.full
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .flatten();
         let stream = async_stream::stream! {
+            if let Some(full) = resync {
+                rx.borrow_and_update();
+                yield Ok(full);
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
             loop {
                 let table = rx.borrow_and_update().clone();
                 yield Ok(table);
@@ -299,8 +318,10 @@ impl FakeControlPlane {
         let (tx, _rx) = watch::channel(table);
         let reports = Arc::new(Mutex::new(Vec::new()));
         let usage = Arc::new(Mutex::new(Vec::new()));
+        let full = Arc::new(Mutex::new(None));
         let service = Service {
             table: tx.clone(),
+            full: full.clone(),
             reports: reports.clone(),
             usage: usage.clone(),
             implemented,
@@ -318,10 +339,20 @@ impl FakeControlPlane {
         Ok(Self {
             url: format!("http://{addr}"),
             table: tx,
+            full,
             reports,
             usage,
             task: Arc::new(task),
         })
+    }
+
+    /// Sets the table a watcher asking from scratch (`since_version` 0) gets first, without
+    /// sending it to current watchers: what a voter answers an edge that resyncs.
+    pub fn set_full(&self, table: v1::RoutingTable) {
+        *self
+            .full
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(table);
     }
 
     /// Replaces the served table; watchers get it at once.

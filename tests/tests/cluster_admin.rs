@@ -176,6 +176,8 @@ async fn litellm_config_env_and_reload() -> anyhow::Result<()> {
         .watch_routing_table(WatchRoutingTableRequest {
             since_version: 0,
             edge_name: "t".into(),
+            deltas: false,
+            cluster_id: String::new(),
         })
         .await?
         .into_inner();
@@ -312,6 +314,8 @@ async fn keys_and_cooldowns_reach_edges() -> anyhow::Result<()> {
         .watch_routing_table(WatchRoutingTableRequest {
             since_version: 0,
             edge_name: "t".into(),
+            deltas: false,
+            cluster_id: String::new(),
         })
         .await?
         .into_inner();

@@ -165,6 +165,8 @@ async fn table_models(addr: &str) -> Option<Vec<String>> {
             .watch_routing_table(WatchRoutingTableRequest {
                 since_version: 0,
                 edge_name: "loopback-test".into(),
+                deltas: false,
+                cluster_id: String::new(),
             })
             .await
             .ok()?

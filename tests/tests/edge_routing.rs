@@ -477,3 +477,67 @@ async fn table_cooldowns_from_the_control_plane_are_honoured() {
         assert_eq!(header(&resp, "x-switchyard-endpoint"), "b");
     }
 }
+
+#[tokio::test]
+async fn an_edge_applies_table_deltas_and_resyncs_after_a_gap() {
+    let base = "http://127.0.0.1:9/v1";
+    let t1 = Table::new(1)
+        .endpoint("a", base)
+        .model("m1", &[("a", "u1")])
+        .build();
+    let cp = FakeControlPlane::start(t1.clone(), true).await.unwrap();
+    let cfg = Config {
+        control_plane: cp.url.clone(),
+        ..Config::default()
+    };
+    let state = switchyard_edge::EdgeState::new(cfg).unwrap();
+    tokio::spawn(switchyard_edge::watch::watch(state.clone()));
+    let holds = |version: u64, model: &'static str| {
+        let state = state.clone();
+        move || {
+            let state = state.clone();
+            async move {
+                state
+                    .table()
+                    .filter(|t| t.version == version && t.models.contains_key(model))
+                    .map(|_| ())
+            }
+        }
+    };
+    wait_for(Duration::from_secs(5), "the first table", holds(1, "m1"))
+        .await
+        .unwrap();
+
+    // A delta from the held version: applied, and the edge's wire table is the full one.
+    let t2 = Table::new(2)
+        .endpoint("a", base)
+        .model("m1", &[("a", "u1")])
+        .model("m2", &[("a", "u2")])
+        .build();
+    let delta = switchyard_proto::delta::diff(&t1, &t2).unwrap();
+    assert!(delta.models.is_empty() && delta.endpoints.is_empty());
+    cp.publish(delta);
+    wait_for(Duration::from_secs(5), "the delta", holds(2, "m2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        state.wire_table().as_deref(),
+        Some(&switchyard_proto::delta::canonical(&t2))
+    );
+
+    // A delta from a version the edge never held (it missed one): it asks for the whole table.
+    let t4 = Table::new(4)
+        .endpoint("a", base)
+        .model("m4", &[("a", "u4")])
+        .build();
+    cp.set_full(t4.clone());
+    let mut t3 = t2.clone();
+    t3.version = 3;
+    let mut t5 = t4.clone();
+    t5.version = 5;
+    cp.publish(switchyard_proto::delta::diff(&t3, &t5).unwrap());
+    wait_for(Duration::from_secs(5), "the resync", holds(4, "m4"))
+        .await
+        .unwrap();
+    assert!(!state.table().unwrap().models.contains_key("m2"));
+}

@@ -18,9 +18,9 @@ struct Args {
     /// Seconds of writes for each commit-rate measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Concurrent writers for the second commit-rate measurement.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    /// Concurrent writers of each commit-rate measurement, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 64])]
+    writers: Vec<usize>,
 }
 
 #[tokio::main]
@@ -31,8 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     use std::io::Write;
 
-    // Commit rate, one writer then several.
-    for writers in [1, args.concurrency] {
+    // Commit rate, one writer then more.
+    for &writers in &args.writers {
         let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let started = Instant::now();

@@ -210,51 +210,70 @@ pub fn digest(state: &ClusterState) -> String {
 
 fn endpoint_views(state: &ClusterState, key: Option<&ClusterKey>) -> Vec<EndpointView> {
     let compiled = table::compile(state, key).table;
+    // Looked up by id once, not searched per endpoint: a listing of thousands stays linear.
+    let healthy: std::collections::HashMap<&str, bool> = compiled
+        .endpoints
+        .iter()
+        .map(|r| (r.id.as_str(), r.healthy))
+        .collect();
     state
         .endpoints
         .values()
-        .map(|e| EndpointView {
-            id: e.id.clone(),
-            kind: e.kind.clone(),
-            base_url: e.base_url.clone(),
-            source: e.source.as_str().into(),
-            node: e.node.clone(),
-            healthy: compiled
-                .endpoints
-                .iter()
-                .find(|r| r.id == e.id)
-                .is_some_and(|r| r.healthy),
-            models: e.models.clone(),
-            credentials: e.credentials.iter().map(|c| c.id.clone()).collect(),
-            weight: e.weight,
-            provider: e.upstream.provider.clone(),
-            credential_details: e
-                .credentials
-                .iter()
-                .map(|c| CredentialView {
-                    id: c.id.clone(),
-                    label: c.label.clone(),
-                    models: c.models.clone(),
-                    last4: match &c.secret {
-                        Secret::Sealed { sealed } => key
-                            .and_then(|k| k.open(sealed))
-                            .map(|v| seal::last4(&v))
-                            .unwrap_or_default(),
-                        Secret::Env { .. } => String::new(),
-                    },
-                    env: match &c.secret {
-                        Secret::Env { name } => name.clone(),
-                        Secret::Sealed { .. } => String::new(),
-                    },
-                })
-                .collect(),
-            check_error: state
-                .checked
-                .get(&e.id)
-                .map(|c| c.error.clone())
-                .unwrap_or_default(),
+        .map(|e| {
+            endpoint_view(
+                state,
+                e,
+                healthy.get(e.id.as_str()).copied().unwrap_or(false),
+                key,
+            )
         })
         .collect()
+}
+
+/// The view of one endpoint, `healthy` as the routing table has it.
+fn endpoint_view(
+    state: &ClusterState,
+    e: &crate::state::Endpoint,
+    healthy: bool,
+    key: Option<&ClusterKey>,
+) -> EndpointView {
+    EndpointView {
+        id: e.id.clone(),
+        kind: e.kind.clone(),
+        base_url: e.base_url.clone(),
+        source: e.source.as_str().into(),
+        node: e.node.clone(),
+        healthy,
+        models: e.models.clone(),
+        credentials: e.credentials.iter().map(|c| c.id.clone()).collect(),
+        weight: e.weight,
+        provider: e.upstream.provider.clone(),
+        credential_details: e
+            .credentials
+            .iter()
+            .map(|c| CredentialView {
+                id: c.id.clone(),
+                label: c.label.clone(),
+                models: c.models.clone(),
+                last4: match &c.secret {
+                    Secret::Sealed { sealed } => key
+                        .and_then(|k| k.open(sealed))
+                        .map(|v| seal::last4(&v))
+                        .unwrap_or_default(),
+                    Secret::Env { .. } => String::new(),
+                },
+                env: match &c.secret {
+                    Secret::Env { name } => name.clone(),
+                    Secret::Sealed { .. } => String::new(),
+                },
+            })
+            .collect(),
+        check_error: state
+            .checked
+            .get(&e.id)
+            .map(|c| c.error.clone())
+            .unwrap_or_default(),
+    }
 }
 
 async fn status(State(s): State<AdminState>) -> Json<StatusView> {
@@ -325,7 +344,6 @@ async fn add_endpoint(
     State(s): State<AdminState>,
     Json(body): Json<NewEndpoint>,
 ) -> Result<(StatusCode, Json<EndpointView>), Error> {
-    let current = s.consensus.state().await;
     let mut secrets = Vec::new();
     if let Some(k) = &body.api_key {
         secrets.push(SecretRef::parse(k));
@@ -334,8 +352,13 @@ async fn add_endpoint(
         secrets.push(SecretRef::Env(name.clone()));
     }
     secrets.extend(body.api_keys.iter().map(|k| SecretRef::parse(k)));
-    let credentials =
-        Sealer::new(s.key.as_deref(), &current).credentials(&body.id, &secrets, "api_key")?;
+    // Read in place rather than copied: the state may hold thousands of endpoints.
+    let credentials = s
+        .consensus
+        .with_state(|current| {
+            Sealer::new(s.key.as_deref(), current).credentials(&body.id, &secrets, "api_key")
+        })
+        .await?;
     let spec = EndpointSpec {
         id: body.id.clone(),
         kind: body.kind.unwrap_or_else(|| "openai".into()),
@@ -355,10 +378,24 @@ async fn add_endpoint(
         },
     )
     .await?;
-    let state = s.consensus.state().await;
-    let view = endpoint_views(&state, s.key.as_deref())
-        .into_iter()
-        .find(|e| e.id == body.id)
+    // Only this endpoint's view: compiling the whole table per write made each write cost
+    // more as the table grew. Its health comes from the table this voter already published.
+    let healthy = s
+        .consensus
+        .watch_table()
+        .borrow()
+        .endpoints
+        .iter()
+        .any(|r| r.id == body.id && r.healthy);
+    let view = s
+        .consensus
+        .with_state(|state| {
+            state
+                .endpoints
+                .get(&body.id)
+                .map(|e| endpoint_view(state, e, healthy, s.key.as_deref()))
+        })
+        .await
         .ok_or_else(|| Error::NotFound {
             what: format!("endpoint `{}`", body.id),
         })?;

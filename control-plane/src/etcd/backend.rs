@@ -327,6 +327,11 @@ impl EtcdConsensus {
         self.inner.applied.lock().await.state.clone()
     }
 
+    /// Runs `read` on the applied state without copying it.
+    pub async fn with_state<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
+        read(&self.inner.applied.lock().await.state)
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.inner.me.node_id

@@ -566,6 +566,11 @@ impl RaftNode {
         self.state_machine.state().await
     }
 
+    /// Runs `read` on the applied state without copying it.
+    pub async fn with_state<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
+        self.state_machine.with_state(read).await
+    }
+
     /// This voter's raft id.
     pub fn node_id(&self) -> u64 {
         self.node_id
@@ -824,6 +829,15 @@ impl Consensus {
             Backend::Raft(r) => r.state().await,
             #[cfg(feature = "etcd")]
             Backend::Etcd(e) => e.state().await,
+        }
+    }
+
+    /// Runs `read` on the applied state without copying it.
+    pub async fn with_state<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
+        match &self.backend {
+            Backend::Raft(r) => r.with_state(read).await,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(e) => e.with_state(read).await,
         }
     }
 

@@ -99,6 +99,12 @@ impl StateMachine {
         self.applied.lock().await.state.clone()
     }
 
+    /// Runs `read` on the applied state without copying it (a copy of thousands of endpoints
+    /// is what a periodic check cannot afford).
+    pub async fn with_state<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
+        read(&self.applied.lock().await.state)
+    }
+
     fn publish(&self, state: &ClusterState) {
         self.table
             .send_replace(Arc::new(compile(state, self.key.as_deref())));

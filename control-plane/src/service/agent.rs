@@ -5,12 +5,16 @@
 //! heartbeats (and the GPUs they carry) are not: they stay in the leader's [`Liveness`], which
 //! commits the node as down once it falls silent. Agents talking to a follower are redirected,
 //! so heartbeats reach the leader.
+//!
+//! Writes grow with change, not with time: reports that arrive while one is being committed
+//! are merged into one command, and a report (or a reconnect's `NodeUp`) that repeats what the
+//! leader's applied state already holds is acknowledged without a raft write.
 
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use switchyard_proto::v1::agent_message::Body as AgentBody;
 use switchyard_proto::v1::agent_service_server::AgentService;
 use switchyard_proto::v1::control_message::Body as ControlBody;
@@ -22,6 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::Error;
 use crate::liveness::{GpuView, Liveness};
 use crate::raft::Consensus;
+use crate::service::coalesce::Pending;
 use crate::state::{Command, DiscoveredBackend, Facts, Outcome};
 
 /// Accepts node agents' reports.
@@ -81,6 +86,16 @@ struct Session {
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
 }
 
+/// What the session does after a message.
+enum Flow {
+    /// Keep reading.
+    Next,
+    /// The agent went away.
+    Closed,
+    /// We told the agent to stop.
+    Answered,
+}
+
 /// Why a session must end.
 enum End {
     /// The agent went away.
@@ -110,14 +125,22 @@ impl Session {
             self.reply(ControlBody::Rejected(Rejected { reason })).await;
             return;
         }
-        let up = Command::NodeUp {
-            name: node.clone(),
-            version: hello.version.clone(),
-            addresses: hello.addresses.clone(),
-            at_ms: now_ms(),
-        };
-        if self.commit(up).await.is_err() {
-            return;
+        let up_changes = self
+            .consensus
+            .with_state(|s| s.node_up_changes(&node, &hello.version, &hello.addresses))
+            .await;
+        // A reconnect that changes nothing costs no write; on a follower the write is still
+        // attempted, because its refusal is what redirects the agent to the leader.
+        if up_changes || !self.consensus.is_leader() {
+            let up = Command::NodeUp {
+                name: node.clone(),
+                version: hello.version.clone(),
+                addresses: hello.addresses.clone(),
+                at_ms: now_ms(),
+            };
+            if self.commit(up).await.is_err() {
+                return;
+            }
         }
         self.liveness.beat(&node, now_ms(), None);
         tracing::info!(node = %node, version = %hello.version, "agent connected");
@@ -126,62 +149,105 @@ impl Session {
                 message = inbound.next() => message,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
-            let body = match message {
-                Some(Ok(AgentMessage { body: Some(body) })) => body,
-                Some(Ok(AgentMessage { body: None })) => continue,
-                Some(Err(status)) => {
-                    tracing::info!(node = %node, error = %status, "agent stream broke");
-                    break;
+            let mut pending = None;
+            let mut flow = self.take(&node, message, &mut pending).await;
+            // Whatever else already arrived joins this commit: a burst is one write.
+            while matches!(flow, Flow::Next) {
+                match inbound.next().now_or_never() {
+                    Some(message) => flow = self.take(&node, message, &mut pending).await,
+                    None => break,
                 }
-                None => break,
-            };
-            self.liveness.beat(&node, now_ms(), None);
-            let command = match body {
-                AgentBody::Hello(_) => {
-                    self.reply(ControlBody::Rejected(Rejected {
-                        reason: "Hello may only be sent once per stream".into(),
-                    }))
-                    .await;
-                    return;
-                }
-                AgentBody::Heartbeat(beat) => {
-                    tracing::trace!(node = %node, seq = beat.seq, "heartbeat");
-                    let gpus = beat
-                        .gpus
-                        .into_iter()
-                        .map(|g| GpuView {
-                            index: g.index,
-                            name: g.name,
-                            memory_total_mib: g.memory_total_mib,
-                            memory_used_mib: g.memory_used_mib,
-                            utilization_pct: g.utilization_pct,
-                        })
-                        .collect();
-                    self.liveness.beat(&node, now_ms(), Some(gpus));
-                    continue;
-                }
-                AgentBody::Snapshot(snapshot) => Command::ReportBackends {
-                    node: node.clone(),
-                    upserted: backends(snapshot.backends),
-                    removed: Vec::new(),
-                    full: true,
-                    at_ms: now_ms(),
-                },
-                AgentBody::Update(update) => Command::ReportBackends {
-                    node: node.clone(),
-                    upserted: backends(update.upserted),
-                    removed: update.removed,
-                    full: false,
-                    at_ms: now_ms(),
-                },
-            };
-            if self.commit(command).await.is_err() {
+            }
+            if let Some(report) = pending
+                && self.commit_report(&node, report).await.is_err()
+            {
                 return;
+            }
+            match flow {
+                Flow::Next => {}
+                Flow::Closed => break,
+                Flow::Answered => return,
             }
         }
         // Not committed as down here: the leader does that once the node stays silent, so a
         // reconnecting agent (or a leader change) does not flap its endpoints.
         tracing::info!(node = %node, "agent disconnected");
+    }
+
+    /// Takes one message off the stream: a sign of life, and a report merged into `pending`.
+    async fn take(
+        &self,
+        node: &str,
+        message: Option<Result<AgentMessage, Status>>,
+        pending: &mut Option<Pending>,
+    ) -> Flow {
+        let body = match message {
+            Some(Ok(AgentMessage { body: Some(body) })) => body,
+            Some(Ok(AgentMessage { body: None })) => return Flow::Next,
+            Some(Err(status)) => {
+                tracing::info!(node = %node, error = %status, "agent stream broke");
+                return Flow::Closed;
+            }
+            None => return Flow::Closed,
+        };
+        self.liveness.beat(node, now_ms(), None);
+        match body {
+            AgentBody::Hello(_) => {
+                self.reply(ControlBody::Rejected(Rejected {
+                    reason: "Hello may only be sent once per stream".into(),
+                }))
+                .await;
+                return Flow::Answered;
+            }
+            AgentBody::Heartbeat(beat) => {
+                tracing::trace!(node = %node, seq = beat.seq, "heartbeat");
+                let gpus = beat
+                    .gpus
+                    .into_iter()
+                    .map(|g| GpuView {
+                        index: g.index,
+                        name: g.name,
+                        memory_total_mib: g.memory_total_mib,
+                        memory_used_mib: g.memory_used_mib,
+                        utilization_pct: g.utilization_pct,
+                    })
+                    .collect();
+                self.liveness.beat(node, now_ms(), Some(gpus));
+            }
+            AgentBody::Snapshot(snapshot) => pending
+                .get_or_insert_with(Pending::default)
+                .snapshot(backends(snapshot.backends)),
+            AgentBody::Update(update) => pending
+                .get_or_insert_with(Pending::default)
+                .update(backends(update.upserted), update.removed),
+        }
+        Flow::Next
+    }
+
+    /// Commits what `node` reported, unless the leader's applied state already says it all.
+    async fn commit_report(&self, node: &str, report: Pending) -> Result<(), End> {
+        let command = report.command(node, now_ms());
+        if self.consensus.is_leader()
+            && let Command::ReportBackends {
+                upserted,
+                removed,
+                full,
+                ..
+            } = &command
+        {
+            let (changes, revision) = self
+                .consensus
+                .with_state(|s| (s.report_changes(node, upserted, removed, *full), s.revision))
+                .await;
+            if !changes {
+                tracing::trace!(node = %node, revision, "report repeats the committed state; not written");
+                return match self.tx.send(Ok(ack(revision))).await {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(End::Closed),
+                };
+            }
+        }
+        self.commit(command).await
     }
 
     fn admit(&self, hello: &Hello) -> Result<(), String> {

@@ -34,6 +34,10 @@ pub struct ControlPlaneArgs {
         default_value = "127.0.0.1:7701"
     )]
     pub admin_listen: SocketAddr,
+    /// Recent routing-table deltas each voter keeps for edges that fall behind or fail over (an
+    /// edge whose version is older gets the full table).
+    #[arg(long, env = "SWITCHYARD_TABLE_DELTAS_KEPT", default_value_t = 256)]
+    pub table_deltas_kept: usize,
     /// Seconds between listings of catalogued endpoints' models (0: only on demand).
     #[arg(long, env = "SWITCHYARD_CATALOG_REFRESH_SECS", default_value_t = 300)]
     pub catalog_refresh_secs: u64,
@@ -189,6 +193,7 @@ impl ControlPlaneArgs {
             env: None,
             mdns: !self.no_mdns,
             catalog_refresh_secs: self.catalog_refresh_secs,
+            table_deltas_kept: self.table_deltas_kept,
             catalog_audit_secs: self.catalog_audit_secs,
             catalog_failure_ttl_secs: self.catalog_failure_ttl_secs,
             backend: if self.etcd_endpoints.is_empty() {

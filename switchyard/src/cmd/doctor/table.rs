@@ -30,6 +30,8 @@ pub async fn probe(channel: Channel, timeout: Duration) -> TableAnswer {
             .watch_routing_table(WatchRoutingTableRequest {
                 since_version: 0,
                 edge_name: "doctor".to_owned(),
+                deltas: false,
+                cluster_id: String::new(),
             })
             .await?
             .into_inner();
