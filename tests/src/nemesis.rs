@@ -1102,8 +1102,9 @@ mod tests {
     fn an_outage_soon_after_a_revocation_moves_its_deadline() {
         let s = Duration::from_secs;
         let bound = s(2);
+        type Outages<'a> = &'a [(Duration, Duration)];
         // (outages, ack) -> deadline
-        let rows: [(&[(Duration, Duration)], Duration, Duration); 5] = [
+        let rows: [(Outages, Duration, Duration); 5] = [
             (&[], s(10), s(12)),
             // Began within the bound after the ack: the edge may learn of it only once the
             // voters are back.

@@ -111,9 +111,16 @@ fn change_table(t: &mut RoutingTable, change: Change) {
         }
         Change::DropKey(i) => t.keys.retain(|k| k.id != format!("k{i}")),
         Change::Alias(i, target) => {
+            // Capability aliases carry their resolved members; a change to them is a change.
             let a = Alias {
                 name: format!("a{i}"),
                 target: format!("m{target}"),
+                members: (0..target % 3).map(|m| format!("m{m}")).collect(),
+                rule: if target % 2 == 0 {
+                    String::new()
+                } else {
+                    "fast".to_owned()
+                },
             };
             put(&mut t.aliases, a, |a| a.name.clone());
         }
