@@ -2,6 +2,7 @@
 //! the mutual-TLS settings every gRPC link shares ([`tls`]), and the model-name [`glob`] the
 //! table's key scopes and catalog filters are written in.
 
+pub mod https;
 pub mod tls;
 
 /// Matches `name` against a glob where `*` is any run of characters and `?` exactly one.
