@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::flags::{TlsArgs, bind, write_addr_file};
+use super::flags::{HttpsArgs, TlsArgs, bind, write_addr_file};
 use super::{Run, Shutdown};
 
 /// `switchyard edge`.
@@ -70,6 +70,8 @@ pub struct EdgeArgs {
     pub addr_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub https: HttpsArgs,
 }
 
 impl Run for EdgeArgs {
@@ -91,6 +93,8 @@ impl Run for EdgeArgs {
             tls_ca: args.tls.tls_ca,
             tls_cert: args.tls.tls_cert,
             tls_key: args.tls.tls_key,
+            https_cert: args.https.https_cert,
+            https_key: args.https.https_key,
             ..Default::default()
         };
         cfg.validate()?;
