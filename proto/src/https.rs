@@ -138,10 +138,7 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-fn read_pair(
-    files: &HttpsFiles,
-    provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, TlsError> {
+fn read_pair(files: &HttpsFiles, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
     let read = |path: &Path, what: &'static str| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             what,
@@ -161,8 +158,8 @@ fn read_pair(
         return Err(not_pem(&files.cert, "CERTIFICATE"));
     }
     let key_pem = read(&files.key, "key")?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|_| not_pem(&files.key, "PRIVATE KEY"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| not_pem(&files.key, "PRIVATE KEY"))?;
     let certified = CertifiedKey::from_der(certs, key, provider)
         .map_err(|e| TlsError::Rustls(format!("{}: {e}", files.key.display())))?;
     Ok(Arc::new(certified))
@@ -190,10 +187,7 @@ mod tests {
             HttpsFiles::from_parts(p("c"), p("k"), flags),
             Ok(Some(_))
         ));
-        for (cert, key, missing) in [
-            (None, p("k"), "the certificate"),
-            (p("c"), None, "the key"),
-        ] {
+        for (cert, key, missing) in [(None, p("k"), "the certificate"), (p("c"), None, "the key")] {
             match HttpsFiles::from_parts(cert, key, flags) {
                 Err(TlsError::Incomplete { missing: got, .. }) => assert_eq!(got, missing),
                 other => panic!("expected Incomplete, got {other:?}"),
@@ -214,7 +208,11 @@ mod tests {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let resolver = ReloadingCert::load(files.clone(), provider).unwrap();
         let first = leaf(&resolver.current());
-        assert_eq!(leaf(&resolver.current()), first, "unchanged files are not reread");
+        assert_eq!(
+            leaf(&resolver.current()),
+            first,
+            "unchanged files are not reread"
+        );
 
         // A longer name, so the files differ in size even within one mtime tick.
         let (cert2, key2) = pair("two.example.test");

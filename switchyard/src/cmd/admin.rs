@@ -60,7 +60,10 @@ impl AdminArgs {
                     .to_string()
             }
         };
-        let http = super::flags::http_client(std::time::Duration::from_secs(30), self.https_ca.as_deref())?;
+        let http = super::flags::http_client(
+            std::time::Duration::from_secs(30),
+            self.https_ca.as_deref(),
+        )?;
         Ok(AdminClient::with_http(&self.server, &token, http))
     }
 }
