@@ -56,6 +56,10 @@ pub struct UpExtras {
     pub admin: Option<TcpListener>,
     /// A client key the edge accepts besides the cluster's keys (first use, scripts).
     pub bootstrap_key: Option<String>,
+    /// Certificate chain (PEM) for HTTPS on the edge's `/v1` and the admin API; with `https_key`.
+    pub https_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub https_key: Option<PathBuf>,
 }
 
 /// A running `up`: every role, and the addresses they serve.
@@ -87,6 +91,8 @@ impl Up {
         let cp_config = switchyard_control_plane::Config {
             data_dir: cfg.data_dir.clone(),
             config_file: extras.config_file,
+            https_cert: extras.https_cert.clone(),
+            https_key: extras.https_key.clone(),
             ..Default::default()
         };
         let control_plane = ControlPlane::start_with_admin(cp_config, grpc, extras.admin)
@@ -169,6 +175,8 @@ impl Up {
             edge_name: "up".into(),
             table_cache: Some(cfg.data_dir.join("edge-table.pb")),
             bootstrap_key: bootstrap_key.map(switchyard_edge::config::Secret::new),
+            https_cert: extras.https_cert,
+            https_key: extras.https_key,
             ..Default::default()
         };
         tasks.push(tokio::spawn({

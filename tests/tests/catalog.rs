@@ -58,6 +58,7 @@ async fn start_with(fake: &CatalogFake, config: &str) -> anyhow::Result<Running>
         config_file: Some(file),
         admin: Some(admin),
         bootstrap_key: None,
+        ..Default::default()
     };
     let edge = TcpListener::bind("127.0.0.1:0").await?;
     let grpc = TcpListener::bind("127.0.0.1:0").await?;

@@ -223,3 +223,65 @@ async fn the_admin_api_serves_https_to_the_admin_verbs() -> anyhow::Result<()> {
     cp.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchyard_up_serves_https_on_v1_and_the_admin_api() -> anyhow::Result<()> {
+    use switchyard::up::{Up, UpConfig, UpExtras};
+    switchyard_tests::harness::init();
+    let dir = tempfile::tempdir()?;
+    let certs_dir = dir.path().join("certs");
+    certs(&certs_dir, &["box"])?;
+    let cfg = UpConfig {
+        data_dir: dir.path().join("data"),
+        demo: true,
+        agent: false,
+        ..Default::default()
+    };
+    let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let admin_addr = admin.local_addr()?;
+    let extras = UpExtras {
+        admin: Some(admin),
+        bootstrap_key: Some(KEY.into()),
+        https_cert: Some(certs_dir.join("box.pem")),
+        https_key: Some(certs_dir.join("box.key")),
+        ..Default::default()
+    };
+    let up = Up::start_with(cfg, edge, grpc, extras).await?;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs_dir.join("ca.pem"))?)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tls_certs_only([ca])
+        .build()?;
+    let request =
+        serde_json::json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]});
+    let url = format!("https://{}/v1/chat/completions", up.edge_addr());
+    let status = switchyard_tests::harness::wait_for(
+        Duration::from_secs(20),
+        "the demo model over HTTPS",
+        || {
+            let (client, request, url) = (&client, &request, &url);
+            async move {
+                let r = client
+                    .post(url)
+                    .bearer_auth(KEY)
+                    .json(request)
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status() == 200).then_some(r.status())
+            }
+        },
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let admin = client
+        .get(format!("https://{admin_addr}/api/v1/status"))
+        .bearer_auth(std::fs::read_to_string(dir.path().join("data/admin.token"))?.trim())
+        .send()
+        .await?;
+    assert_eq!(admin.status(), 200);
+    up.stop().await?;
+    Ok(())
+}
