@@ -1,5 +1,6 @@
 //! Switchyard's gRPC wire contract: generated types and services of package `switchyard.v1`,
-//! the mutual-TLS settings every gRPC link shares ([`tls`]), and the model-name [`glob`] the
+//! the mutual-TLS settings every gRPC link shares ([`tls`]), the reloading certificate of the
+//! HTTPS listeners ([`https`]), and the model-name [`glob`] the
 //! table's key scopes and catalog filters are written in.
 
 pub mod https;
