@@ -285,3 +285,34 @@ async fn switchyard_up_serves_https_on_v1_and_the_admin_api() -> anyhow::Result<
     up.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_closed_at_the_header_timeout()
+-> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir()?;
+    certs(dir.path(), &["edge"])?;
+    let cfg = Config {
+        https_cert: Some(dir.path().join("edge.pem")),
+        https_key: Some(dir.path().join("edge.key")),
+        header_read_timeout_ms: 300,
+        ..Config::default()
+    };
+    let edge = TestEdge::start(cfg, None).await?;
+    let addr = edge.url.trim_start_matches("https://").to_owned();
+    let mut stalled = TcpStream::connect(&addr).await?;
+    // The first bytes of a TLS record header, then nothing.
+    stalled.write_all(&[0x16, 0x03]).await?;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the stalled handshake was not closed: {read:?}"
+    );
+    // Others are served meanwhile and after.
+    assert_eq!(
+        served_leaf(&addr, &dir.path().join("ca.pem")).await?,
+        leaf_in(&dir.path().join("edge.pem"))?
+    );
+    Ok(())
+}
