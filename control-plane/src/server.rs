@@ -101,6 +101,11 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// This voter's private key (PEM). Default none.
     pub tls_key: Option<PathBuf>,
+    /// Certificate chain (PEM) to serve the admin API over HTTPS with; set both `https_*` or
+    /// neither. Reread when the file changes. Default none (plain HTTP).
+    pub https_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key (PEM). Default none.
+    pub https_key: Option<PathBuf>,
     /// How long usage is kept per granularity (minutes 2 h, hours 7 days, days 400 days by
     /// default); the leader compacts with the retention of the voter that took the batch.
     pub usage_retention: crate::state::Retention,
@@ -148,6 +153,8 @@ impl Default for Config {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            https_cert: None,
+            https_key: None,
             usage_retention: crate::state::Retention::default(),
             catalog_refresh_secs: 300,
             table_deltas_kept: crate::service::table_ring::DEFAULT_DELTAS,
@@ -205,6 +212,7 @@ impl Config {
         if let Some(files) = self.tls_files()? {
             files.check().map_err(tls_error)?;
         }
+        admin::https::acceptor(self)?;
         match (self.backend, &self.etcd) {
             (BackendKind::Etcd, None) => {
                 return bad(
@@ -319,7 +327,8 @@ impl ControlPlane {
                     catalogue,
                     auditor,
                 };
-                tasks.push(serve_admin(listener, state, &parts.stopped));
+                let tls = admin::https::acceptor(&cfg)?;
+                tasks.push(serve_admin(listener, state, tls, &parts.stopped));
                 Some(at)
             }
             None => None,
@@ -568,19 +577,18 @@ fn admin_tokens(cfg: &Config, admin_token: &str) -> Tokens {
     }
 }
 
-/// Step 4, serve the admin API on `listener` until the stop signal turns.
+/// Step 4, serve the admin API on `listener` (over HTTPS when `tls` is set) until the stop
+/// signal turns.
 fn serve_admin(
     listener: TcpListener,
     state: AdminState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stopped: &watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let app = admin::router(state);
     let stopping = until(stopped.clone());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopping)
-            .await
-        {
+        if let Err(e) = admin::https::serve(listener, app, tls, stopping).await {
             tracing::error!(error = %e, "admin API stopped");
         }
     })

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use switchyard_proto::https::HttpsFiles;
 use switchyard_proto::tls::{TlsError, TlsFiles};
 
 use crate::error::Error;
@@ -71,6 +72,11 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// This edge's private key (PEM). Default none.
     pub tls_key: Option<PathBuf>,
+    /// Certificate chain (PEM) to serve `/v1` over HTTPS with; set both `https_*` or neither.
+    /// Reread when the file changes. Default none (plain HTTP).
+    pub https_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key (PEM). Default none.
+    pub https_key: Option<PathBuf>,
     /// Count usage per (client key, model, deployment, minute) and report it to the control
     /// plane. Default true; off only to measure what accounting costs.
     pub usage_accounting: bool,
@@ -137,6 +143,8 @@ impl Default for Config {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            https_cert: None,
+            https_key: None,
             usage_accounting: true,
             usage_flush_ms: 10_000,
             usage_webhook: None,
@@ -229,6 +237,7 @@ impl Config {
                 .map_err(|reason| invalid("otlp_endpoint", reason))?;
         }
         self.tls_files()?;
+        self.https_acceptor()?;
         if let Some(key) = &self.bootstrap_key {
             crate::auth::check_format(key.expose()).map_err(|reason| {
                 invalid(
@@ -267,6 +276,25 @@ impl Config {
             f.check().map_err(invalid)?;
         }
         Ok(files)
+    }
+
+    /// The TLS acceptor for `/v1` when both `https_*` fields are set (the pair is read now).
+    pub fn https_acceptor(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
+        let invalid = |e: TlsError| Error::InvalidConfig {
+            field: if e.field() == "tls_key" {
+                "https_key"
+            } else {
+                "https_cert"
+            },
+            reason: e.reason(),
+        };
+        let files = HttpsFiles::from_parts(
+            self.https_cert.clone(),
+            self.https_key.clone(),
+            "https_cert and https_key",
+        )
+        .map_err(invalid)?;
+        files.map(|f| f.acceptor().map_err(invalid)).transpose()
     }
 
     /// A gRPC endpoint for the control-plane voter at `url`: over mutual TLS when the `tls_*`

@@ -42,7 +42,7 @@ use tracing::{info, warn};
 pub use config::Config;
 pub use error::{ApiError, Error};
 pub use routes::app;
-pub use server::{ServeOptions, serve};
+pub use server::{ServeOptions, serve, serve_with_tls};
 pub use state::EdgeState;
 
 /// Runs an edge on `listener` until `shutdown` completes: validates `cfg`, loads the cached
@@ -69,10 +69,12 @@ pub async fn run(
         addr = ?listener.local_addr().ok(),
         edge = %state.config().edge_name,
         control_plane = %state.config().control_plane,
+        https = state.config().https_cert.is_some(),
         "edge serving"
     );
     let options = ServeOptions::from(state.config());
-    let served = serve(listener, app(state.clone()), options, shutdown).await;
+    let tls = state.config().https_acceptor()?;
+    let served = serve_with_tls(listener, app(state.clone()), options, tls, shutdown).await;
     watcher.abort();
     // What was counted since the last flush goes now, not with the process.
     if tokio::time::timeout(std::time::Duration::from_secs(5), state.usage().flush_now())

@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::Service as _;
 use tracing::{debug, warn};
 
@@ -79,10 +80,22 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve_with_tls(listener, app, options, None, shutdown).await
+}
+
+/// [`serve`], over HTTPS when `tls` is given: each connection's handshake runs on its worker,
+/// within the header timeout, before hyper sees a byte.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    app: App,
+    options: ServeOptions,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     // Each connection holds a receiver; `closed()` on the sender resolves when all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = start_workers(options, &app, &stop_rx)?;
+    let workers = start_workers(options, &app, tls, &stop_rx)?;
     let mut next = 0;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -160,6 +173,7 @@ struct Worker {
 fn start_workers(
     options: ServeOptions,
     app: &App,
+    tls: Option<TlsAcceptor>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Vec<Worker>, Error> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -174,9 +188,10 @@ fn start_workers(
         .map(|index| {
             let (connections, inbox) = mpsc::unbounded_channel();
             let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
+            let tls = tls.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("edge-worker-{index}"))
-                .spawn(move || worker(index, inbox, &builder, &app, options, stop))
+                .spawn(move || worker(index, inbox, &builder, &app, options, tls, stop))
                 .map_err(Error::Serve)?;
             Ok(Worker {
                 connections,
@@ -194,6 +209,7 @@ fn worker(
     builder: &Arc<auto::Builder<TokioExecutor>>,
     app: &App,
     options: ServeOptions,
+    tls: Option<TlsAcceptor>,
     stop: watch::Receiver<bool>,
 ) {
     crate::worker::enter(index);
@@ -219,8 +235,9 @@ fn worker(
                 }
             };
             let (builder, app, stop) = (builder.clone(), app.clone(), stop.clone());
+            let tls = tls.clone();
             running.spawn(async move {
-                let reason = connection(stream, &builder, app, options, stop).await;
+                let reason = connection(stream, tls, &builder, app, options, stop).await;
                 debug!(peer = %peer, reason = reason.as_str(), "client connection closed");
                 drop(slot);
             });
@@ -250,6 +267,8 @@ pub enum Closed {
     IdleTimeout,
     /// A response write waited on the client for the idle timeout.
     WriteStalled,
+    /// The TLS handshake failed.
+    Handshake,
 }
 
 impl Closed {
@@ -259,22 +278,50 @@ impl Closed {
             Self::HeaderTimeout => "header timeout",
             Self::IdleTimeout => "idle timeout",
             Self::WriteStalled => "write stalled",
+            Self::Handshake => "TLS handshake failed",
         }
     }
 }
 
 async fn connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    builder: &auto::Builder<TokioExecutor>,
+    app: App,
+    options: ServeOptions,
+    stop: watch::Receiver<bool>,
+) -> Closed {
+    let clock = Arc::new(ConnClock::new());
+    let io = WatchedIo {
+        inner: Some(stream),
+        clock: clock.clone(),
+    };
+    let Some(tls) = tls else {
+        return serve_io(TokioIo::new(io), clock, builder, app, options, stop).await;
+    };
+    // The watchdog starts with hyper, so the handshake has its own bound: the header timeout.
+    match tokio::time::timeout(options.header_read_timeout, tls.accept(io)).await {
+        Ok(Ok(io)) => serve_io(TokioIo::new(io), clock, builder, app, options, stop).await,
+        Ok(Err(e)) => {
+            debug!(error = %e, "TLS handshake with a client failed");
+            Closed::Handshake
+        }
+        Err(_) => Closed::HeaderTimeout,
+    }
+}
+
+/// Serves one connection's requests until it ends, the watchdog closes it, or shutdown.
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    clock: Arc<ConnClock>,
     builder: &auto::Builder<TokioExecutor>,
     app: App,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
-) -> Closed {
-    let clock = Arc::new(ConnClock::new());
-    let io = TokioIo::new(WatchedIo {
-        inner: Some(stream),
-        clock: clock.clone(),
-    });
+) -> Closed
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service_clock = clock.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let mut app = app.clone();
@@ -723,87 +770,4 @@ impl hyper::body::Body for TrackedBody {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OPTIONS: ServeOptions = ServeOptions {
-        header_read_timeout: Duration::from_millis(10_000),
-        idle_timeout: Duration::from_millis(90_000),
-        body_read_timeout: Duration::from_millis(60_000),
-        max_connections: 10,
-        workers: 1,
-    };
-
-    fn activity(busy: usize, head: Option<u64>, idle: u64, blocked: Option<u64>) -> Activity {
-        Activity {
-            busy,
-            head_since: head,
-            idle_since: idle,
-            write_blocked_since: blocked,
-        }
-    }
-
-    #[test]
-    fn verdicts() {
-        use Closed::*;
-        use Verdict::*;
-        // (activity, now) → verdict
-        let cases = [
-            // a new connection reads its first head from 0
-            (activity(0, Some(0), 0, None), 9_999, CheckAt(10_000)),
-            (activity(0, Some(0), 0, None), 10_000, Close(HeaderTimeout)),
-            // idle keep-alive: 90 s, not 10, looked at every 10 s for a head starting
-            (activity(0, None, 1_000, None), 50_000, CheckAt(60_000)),
-            (activity(0, None, 1_000, None), 85_000, CheckAt(91_000)),
-            (activity(0, None, 1_000, None), 91_000, Close(IdleTimeout)),
-            // a later head started at 95 s
-            (
-                activity(0, Some(95_000), 1_000, None),
-                96_000,
-                CheckAt(105_000),
-            ),
-            // busy: never closed while writes flow, however long
-            (activity(1, None, 0, None), 1_000_000, CheckAt(1_045_000)),
-            // busy with a stalled write: closed once it waited the idle timeout
-            (activity(1, None, 0, Some(100)), 50_000, CheckAt(90_100)),
-            (activity(2, None, 0, Some(100)), 90_100, Close(WriteStalled)),
-            // a stale head stamp while busy does not count
-            (activity(1, Some(0), 0, None), 20_000, CheckAt(65_000)),
-        ];
-        for (a, now, want) in cases {
-            assert_eq!(verdict(&a, now, &OPTIONS), want, "{a:?} at {now}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn clock_follows_a_connection() {
-        let clock = Arc::new(ConnClock::new());
-        assert_eq!(clock.activity().head_since, Some(0));
-        let guard = clock.start_request(false);
-        assert_eq!(clock.activity().busy, 1);
-        assert_eq!(clock.activity().head_since, None);
-        // reads while busy (a body, a pipelined request) start no head
-        clock.on_read();
-        assert_eq!(clock.activity().head_since, None);
-        tokio::time::advance(Duration::from_millis(500)).await;
-        drop(guard);
-        let a = clock.activity();
-        assert_eq!((a.busy, a.idle_since), (0, 500));
-        tokio::time::advance(Duration::from_millis(500)).await;
-        clock.on_read();
-        assert_eq!(clock.activity().head_since, Some(1_000));
-        // HTTP/2: frames between requests are not heads
-        drop(clock.start_request(true));
-        clock.on_read();
-        assert_eq!(clock.activity().head_since, None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn watchdog_closes_a_silent_connection_at_the_header_timeout() {
-        let clock = ConnClock::new();
-        let started = Instant::now();
-        let reason = clock.watch(OPTIONS).await;
-        assert_eq!(reason, Closed::HeaderTimeout);
-        assert_eq!(started.elapsed(), OPTIONS.header_read_timeout);
-    }
-}
+mod tests;

@@ -1,9 +1,11 @@
 //! Switchyard's gRPC wire contract: generated types and services of package `switchyard.v1`,
-//! the mutual-TLS settings every gRPC link shares ([`tls`]), the
-//! [`secret::Secret`] string every role's config holds keys in, the model-name [`glob`] the
-//! table's key scopes and catalog filters are written in, and routing-table [`delta`]s.
+//! the mutual-TLS settings every gRPC link shares ([`tls`]), the reloading certificate of the
+//! HTTPS listeners ([`https`]), the [`secret::Secret`] string every role's config holds keys
+//! in, the model-name [`glob`] the table's key scopes and catalog filters are written in, and
+//! routing-table [`delta`]s.
 
 pub mod delta;
+pub mod https;
 pub mod secret;
 pub mod tls;
 

@@ -49,6 +49,9 @@ pub enum TlsError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// rustls refused the settings or the key (e.g. a key that is not the certificate's).
+    #[error("{0}")]
+    Rustls(String),
     /// tonic refused the TLS settings.
     #[error("cannot apply the TLS settings")]
     Config(#[source] tonic::transport::Error),

@@ -58,6 +58,10 @@ pub struct UpExtras {
     pub bootstrap_key: Option<String>,
     /// The edge's telemetry sinks (webhook, request log, OTLP).
     pub telemetry: crate::cmd::flags::TelemetryArgs,
+    /// Certificate chain (PEM) for HTTPS on the edge's `/v1` and the admin API; with `https_key`.
+    pub https_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub https_key: Option<PathBuf>,
 }
 
 /// A running `up`: every role, and the addresses they serve.
@@ -89,6 +93,8 @@ impl Up {
         let cp_config = switchyard_control_plane::Config {
             data_dir: cfg.data_dir.clone(),
             config_file: extras.config_file,
+            https_cert: extras.https_cert.clone(),
+            https_key: extras.https_key.clone(),
             ..Default::default()
         };
         let control_plane = ControlPlane::start_with_admin(cp_config, grpc, extras.admin)
@@ -131,6 +137,8 @@ impl Up {
             edge_name: "up".into(),
             table_cache: Some(cfg.data_dir.join("edge-table.pb")),
             bootstrap_key: bootstrap_key.map(switchyard_edge::config::Secret::new),
+            https_cert: extras.https_cert,
+            https_key: extras.https_key,
             ..Default::default()
         };
         extras.telemetry.apply(&mut edge_config);

@@ -147,7 +147,7 @@ pub fn chat_body(model: &str) -> serde_json::Value {
 
 /// An edge serving on an ephemeral port.
 pub struct TestEdge {
-    /// `http://127.0.0.1:N`.
+    /// `http://127.0.0.1:N`, or `https://` when the config has `https_*` files.
     pub url: String,
     /// Its state (install newer tables, read metrics).
     pub state: EdgeState,
@@ -167,14 +167,17 @@ impl TestEdge {
         let addr = listener.local_addr()?;
         let router = app(state.clone());
         let options = switchyard_edge::ServeOptions::from(state.config());
+        let tls = state.config().https_acceptor()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             let stopped = std::future::pending();
-            if let Err(e) = switchyard_edge::serve(listener, router, options, stopped).await {
+            let served = switchyard_edge::serve_with_tls(listener, router, options, tls, stopped);
+            if let Err(e) = served.await {
                 tracing::warn!(error = %e, "test edge stopped");
             }
         });
         Ok(Self {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             state,
             client: reqwest::Client::new(),
             task,

@@ -488,6 +488,7 @@ async fn imported_keys_work_as_presented_in_every_key_header() -> anyhow::Result
     let gw = Gateway::start(&config, &env).await?;
     // `switchyard keys import`, as a team brings an app's existing token.
     let admin = switchyard::cmd::admin::AdminArgs {
+        https_ca: None,
         server: format!(
             "http://{}",
             gw.control_plane

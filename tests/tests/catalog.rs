@@ -165,6 +165,7 @@ async fn the_served_set_follows_the_listing_within_one_refresh() -> anyhow::Resu
 
     // `switchyard catalog` shows served and filtered models, in text and JSON.
     let args = AdminArgs {
+        https_ca: None,
         server: r.admin_url.clone(),
         token: None,
         token_dir: r.data.path().join("data"),
@@ -241,6 +242,7 @@ async fn a_chain_naming_a_filtered_or_unknown_group_is_reported_everywhere() -> 
 
     // Doctor warns, naming both.
     let args = DoctorArgs {
+        https_ca: None,
         control_plane: r.up.grpc_addr().to_owned(),
         join_token: None,
         edge: format!("http://{}", r.up.edge_addr()),
@@ -360,6 +362,7 @@ async fn an_audit_prunes_the_dead_and_its_failure_cache_stops_re_probes() -> any
 
     // The text table and the JSON form.
     let args = AdminArgs {
+        https_ca: None,
         server: r.admin_url.clone(),
         token: None,
         token_dir: r.data.path().join("data"),
@@ -396,6 +399,7 @@ async fn ping_lists_providers_and_probes_one_model_each_without_pruning() -> any
     r.admin.refresh_catalog().await?;
     wait_models(&r, &["a:free", "b:free"]).await?;
     let admin = AdminArgs {
+        https_ca: None,
         server: r.admin_url.clone(),
         token: None,
         token_dir: r.data.path().join("data"),
@@ -478,6 +482,7 @@ async fn chat(r: &Running, model: &str) -> anyhow::Result<(u16, String, String)>
 
 fn admin_args(r: &Running, json: bool) -> AdminArgs {
     AdminArgs {
+        https_ca: None,
         server: r.admin_url.clone(),
         token: None,
         token_dir: r.data.path().join("data"),

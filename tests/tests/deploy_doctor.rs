@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 fn args(control_plane: &str, edge: &str) -> DoctorArgs {
     DoctorArgs {
+        https_ca: None,
         control_plane: control_plane.to_owned(),
         join_token: None,
         edge: edge.to_owned(),

@@ -309,14 +309,46 @@ fn chart_and_compose_use_only_flags_and_env_the_binary_has() -> anyhow::Result<(
                 "SWITCHYARD_JOIN_TOKEN",
                 "SWITCHYARD_ADMIN_TOKENS",
                 "SWITCHYARD_CLUSTER_KEY",
+                "SWITCHYARD_TLS_CA",
+                "SWITCHYARD_TLS_CERT",
+                "SWITCHYARD_TLS_KEY",
+                "SWITCHYARD_HTTPS_CERT",
+                "SWITCHYARD_HTTPS_KEY",
             ]
             .as_slice(),
         ),
         (
             "node-agent",
-            ["SWITCHYARD_NODE_NAME", "SWITCHYARD_JOIN_TOKEN"].as_slice(),
+            [
+                "SWITCHYARD_NODE_NAME",
+                "SWITCHYARD_JOIN_TOKEN",
+                "SWITCHYARD_TLS_CA",
+                "SWITCHYARD_TLS_CERT",
+                "SWITCHYARD_TLS_KEY",
+            ]
+            .as_slice(),
         ),
-        ("edge", ["SWITCHYARD_EDGE_NAME"].as_slice()),
+        (
+            "edge",
+            [
+                "SWITCHYARD_EDGE_NAME",
+                "SWITCHYARD_TLS_CA",
+                "SWITCHYARD_TLS_CERT",
+                "SWITCHYARD_TLS_KEY",
+                "SWITCHYARD_HTTPS_CERT",
+                "SWITCHYARD_HTTPS_KEY",
+            ]
+            .as_slice(),
+        ),
+        (
+            "doctor",
+            [
+                "SWITCHYARD_TLS_CA",
+                "SWITCHYARD_TLS_CERT",
+                "SWITCHYARD_TLS_KEY",
+            ]
+            .as_slice(),
+        ),
     ] {
         let known = envs_of(role)?;
         for env in envs {
@@ -484,5 +516,63 @@ fn systemd_analyze_verifies_the_units() -> anyhow::Result<()> {
         "systemd-analyze verify: {}\n{stderr}",
         out.status
     );
+    Ok(())
+}
+
+#[test]
+fn the_compose_tls_override_gives_every_service_its_own_files() -> anyhow::Result<()> {
+    let base: Value = serde_saphyr::from_str(&read("deploy/compose.yaml")?)?;
+    let tls: Value = serde_saphyr::from_str(&read("deploy/compose.tls.yaml")?)?;
+    let services = base
+        .get("services")
+        .and_then(Value::as_object)
+        .context("compose.yaml has no services")?;
+    let overrides = tls
+        .get("services")
+        .and_then(Value::as_object)
+        .context("compose.tls.yaml has no services")?;
+    let names: BTreeSet<&String> = services.keys().collect();
+    assert_eq!(
+        names,
+        overrides.keys().collect(),
+        "every service and no other"
+    );
+    let mut problems = Vec::new();
+    for (name, service) in overrides {
+        let role = services[name]
+            .get("command")
+            .and_then(|c| c.get(0))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let known = envs_of(&role)?;
+        let env = service.get("environment").cloned().unwrap_or(Value::Null);
+        let mut wanted = vec![
+            ("SWITCHYARD_TLS_CA", "ca.pem".to_owned()),
+            ("SWITCHYARD_TLS_CERT", format!("{name}.pem")),
+            ("SWITCHYARD_TLS_KEY", format!("{name}.key")),
+        ];
+        if role != "node-agent" {
+            wanted.push(("SWITCHYARD_HTTPS_CERT", format!("{name}.pem")));
+            wanted.push(("SWITCHYARD_HTTPS_KEY", format!("{name}.key")));
+        }
+        for (var, file) in wanted {
+            let want = format!("/etc/switchyard/tls/{file}");
+            if env.get(var).and_then(Value::as_str) != Some(want.as_str()) {
+                problems.push(format!("{name}: {var} is not {want}"));
+            }
+            if !known.contains(var) {
+                problems.push(format!("`switchyard {role}` reads no {var}"));
+            }
+        }
+        let mounted = service
+            .get("volumes")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        if !mounted.contains("./certs:/etc/switchyard/tls:ro") {
+            problems.push(format!("{name} does not mount ./certs: {mounted}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }

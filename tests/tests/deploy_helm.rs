@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 use switchyard_tests::deploy::{
-    all_of, args, at, container, data_entry, env_entry, env_value, find, helm_run, render,
-    render_ci, str_at,
+    all_of, args, at, container, data_entry, env_entry, env_value, find, flags_of, helm_run,
+    render, render_ci, str_at,
 };
 
-const VALUE_SETS: [&str; 4] = ["dev", "ha", "agent-hostnetwork", "existing-secret"];
+const VALUE_SETS: [&str; 5] = ["dev", "ha", "agent-hostnetwork", "existing-secret", "tls"];
 const STS: &str = "sy-switchyard-control-plane";
 const EDGE: &str = "sy-switchyard-edge";
 const AGENT: &str = "sy-switchyard-node-agent";
@@ -603,5 +603,190 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
             std::fs::copy(entry.path(), target)?;
         }
     }
+    Ok(())
+}
+
+/// The hosts in a comma-separated list of `scheme://host:port` URLs.
+fn url_hosts(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .filter_map(|u| {
+            u.split("://")
+                .nth(1)?
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_owned())
+        })
+        .collect()
+}
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn tls_mounts_one_certificate_into_every_role_and_probes_through_doctor() -> anyhow::Result<()> {
+    let docs = render_ci("tls")?;
+    let cert = find(&docs, "Certificate", "sy-switchyard-tls")?;
+    let secret = str_at(cert, "spec.secretName")
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(str_at(cert, "spec.issuerRef.name"), Some("switchyard-ca"));
+    let usages = strings(at(cert, "spec.usages"));
+    for usage in ["server auth", "client auth"] {
+        assert!(usages.iter().any(|u| u == usage), "{usages:?}");
+    }
+    let names = strings(at(cert, "spec.dnsNames"));
+    assert!(
+        names.iter().any(|n| n == "llm.tail1234.ts.net"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "localhost"), "{names:?}");
+
+    let sts = find(&docs, "StatefulSet", STS)?;
+    let edge = find(&docs, "Deployment", EDGE)?;
+    let agent = find(&docs, "DaemonSet", AGENT)?;
+    for (role, workload, https) in [
+        ("voter", sts, true),
+        ("edge", edge, true),
+        ("agent", agent, false),
+    ] {
+        let c = container(workload)?;
+        for (var, file) in [
+            ("SWITCHYARD_TLS_CA", "ca.crt"),
+            ("SWITCHYARD_TLS_CERT", "tls.crt"),
+            ("SWITCHYARD_TLS_KEY", "tls.key"),
+        ] {
+            let want = format!("/etc/switchyard/tls/{file}");
+            assert_eq!(env_value(c, var), Some(want.as_str()), "{role} {var}");
+        }
+        let serves = env_value(c, "SWITCHYARD_HTTPS_CERT");
+        assert_eq!(serves.is_some(), https, "{role} HTTPS");
+        let mounts = at(c, "volumeMounts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mount = mounts.iter().find(|m| str_at(m, "name") == Some("tls"));
+        assert_eq!(
+            mount.and_then(|m| str_at(m, "mountPath")),
+            Some("/etc/switchyard/tls"),
+            "{role}"
+        );
+        let volumes = at(workload, "spec.template.spec.volumes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let volume = volumes.iter().find(|v| str_at(v, "name") == Some("tls"));
+        assert_eq!(
+            volume.and_then(|v| str_at(v, "secret.secretName")),
+            Some(secret.as_str()),
+            "{role} mounts the Secret the Certificate fills"
+        );
+    }
+
+    // Every name a role dials a voter by is in the certificate, or its TLS check fails.
+    let mut dialled =
+        url_hosts(&flag_value(&args(container(edge)?), "--control-plane").unwrap_or_default());
+    assert_eq!(dialled.len(), 3, "{dialled:?}");
+    dialled.extend(url_hosts(
+        &flag_value(&args(container(agent)?), "--control-plane").unwrap_or_default(),
+    ));
+    let config = find(&docs, "ConfigMap", "sy-switchyard-config")?;
+    let script = data_entry(config, "start-control-plane.sh").unwrap_or_default();
+    assert!(
+        script.contains("${STATEFULSET_NAME}-$1.${PEERS_DOMAIN}"),
+        "{script}"
+    );
+    let peers = env_value(container(sts)?, "PEERS_DOMAIN").unwrap_or_default();
+    dialled.extend((0..3).map(|i| format!("{STS}-{i}.{peers}")));
+    for host in &dialled {
+        assert!(
+            names.contains(host),
+            "{host} is not in the certificate: {names:?}"
+        );
+    }
+
+    // The kubelet's gRPC probe speaks no TLS: voters are probed by doctor with the pod's files.
+    let cp = container(sts)?;
+    let doctor = flags_of("doctor")?;
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        assert!(at(cp, &format!("{probe}.grpc")).is_none(), "{probe}");
+        let command = strings(at(cp, &format!("{probe}.exec.command")));
+        assert_eq!(
+            command.get(..2),
+            Some(&["switchyard".to_owned(), "doctor".to_owned()][..]),
+            "{probe}"
+        );
+        assert_eq!(
+            flag_value(&command, "--tls-cert").as_deref(),
+            Some("/etc/switchyard/tls/tls.crt")
+        );
+        assert_eq!(
+            flag_value(&command, "--control-plane").as_deref(),
+            Some("https://localhost:7700")
+        );
+        for flag in command.iter().filter(|a| a.starts_with("--")) {
+            assert!(doctor.contains(flag), "doctor has no {flag}");
+        }
+    }
+    // Edges stay on httpGet (they serve without a control plane), now over HTTPS.
+    let e = container(edge)?;
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            str_at(e, &format!("{probe}.httpGet.scheme")),
+            Some("HTTPS"),
+            "{probe}"
+        );
+    }
+    for monitor in all_of(&docs, "ServiceMonitor") {
+        assert_eq!(str_at(monitor, "spec.endpoints.0.scheme"), Some("https"));
+        assert_eq!(
+            str_at(monitor, "spec.endpoints.0.tlsConfig.ca.secret.name"),
+            Some(secret.as_str())
+        );
+    }
+
+    // An existing Secret instead of cert-manager; and TLS with neither is refused.
+    let docs = render(&[
+        "--set",
+        "tls.enabled=true",
+        "--set",
+        "tls.existingSecret=mine",
+        "--set",
+        "tls.edgeHttps=false",
+    ])?;
+    assert!(all_of(&docs, "Certificate").is_empty());
+    let e = container(find(&docs, "Deployment", EDGE)?)?;
+    assert_eq!(env_value(e, "SWITCHYARD_HTTPS_CERT"), None);
+    assert_eq!(str_at(e, "readinessProbe.httpGet.scheme"), Some("HTTP"));
+    let volumes = at(
+        find(&docs, "DaemonSet", AGENT)?,
+        "spec.template.spec.volumes",
+    )
+    .cloned()
+    .unwrap_or(Value::Null);
+    assert!(volumes.to_string().contains("\"mine\""), "{volumes}");
+    let refused = render(&["--set", "tls.enabled=true"])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("tls.existingSecret"), "{refused}");
+
+    // Off by default: nothing of it renders.
+    let docs = render(&[])?;
+    assert!(all_of(&docs, "Certificate").is_empty());
+    let cp = container(find(&docs, "StatefulSet", STS)?)?;
+    assert_eq!(env_value(cp, "SWITCHYARD_TLS_CA"), None);
+    assert_eq!(int(cp, "readinessProbe.grpc.port"), Some(7700));
     Ok(())
 }

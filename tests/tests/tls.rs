@@ -376,6 +376,20 @@ async fn mutual_tls_cluster_routes_and_refuses_rogue_agents() -> anyhow::Result<
         "doctor without TLS passed:\n{said}"
     );
     assert!(said.contains("--tls-ca"), "{said}");
+
+    // The chart's exec probe for a voter under TLS: doctor's quick check on localhost with the
+    // voter's own files (the Helm chart test pins the same command line).
+    let probe = tokio::process::Command::new(&bin)
+        .args(["doctor", "--quick", "--no-edge", "--timeout-ms", "3000"])
+        .arg("--control-plane")
+        .arg(format!("https://localhost:{}", grpc.port()))
+        .args(tls_flags(&certs, "cp"))
+        .env_remove("SWITCHYARD_JOIN_TOKEN")
+        .output()
+        .await?;
+    let said = String::from_utf8_lossy(&probe.stdout).into_owned()
+        + &String::from_utf8_lossy(&probe.stderr);
+    assert!(probe.status.success(), "the voter probe failed:\n{said}");
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! - [`metrics`]: the Prometheus text;
 //! - [`usage`]: `GET /api/v1/usage`;
 //! - [`aliases`]: `GET /api/v1/aliases` (with current members) and `POST /api/v1/latency`;
-//! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes.
+//! - [`ui`]: the web dashboard at `/ui`, which reads the same `/api/v1` routes;
+//! - [`https`]: serving it all over HTTPS.
 //!
 //! Every `/api/v1` route needs a bearer token: an admin token for writes, an admin or read-only
 //! token for reads (401 without a known token, 403 for a read-only token on a write). Writes on a
@@ -13,6 +14,7 @@
 
 pub mod aliases;
 pub mod client;
+pub mod https;
 pub mod metrics;
 pub mod ui;
 pub mod usage;

@@ -103,3 +103,99 @@ move to the next when it fails or loses contact with the leader. */}}
       name: {{ include "switchyard.secretName" . }}
       key: {{ .Values.secrets.joinTokenKey }}
 {{- end }}
+
+{{/* The Secret holding tls.crt, tls.key and ca.crt when tls.enabled: the one cert-manager
+issues, or the one given. */}}
+{{- define "switchyard.tls.secretName" -}}
+{{- if .Values.tls.certManager.issuer }}
+{{- printf "%s-tls" (include "switchyard.fullname" .) }}
+{{- else if .Values.tls.existingSecret }}
+{{- .Values.tls.existingSecret }}
+{{- else }}
+{{- fail "tls.enabled needs tls.existingSecret (tls.crt, tls.key, ca.crt) or tls.certManager.issuer" }}
+{{- end }}
+{{- end }}
+
+{{/* Every name a role is dialled or probed by, for the certificate's SANs: each voter through
+the headless Service (short and fully qualified), the voters' client Service, the edge Service,
+and localhost for the exec probes. */}}
+{{- define "switchyard.tls.dnsNames" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $domain := .Values.clusterDomain -}}
+{{- $name := include "switchyard.controlPlane.name" . -}}
+{{- $peers := include "switchyard.controlPlane.headless" . -}}
+{{- $edge := include "switchyard.edge.name" . -}}
+{{- $names := list "localhost" -}}
+{{- range $i := until (int .Values.controlPlane.replicas) -}}
+{{- $names = append $names (printf "%s-%d.%s.%s.svc" $name $i $peers $ns) -}}
+{{- $names = append $names (printf "%s-%d.%s.%s.svc.%s" $name $i $peers $ns $domain) -}}
+{{- end -}}
+{{- range $svc := list $name $peers $edge -}}
+{{- $names = append $names $svc -}}
+{{- $names = append $names (printf "%s.%s.svc" $svc $ns) -}}
+{{- $names = append $names (printf "%s.%s.svc.%s" $svc $ns $domain) -}}
+{{- end -}}
+{{- $names = concat $names .Values.tls.extraDnsNames -}}
+{{- toYaml $names -}}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted in every pod. */}}
+{{- define "switchyard.tls.dir" -}}/etc/switchyard/tls{{- end }}
+
+{{/* Mutual TLS on the gRPC links: the same flags every role takes, as environment. */}}
+{{- define "switchyard.tls.env" -}}
+{{- if .Values.tls.enabled }}
+{{- $dir := include "switchyard.tls.dir" . }}
+- name: SWITCHYARD_TLS_CA
+  value: {{ printf "%s/ca.crt" $dir }}
+- name: SWITCHYARD_TLS_CERT
+  value: {{ printf "%s/tls.crt" $dir }}
+- name: SWITCHYARD_TLS_KEY
+  value: {{ printf "%s/tls.key" $dir }}
+{{- end }}
+{{- end }}
+
+{{/* HTTPS on a role's HTTP listener (edge /v1, admin API), from the same certificate. */}}
+{{- define "switchyard.tls.httpsEnv" -}}
+{{- $dir := include "switchyard.tls.dir" . }}
+- name: SWITCHYARD_HTTPS_CERT
+  value: {{ printf "%s/tls.crt" $dir }}
+- name: SWITCHYARD_HTTPS_KEY
+  value: {{ printf "%s/tls.key" $dir }}
+{{- end }}
+
+{{- define "switchyard.tls.volumeMount" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: {{ include "switchyard.tls.dir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "switchyard.tls.volume" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ include "switchyard.tls.secretName" . }}
+{{- end }}
+{{- end }}
+
+{{/* A voter's exec probe under mutual TLS: doctor's quick check of the gRPC health service
+on this pod, with the pod's certificate. */}}
+{{- define "switchyard.tls.doctorProbe" -}}
+{{- $dir := include "switchyard.tls.dir" . -}}
+- switchyard
+- doctor
+- --quick
+- --no-edge
+- --timeout-ms
+- "3000"
+- --control-plane
+- {{ printf "https://localhost:%d" (int .Values.controlPlane.grpcPort) }}
+- --tls-ca
+- {{ printf "%s/ca.crt" $dir }}
+- --tls-cert
+- {{ printf "%s/tls.crt" $dir }}
+- --tls-key
+- {{ printf "%s/tls.key" $dir }}
+{{- end }}

@@ -36,6 +36,10 @@ pub struct AdminArgs {
         default_value = "switchyard-data"
     )]
     pub token_dir: PathBuf,
+    /// CA certificate (PEM) to trust for an `https://` `--server` (a voter serving
+    /// `--https-cert`), instead of the system's roots.
+    #[arg(long, global = true, env = "SWITCHYARD_HTTPS_CA")]
+    pub https_ca: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -56,7 +60,11 @@ impl AdminArgs {
                     .to_string()
             }
         };
-        Ok(AdminClient::new(&self.server, &token)?)
+        let http = super::flags::http_client(
+            std::time::Duration::from_secs(30),
+            self.https_ca.as_deref(),
+        )?;
+        Ok(AdminClient::with_http(&self.server, &token, http))
     }
 }
 

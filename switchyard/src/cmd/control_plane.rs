@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::flags::{TlsArgs, bind, write_addr_file};
+use super::flags::{HttpsArgs, TlsArgs, bind, write_addr_file};
 use super::{Run, Shutdown};
 
 /// `switchyard control-plane`.
@@ -154,6 +154,9 @@ pub struct ControlPlaneArgs {
     pub etcd_password_env: Option<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// HTTPS on the admin API.
+    #[command(flatten)]
+    pub https: HttpsArgs,
 }
 
 impl ControlPlaneArgs {
@@ -217,6 +220,8 @@ impl ControlPlaneArgs {
             tls_ca: self.tls.tls_ca.clone(),
             tls_cert: self.tls.tls_cert.clone(),
             tls_key: self.tls.tls_key.clone(),
+            https_cert: self.https.https_cert.clone(),
+            https_key: self.https.https_key.clone(),
             usage_retention: switchyard_control_plane::state::Retention {
                 minutes_ms: self.usage_minutes_kept.saturating_mul(60_000),
                 hours_ms: self.usage_hours_kept.saturating_mul(3_600_000),

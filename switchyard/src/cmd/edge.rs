@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::flags::{TelemetryArgs, TlsArgs, bind, write_addr_file};
+use super::flags::{HttpsArgs, TelemetryArgs, TlsArgs, bind, write_addr_file};
 use super::{Run, Shutdown};
 
 /// `switchyard edge`.
@@ -72,6 +72,8 @@ pub struct EdgeArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub https: HttpsArgs,
 }
 
 impl Run for EdgeArgs {
@@ -93,6 +95,8 @@ impl Run for EdgeArgs {
             tls_ca: args.tls.tls_ca,
             tls_cert: args.tls.tls_cert,
             tls_key: args.tls.tls_key,
+            https_cert: args.https.https_cert,
+            https_key: args.https.https_key,
             ..Default::default()
         };
         args.telemetry.apply(&mut cfg);

@@ -83,6 +83,33 @@ impl TelemetryArgs {
     }
 }
 
+/// HTTPS on this role's HTTP listener (the edge's `/v1`, a voter's admin API), for a LAN or
+/// tailnet with no TLS-terminating proxy in front. Both or neither; plain HTTP without them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpsArgs {
+    /// Certificate chain (PEM) to serve HTTPS with; reread when the file changes.
+    #[arg(long, env = "SWITCHYARD_HTTPS_CERT", requires = "https_key")]
+    pub https_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key (PEM).
+    #[arg(long, env = "SWITCHYARD_HTTPS_KEY", requires = "https_cert")]
+    pub https_key: Option<PathBuf>,
+}
+
+/// An HTTP client with `timeout` that, given `ca` (PEM), trusts only that CA for `https://`.
+pub fn http_client(
+    timeout: std::time::Duration,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+        builder = builder.tls_certs_only([ca]);
+    }
+    Ok(builder.build()?)
+}
+
 /// Where and how often the node agent probes.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::flags::{ProbeArgs, TelemetryArgs, bind};
+use super::flags::{HttpsArgs, ProbeArgs, TelemetryArgs, bind};
 use super::{Run, Shutdown};
 use crate::up::{Up, UpConfig, UpExtras};
 
@@ -45,6 +45,9 @@ pub struct UpArgs {
     pub probe: ProbeArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// HTTPS on the edge's /v1 and the admin API (one certificate for both).
+    #[command(flatten)]
+    pub https: HttpsArgs,
 }
 
 impl Run for UpArgs {
@@ -67,12 +70,19 @@ impl Run for UpArgs {
             admin: Some(admin),
             bootstrap_key: args.bootstrap_key,
             telemetry: args.telemetry,
+            https_cert: args.https.https_cert.clone(),
+            https_key: args.https.https_key.clone(),
+        };
+        let scheme = if args.https.https_cert.is_some() {
+            "https"
+        } else {
+            "http"
         };
         let up = Up::start_with(cfg, edge, grpc, extras).await?;
         tracing::info!(
-            edge = %format!("http://{}/v1", up.edge_addr()),
+            edge = %format!("{scheme}://{}/v1", up.edge_addr()),
             control_plane = %up.grpc_addr(),
-            admin = %format!("http://{}", args.admin_listen),
+            admin = %format!("{scheme}://{}", args.admin_listen),
             demo = args.demo,
             "switchyard is up"
         );

@@ -58,6 +58,10 @@ pub struct DoctorArgs {
     /// implement, unusable providers) are listed.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) to trust for an `https://` `--edge` (one serving `--https-cert`),
+    /// instead of the system's roots.
+    #[arg(long, env = "SWITCHYARD_HTTPS_CA")]
+    pub https_ca: Option<std::path::PathBuf>,
     /// The control plane's mutual TLS, when the cluster runs it: any node's files will do.
     #[command(flatten)]
     pub tls: super::flags::TlsArgs,
@@ -265,7 +269,7 @@ pub async fn check(args: &DoctorArgs) -> Report {
         }
         return report;
     }
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
+    let client = match super::flags::http_client(timeout, args.https_ca.as_deref()) {
         Ok(client) => client,
         Err(e) => {
             report.push(
