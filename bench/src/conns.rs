@@ -47,12 +47,14 @@ pub async fn run(args: ConnsArgs) -> anyhow::Result<()> {
         args.streams
     );
     let cap = (args.idle.max(args.streams) + 100).to_string();
-    let upstream = Server::spawn(&[
-        "slow-upstream".into(),
-        args.trickle.as_millis().to_string(),
-    ])
-    .await?;
-    let edge_args = ["edge".into(), upstream.addr.to_string(), "--max-connections".into(), cap];
+    let upstream =
+        Server::spawn(&["slow-upstream".into(), args.trickle.as_millis().to_string()]).await?;
+    let edge_args = [
+        "edge".into(),
+        upstream.addr.to_string(),
+        "--max-connections".into(),
+        cap,
+    ];
 
     let (base_kib, idle_kib) = {
         let edge = Server::spawn(&edge_args).await?;
@@ -217,7 +219,10 @@ async fn liveliness(conn: &mut TcpStream) -> anyhow::Result<()> {
             continue;
         };
         let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        ensure!(head.starts_with("http/1.1 200"), "liveliness answered {head}");
+        ensure!(
+            head.starts_with("http/1.1 200"),
+            "liveliness answered {head}"
+        );
         let length: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))
