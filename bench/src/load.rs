@@ -80,7 +80,7 @@ impl Server {
         Ok(Self { child, addr })
     }
 
-    fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         rss_of(self.child.id()?)
     }
 }

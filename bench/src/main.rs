@@ -18,7 +18,10 @@
 //!
 //! `scale`: a real three-voter control plane with simulated agents churning their backends and
 //! simulated edges following the table: propagation, bytes per change per edge, leader CPU/RSS.
+//! `conns`: the edge's memory per idle keep-alive connection, and its RSS holding many slow
+//! streams at once.
 
+mod conns;
 mod limits;
 mod scale;
 mod usage;
@@ -123,6 +126,21 @@ enum Bench {
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
     },
+    /// Edge memory: KiB per idle keep-alive connection, and RSS under many slow streams.
+    Conns {
+        /// Idle keep-alive connections (each after one request).
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        /// Concurrent slow streams (on a fresh edge).
+        #[arg(long, default_value_t = 9_000)]
+        streams: usize,
+        /// Milliseconds between a slow stream's chunks.
+        #[arg(long, default_value_t = 2_000)]
+        trickle_ms: u64,
+        /// Seconds the connections are held before the memory is read.
+        #[arg(long, default_value_t = 3)]
+        hold: u64,
+    },
     /// Closed-loop non-streaming load against one address (for profiling a single target).
     Hammer {
         /// `host:port` serving /v1/chat/completions.
@@ -146,6 +164,11 @@ enum Bench {
 enum Serve {
     /// The fast fake upstream.
     Upstream,
+    /// An upstream whose every chat is a stream trickling a chunk every `every_ms`.
+    SlowUpstream {
+        /// Milliseconds between chunks.
+        every_ms: u64,
+    },
     /// The bare pass-through proxy to an upstream.
     Floor { upstream: std::net::SocketAddr },
     /// The edge routing to an upstream.
@@ -163,6 +186,9 @@ enum Serve {
         /// Write the request log here (telemetry's cost).
         #[arg(long)]
         request_log: Option<std::path::PathBuf>,
+        /// The edge's connection cap (default: the edge's own).
+        #[arg(long)]
+        max_connections: Option<usize>,
     },
 }
 
@@ -219,6 +245,20 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Bench::Conns {
+            idle,
+            streams,
+            trickle_ms,
+            hold,
+        } => {
+            conns::run(conns::ConnsArgs {
+                idle,
+                streams,
+                trickle: Duration::from_millis(trickle_ms),
+                hold: Duration::from_secs(hold),
+            })
+            .await
+        }
         Bench::Hammer {
             addr,
             conns,
@@ -226,6 +266,9 @@ async fn main() -> anyhow::Result<()> {
         } => load::hammer(addr, conns, seconds).await,
         Bench::Serve { what } => match what {
             Serve::Upstream => servers::upstream().await,
+            Serve::SlowUpstream { every_ms } => {
+                servers::slow_upstream(Duration::from_millis(every_ms)).await
+            }
             Serve::Floor { upstream } => servers::floor(upstream).await,
             Serve::Edge {
                 upstream,
@@ -233,13 +276,14 @@ async fn main() -> anyhow::Result<()> {
                 usage_to,
                 no_usage,
                 request_log,
+                max_connections,
             } => {
                 let usage = servers::Accounting {
                     on: !no_usage,
                     to: usage_to,
                     request_log,
                 };
-                servers::edge(upstream, limits_from, usage).await
+                servers::edge(upstream, limits_from, usage, max_connections).await
             }
         },
     }

@@ -118,6 +118,41 @@ pub async fn upstream() -> anyhow::Result<()> {
     serve(listener, upstream_answer).await
 }
 
+/// Most chunks of a slow stream: it ends by itself even if nobody closes it.
+const TRICKLE_CHUNKS: u32 = 600;
+
+/// A slow upstream: every chat is an SSE stream whose first chunk comes at once and the next
+/// ones every `every`, as a long generation trickles tokens, up to [`TRICKLE_CHUNKS`].
+pub async fn slow_upstream(every: std::time::Duration) -> anyhow::Result<()> {
+    let (listener, _) = bind().await?;
+    serve(listener, move |req: Request<Incoming>| async move {
+        // The request body is read whole first, as a real server does.
+        let _body = req.into_body().collect().await;
+        let chunk = Bytes::from_static(b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok\"},\"finish_reason\":null}]}\n\n");
+        let stream = futures::stream::unfold(0u32, move |sent| {
+            let chunk = chunk.clone();
+            async move {
+                match sent {
+                    0 => {}
+                    n if n > TRICKLE_CHUNKS => return None,
+                    _ => tokio::time::sleep(every).await,
+                }
+                let frame = if sent == TRICKLE_CHUNKS {
+                    Bytes::from_static(b"data: [DONE]\n\n")
+                } else {
+                    chunk
+                };
+                Some((Ok::<_, hyper::Error>(Frame::data(frame)), sent + 1))
+            }
+        });
+        let response = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(BodyExt::boxed(StreamBody::new(stream)));
+        Ok(response.unwrap_or_else(|_| Response::new(full(""))))
+    })
+    .await
+}
+
 /// The floor: a bare pass-through proxy (hyper server + pooled hyper client, no parsing, no
 /// routing) to `upstream`. Whatever it adds is the physical cost of one extra HTTP hop.
 pub async fn floor(upstream: SocketAddr) -> anyhow::Result<()> {
@@ -175,9 +210,13 @@ pub async fn edge(
     upstream: SocketAddr,
     limits: Option<String>,
     usage: Accounting,
+    max_connections: Option<usize>,
 ) -> anyhow::Result<()> {
     let (listener, _) = bind().await?;
     let mut cfg = switchyard_edge::Config::default();
+    if let Some(max) = max_connections {
+        cfg.max_connections = max;
+    }
     if let Some(control_plane) = limits.as_ref().or(usage.to.as_ref()) {
         cfg.control_plane.clone_from(control_plane);
         cfg.edge_name = "bench-edge".into();

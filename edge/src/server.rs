@@ -164,6 +164,14 @@ pub async fn serve_with_tls(
 /// A connection handed to a worker, with its place under the connection cap.
 type Handoff = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
 
+/// The connection builders: one per protocol, and one that reads the protocol itself (see
+/// [`protocol`]).
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+    detect: auto::Builder<TokioExecutor>,
+}
+
 /// A worker thread and the way to hand it connections.
 struct Worker {
     connections: mpsc::UnboundedSender<Handoff>,
@@ -183,7 +191,11 @@ fn start_workers(
         .header_read_timeout(None)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let builder = Arc::new(Builders {
+        h1: builder.clone().http1_only(),
+        h2: builder.clone().http2_only(),
+        detect: builder,
+    });
     (0..crate::worker::count(options.workers))
         .map(|index| {
             let (connections, inbox) = mpsc::unbounded_channel();
@@ -206,7 +218,7 @@ fn start_workers(
 fn worker(
     index: usize,
     mut inbox: mpsc::UnboundedReceiver<Handoff>,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
+    builder: &Arc<Builders>,
     app: &App,
     options: ServeOptions,
     tls: Option<TlsAcceptor>,
@@ -286,22 +298,57 @@ impl Closed {
 async fn connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     app: App,
     options: ServeOptions,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Closed {
     let clock = Arc::new(ConnClock::new());
+    let Some(tls) = tls else {
+        let builder = {
+            let watchdog = clock.watch(options);
+            let mut watchdog = std::pin::pin!(watchdog);
+            if *stop.borrow() {
+                // Draining: a connection that has sent nothing yet is closed at once.
+                return Closed::Ended;
+            }
+            tokio::select! {
+                biased;
+                protocol = protocol(&stream) => match protocol {
+                    Some(Protocol::H1) => &builders.h1,
+                    Some(Protocol::H2) => &builders.h2,
+                    Some(Protocol::Undecided) => &builders.detect,
+                    None => return Closed::Ended,
+                },
+                reason = &mut watchdog => return reason,
+                _ = stop.changed() => return Closed::Ended,
+            }
+        };
+        let io = TokioIo::new(WatchedIo {
+            inner: Some(stream),
+            clock: clock.clone(),
+        });
+        return serve_io(io, clock, builder, app, options, stop).await;
+    };
     let io = WatchedIo {
         inner: Some(stream),
         clock: clock.clone(),
     };
-    let Some(tls) = tls else {
-        return serve_io(TokioIo::new(io), clock, builder, app, options, stop).await;
-    };
     // The watchdog starts with hyper, so the handshake has its own bound: the header timeout.
     match tokio::time::timeout(options.header_read_timeout, tls.accept(io)).await {
-        Ok(Ok(io)) => serve_io(TokioIo::new(io), clock, builder, app, options, stop).await,
+        // Encrypted bytes cannot be peeked at: ALPN and hyper-util's detection tell HTTP/1
+        // from HTTP/2.
+        Ok(Ok(io)) => {
+            serve_io(
+                TokioIo::new(io),
+                clock,
+                &builders.detect,
+                app,
+                options,
+                stop,
+            )
+            .await
+        }
         Ok(Err(e)) => {
             debug!(error = %e, "TLS handshake with a client failed");
             Closed::Handshake
@@ -355,7 +402,7 @@ where
     let mut conn = std::pin::pin!(conn);
     let watchdog = clock.watch(options);
     let mut watchdog = std::pin::pin!(watchdog);
-    let mut draining = *stop.borrow();
+    let mut draining = *stop.borrow_and_update();
     if draining {
         conn.as_mut().graceful_shutdown();
     }
@@ -378,6 +425,36 @@ where
             }
         }
     }
+}
+
+/// What a connection's first bytes say it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    H1,
+    H2,
+    /// A part of the HTTP/2 preface only: hyper-util reads the rest.
+    Undecided,
+}
+
+/// The client preface every HTTP/2 connection starts with.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells HTTP/1 from HTTP/2 by peeking at the first bytes, once per connection; `None` when
+/// the client closed or failed first. hyper-util's own detection reads those bytes instead
+/// and hands them to hyper's HTTP/1 reader as a 24-byte first read, after which the reader's
+/// next 8 KiB reservation doubles its buffer to 16 KiB for the connection's whole life: the
+/// largest part of an idle keep-alive connection's memory. A peek leaves them in the socket.
+async fn protocol(stream: &TcpStream) -> Option<Protocol> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let n = stream.peek(&mut first).await.ok()?;
+    Some(match n {
+        0 => return None,
+        _ if first[..n] != H2_PREFACE[..n] => Protocol::H1,
+        _ if n == H2_PREFACE.len() => Protocol::H2,
+        // Peeking again would return the same bytes at once until more come: let hyper-util
+        // read (a rare client splitting the preface costs only the larger buffer).
+        _ => Protocol::Undecided,
+    })
 }
 
 /// The OpenAI-shaped 408 for a body that did not arrive in time; the connection is closed.
