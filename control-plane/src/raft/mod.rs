@@ -215,6 +215,33 @@ pub struct RaftStatus {
     pub etcd: Option<EtcdStatus>,
 }
 
+/// How long a voter waits for a database file that this process still holds open.
+const DATABASE_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens (or creates) the redb file at `path`. A voter stopped and started again in the same
+/// process (`switchyard up` restarted on its data directory) may find the file still held for
+/// a moment by the last tasks of the stopped one; redb refuses a second open in one process,
+/// so that case is retried for a few seconds before it is an error.
+async fn open_database(path: &Path) -> Result<redb::Database, Error> {
+    let deadline = tokio::time::Instant::now() + DATABASE_RELEASE_WAIT;
+    loop {
+        match redb::Database::create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                return Err(Error::DataDir {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other(e),
+                });
+            }
+        }
+    }
+}
+
 /// One voter: its raft node, state machine and identity.
 #[derive(Clone)]
 struct RaftNode {
@@ -244,11 +271,7 @@ impl RaftNode {
             source,
         })?;
         let path = data_dir.join("raft.redb");
-        let db = redb::Database::create(&path).map_err(|e| Error::DataDir {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
-        let db = Arc::new(db);
+        let db = Arc::new(open_database(&path).await?);
         let log_store = LogStore::open(db.clone())?;
         let state_machine = StateMachine::open(db.clone(), key)?;
         let config = openraft::Config {
