@@ -125,11 +125,17 @@ impl Session {
             self.reply(ControlBody::Rejected(Rejected { reason })).await;
             return;
         }
-        let up_changes = self
+        let (up_changes, revision) = self
             .consensus
-            .with_state(|s| s.node_up_changes(&node, &hello.version, &hello.addresses))
+            .with_state(|s| {
+                (
+                    s.node_up_changes(&node, &hello.version, &hello.addresses),
+                    s.revision,
+                )
+            })
             .await;
-        // A reconnect that changes nothing costs no write; on a follower the write is still
+        // A reconnect that changes nothing costs no write, but is acknowledged all the same
+        // (agents and `doctor` wait for the answer to Hello); on a follower the write is still
         // attempted, because its refusal is what redirects the agent to the leader.
         if up_changes || !self.consensus.is_leader() {
             let up = Command::NodeUp {
@@ -141,6 +147,8 @@ impl Session {
             if self.commit(up).await.is_err() {
                 return;
             }
+        } else if self.tx.send(Ok(ack(revision))).await.is_err() {
+            return;
         }
         self.liveness.beat(&node, now_ms(), None);
         tracing::info!(node = %node, version = %hello.version, "agent connected");
