@@ -4,7 +4,8 @@
 //! committed commands in the same order and reaches the same state. Time arrives inside the
 //! command (`at_ms`, milliseconds since the Unix epoch, stamped by the proposer).
 //!
-//! - this file: endpoints, nodes, the command set and `apply`;
+//! - this file: endpoints, nodes and `apply`;
+//! - [`command`]: the command set and what applying one did;
 //! - [`policy`]: client keys, aliases, fallbacks, cooldowns and router settings;
 //! - [`sources`]: replacing everything one config source declares (config reload);
 //! - [`catalog`]: what declared endpoints list, their catalog filters and dead models;
@@ -13,6 +14,7 @@
 //! - [`usage`]: usage and spend reported by edges, with hourly and daily rollups.
 
 mod catalog;
+mod command;
 mod health;
 mod latency;
 mod policy;
@@ -26,11 +28,12 @@ pub mod usage;
 
 use std::collections::BTreeMap;
 
-use crate::lease::{LeaseBook, SlotGrant, SlotRequest, WindowGrant, WindowRequest};
+use crate::lease::LeaseBook;
 use serde::Deserialize;
 use serde::Serialize;
 
 pub use catalog::{CatalogFilter, CatalogSpec, Catalogs, DeadModel, ListedModel};
+pub use command::{Command, Outcome};
 pub use health::{CheckMode, Checked, HealthChecks};
 pub use latency::{Latencies, Latency};
 pub use policy::{Alias, ClientKey, Cooldown, Fallback, RouterSettings};
@@ -287,214 +290,6 @@ pub struct Node {
     pub status: NodeStatus,
     /// When `status` last changed, ms since the Unix epoch.
     pub since_ms: u64,
-}
-
-/// A change to the cluster state. Only committed commands change it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Command {
-    /// Names the cluster's history once, at bootstrap; later attempts change nothing.
-    SetClusterId {
-        /// Random id.
-        id: String,
-    },
-    /// Create or replace a declared endpoint.
-    PutEndpoint {
-        /// The endpoint.
-        spec: EndpointSpec,
-        /// Proposal time, ms since the Unix epoch.
-        at_ms: u64,
-    },
-    /// Remove an endpoint of any source.
-    DeleteEndpoint {
-        /// Endpoint id.
-        id: String,
-    },
-    /// Create or replace an explicit model group.
-    PutModelGroup {
-        /// The group.
-        group: ModelGroup,
-    },
-    /// Remove an explicit model group.
-    DeleteModelGroup {
-        /// Public model name.
-        name: String,
-    },
-    /// Replace everything one source (config or env) declares with `declared`.
-    ReplaceSource {
-        /// `config` or `env`.
-        source: Source,
-        /// The complete new declaration of that source.
-        declared: Declared,
-        /// Proposal time, ms since the Unix epoch.
-        at_ms: u64,
-    },
-    /// Create or replace an alias.
-    PutAlias {
-        /// The alias.
-        alias: Alias,
-    },
-    /// Remove an alias.
-    DeleteAlias {
-        /// Alias name.
-        name: String,
-    },
-    /// Create or replace a fallback chain.
-    PutFallback {
-        /// The chain.
-        fallback: Fallback,
-    },
-    /// Remove a fallback chain.
-    DeleteFallback {
-        /// Model whose chain goes.
-        model: String,
-        /// Whether it is the context-window chain.
-        context_window: bool,
-    },
-    /// Add a client key (its hash only).
-    PutKey {
-        /// The key.
-        key: ClientKey,
-    },
-    /// Refuse a client key from now on.
-    RevokeKey {
-        /// Key id.
-        id: String,
-    },
-    /// Replace the router settings.
-    PutSettings {
-        /// The settings.
-        settings: RouterSettings,
-    },
-    /// Cooldowns reported by edges; a new one never shortens an existing one.
-    ReportCooldowns {
-        /// The cooldowns.
-        cooldowns: Vec<Cooldown>,
-        /// Proposal time, ms since the Unix epoch (expired cooldowns are dropped).
-        at_ms: u64,
-    },
-    /// Removes cooldowns, of one endpoint or all.
-    ClearCooldowns {
-        /// Only this endpoint's; all when `None`.
-        endpoint_id: Option<String>,
-    },
-    /// A node agent connected.
-    NodeUp {
-        /// Node name.
-        name: String,
-        /// Agent version.
-        version: String,
-        /// Reported addresses.
-        addresses: Vec<String>,
-        /// Proposal time, ms since the Unix epoch.
-        at_ms: u64,
-    },
-    /// A node missed its heartbeats for too long.
-    NodeDown {
-        /// Node name.
-        name: String,
-        /// Proposal time, ms since the Unix epoch.
-        at_ms: u64,
-    },
-    /// An active health check of an endpoint changed its result. The checker proposes only
-    /// transitions; a report that changes nothing is a no-op.
-    ReportHealth {
-        /// Endpoint id.
-        endpoint_id: String,
-        /// Whether the check passed.
-        healthy: bool,
-        /// Why it failed; empty when healthy.
-        error: String,
-        /// Proposal time, ms since the Unix epoch.
-        at_ms: u64,
-    },
-    /// What a node agent found. With `full`, backends of this node missing from `upserted` are
-    /// removed (a snapshot); otherwise only `removed` are.
-    ReportBackends {
-        /// Reporting node.
-        node: String,
-        /// New or changed backends.
-        upserted: Vec<DiscoveredBackend>,
-        /// Proposed ids of backends that are gone.
-        removed: Vec<String>,
-        /// Whether `upserted` is everything the node sees.
-        full: bool,
-        /// Proposal time, ms since the Unix epoch.
-        at_ms: u64,
-    },
-    /// What a declared endpoint's own listing holds now (an empty list forgets it).
-    PutListing {
-        /// Endpoint id.
-        endpoint_id: String,
-        /// Every model listed, unfiltered.
-        models: Vec<ListedModel>,
-    },
-    /// The models an audit verified dead on one endpoint (empty clears them).
-    PutDeadModels {
-        /// Endpoint id.
-        endpoint_id: String,
-        /// The dead models and why.
-        dead: Vec<DeadModel>,
-    },
-    /// Measured latency of deployments (a bench run or an edge's summary), in one batch.
-    ReportLatency {
-        /// The measurements.
-        measured: Vec<Latency>,
-    },
-    /// An edge asks for a slice of a windowed limit.
-    GrantWindow {
-        /// The request, stamped with the proposal time.
-        request: WindowRequest,
-    },
-    /// An edge sets how many concurrency slots it holds.
-    HoldSlots {
-        /// The request, stamped with the proposal time.
-        request: SlotRequest,
-    },
-    /// One batch of an edge's usage aggregates.
-    RecordUsage {
-        /// The reporting edge.
-        edge: String,
-        /// The edge's batch number; one already applied is skipped.
-        batch: u64,
-        /// Per (key, model, deployment, minute).
-        rows: Vec<MinuteRow>,
-        /// How long each granularity is kept, as the proposer is configured.
-        keep: Retention,
-        /// Proposal time, ms since the Unix epoch (drives compaction).
-        at_ms: u64,
-    },
-}
-
-/// What applying a command did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
-    /// The state changed; `revision` is the new routing-table version.
-    Changed {
-        /// Revision after the change.
-        revision: u64,
-    },
-    /// The command was valid but changed nothing.
-    Unchanged {
-        /// Current revision.
-        revision: u64,
-    },
-    /// The command was refused; the state is untouched.
-    Rejected {
-        /// Why, for the proposer.
-        reason: String,
-    },
-    /// A slice of a windowed limit was granted (possibly empty).
-    WindowGranted {
-        /// What the edge may spend.
-        grant: WindowGrant,
-    },
-    /// The edge's concurrency slots were set.
-    SlotsHeld {
-        /// What the edge holds.
-        grant: SlotGrant,
-    },
 }
 
 /// Everything the control plane agrees on.

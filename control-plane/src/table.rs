@@ -28,6 +28,37 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
         .collect();
 
     let mut models: BTreeMap<String, ModelRoute> = BTreeMap::new();
+    declared_routes(state, &mut models);
+    served_routes(state, &mut models);
+    // A group whose deployments all point at missing endpoints serves nothing.
+    models.retain(|_, m| !m.deployments.is_empty());
+    let served: BTreeSet<&str> = models
+        .keys()
+        .map(String::as_str)
+        .chain(state.aliases.keys().map(String::as_str))
+        .collect();
+    let broken_links = rot::broken(state, &served);
+    let models: Vec<ModelRoute> = models.into_values().collect();
+    let aliases = aliases(state, &models, &endpoints);
+    let table = RoutingTable {
+        version: state.revision,
+        endpoints,
+        models,
+        keys: wire_keys(state),
+        aliases,
+        fallbacks: wire_fallbacks(state),
+        cooldowns: wire_cooldowns(state),
+        settings: Some(wire_settings(state)),
+        cluster_id: state.cluster_id.clone(),
+        broken_links,
+        delta: None,
+    };
+    Compiled { table, unopened }
+}
+
+/// The routes of declared model groups: every deployment whose endpoint exists and does not
+/// list its model as dead.
+fn declared_routes(state: &ClusterState, models: &mut BTreeMap<String, ModelRoute>) {
     for group in state.model_groups.values() {
         let route = models
             .entry(group.name.clone())
@@ -69,6 +100,11 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
             }
         }
     }
+}
+
+/// The routes of what endpoints serve without a declared group (discovered or listed models),
+/// added to the groups of the same name unless a declared deployment already covers them.
+fn served_routes(state: &ClusterState, models: &mut BTreeMap<String, ModelRoute>) {
     for endpoint in state.endpoints.values() {
         for ServedModel { id: model, listed } in filter::served(state, endpoint) {
             let route = models
@@ -102,71 +138,67 @@ pub fn compile(state: &ClusterState, key: Option<&ClusterKey>) -> Compiled {
             }
         }
     }
-    // A group whose deployments all point at missing endpoints serves nothing.
-    models.retain(|_, m| !m.deployments.is_empty());
-    let served: BTreeSet<&str> = models
-        .keys()
-        .map(String::as_str)
-        .chain(state.aliases.keys().map(String::as_str))
-        .collect();
-    let broken_links = rot::broken(state, &served);
-    let models: Vec<ModelRoute> = models.into_values().collect();
-    let aliases = aliases(state, &models, &endpoints);
-    let table = RoutingTable {
-        version: state.revision,
-        endpoints,
-        models,
-        keys: state
-            .keys
-            .values()
-            .map(|k| pb::ClientKey {
-                id: k.id.clone(),
-                sha256: hex_bytes(&k.sha256_hex),
-                name: k.name.clone(),
-                allowed_models: k.allowed_models.clone(),
-                expires_at_ms: k.expires_at_ms,
-                revoked: k.revoked,
-                limits: Some(limits(&k.limits)),
-                budget_usd_per_day: k.budget.usd_per_day,
-                budget_usd_per_month: k.budget.usd_per_month,
-            })
-            .collect(),
-        aliases,
-        fallbacks: state
-            .fallbacks
-            .values()
-            .map(|f| pb::Fallback {
-                model: f.model.clone(),
-                chain: f.chain.clone(),
-                context_window: f.context_window,
-            })
-            .collect(),
-        cooldowns: state
-            .cooldowns
-            .values()
-            .map(|c| pb::Cooldown {
-                endpoint_id: c.endpoint_id.clone(),
-                credential_id: c.credential_id.clone(),
-                model: c.model.clone(),
-                until_ms: c.until_ms,
-                reason: c.reason.clone(),
-            })
-            .collect(),
-        settings: Some(pb::RouterSettings {
-            num_retries: state.settings.num_retries,
-            timeout_ms: state.settings.timeout_ms,
-            allowed_fails: state.settings.allowed_fails,
-            cooldown_ms: state.settings.cooldown_ms,
-            routing_strategy: state.settings.routing_strategy.clone(),
-            retry_after_ms: state.settings.retry_after_ms,
-            same_deployment_retries: state.settings.same_deployment_retries,
-            drop_params: state.settings.drop_params,
-        }),
-        cluster_id: state.cluster_id.clone(),
-        broken_links,
-        delta: None,
-    };
-    Compiled { table, unopened }
+}
+
+/// Client keys as edges check them.
+fn wire_keys(state: &ClusterState) -> Vec<pb::ClientKey> {
+    state
+        .keys
+        .values()
+        .map(|k| pb::ClientKey {
+            id: k.id.clone(),
+            sha256: hex_bytes(&k.sha256_hex),
+            name: k.name.clone(),
+            allowed_models: k.allowed_models.clone(),
+            expires_at_ms: k.expires_at_ms,
+            revoked: k.revoked,
+            limits: Some(limits(&k.limits)),
+            budget_usd_per_day: k.budget.usd_per_day,
+            budget_usd_per_month: k.budget.usd_per_month,
+        })
+        .collect()
+}
+
+/// Fallback chains.
+fn wire_fallbacks(state: &ClusterState) -> Vec<pb::Fallback> {
+    state
+        .fallbacks
+        .values()
+        .map(|f| pb::Fallback {
+            model: f.model.clone(),
+            chain: f.chain.clone(),
+            context_window: f.context_window,
+        })
+        .collect()
+}
+
+/// Cooldowns in force.
+fn wire_cooldowns(state: &ClusterState) -> Vec<pb::Cooldown> {
+    state
+        .cooldowns
+        .values()
+        .map(|c| pb::Cooldown {
+            endpoint_id: c.endpoint_id.clone(),
+            credential_id: c.credential_id.clone(),
+            model: c.model.clone(),
+            until_ms: c.until_ms,
+            reason: c.reason.clone(),
+        })
+        .collect()
+}
+
+/// The router's retry, timeout and cooldown settings.
+fn wire_settings(state: &ClusterState) -> pb::RouterSettings {
+    pb::RouterSettings {
+        num_retries: state.settings.num_retries,
+        timeout_ms: state.settings.timeout_ms,
+        allowed_fails: state.settings.allowed_fails,
+        cooldown_ms: state.settings.cooldown_ms,
+        routing_strategy: state.settings.routing_strategy.clone(),
+        retry_after_ms: state.settings.retry_after_ms,
+        same_deployment_retries: state.settings.same_deployment_retries,
+        drop_params: state.settings.drop_params,
+    }
 }
 
 /// A compiled table and the credentials that could not be opened.

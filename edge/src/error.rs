@@ -230,142 +230,75 @@ pub enum ApiError {
 
 impl ApiError {
     /// HTTP status, OpenAI error type, offending parameter and machine-readable code.
-    pub fn parts(
-        &self,
-    ) -> (
-        StatusCode,
-        &'static str,
-        Option<&'static str>,
-        Option<&'static str>,
-    ) {
-        const INVALID: &str = "invalid_request_error";
-        const AUTH: &str = "authentication_error";
+    pub fn parts(&self) -> Parts {
+        use StatusCode as S;
         match self {
-            Self::BodyTooLarge { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID,
-                None,
-                Some("request_too_large"),
-            ),
-            Self::BodyUnreadable => (StatusCode::BAD_REQUEST, INVALID, None, None),
-            Self::InvalidJson { .. } | Self::NotAnObject => {
-                (StatusCode::BAD_REQUEST, INVALID, None, Some("invalid_json"))
+            Self::BodyTooLarge { .. } => {
+                invalid(S::PAYLOAD_TOO_LARGE, None, Some("request_too_large"))
             }
-            Self::MissingModel => (StatusCode::BAD_REQUEST, INVALID, Some("model"), None),
-            Self::MissingParam { param } => (
-                StatusCode::BAD_REQUEST,
-                INVALID,
+            Self::BodyUnreadable => invalid(S::BAD_REQUEST, None, None),
+            Self::InvalidJson { .. } | Self::NotAnObject => {
+                invalid(S::BAD_REQUEST, None, Some("invalid_json"))
+            }
+            Self::MissingModel => invalid(S::BAD_REQUEST, Some("model"), None),
+            Self::MissingParam { param } => invalid(
+                S::BAD_REQUEST,
                 Some(param),
                 Some("missing_required_parameter"),
             ),
-            Self::InvalidRequest { .. } => (StatusCode::BAD_REQUEST, INVALID, None, None),
-            Self::InvalidParam { param, .. } => (
-                StatusCode::BAD_REQUEST,
-                INVALID,
-                Some(param),
-                Some("unsupported_parameter"),
-            ),
-            Self::AuthMissing => (
-                StatusCode::UNAUTHORIZED,
-                AUTH,
-                None,
-                Some("missing_api_key"),
-            ),
-            Self::AuthMalformed => (
-                StatusCode::UNAUTHORIZED,
-                AUTH,
-                None,
-                Some("malformed_api_key"),
-            ),
-            Self::AuthUnknown => (
-                StatusCode::UNAUTHORIZED,
-                AUTH,
-                None,
-                Some("invalid_api_key"),
-            ),
-            Self::AuthRevoked => (
-                StatusCode::UNAUTHORIZED,
-                AUTH,
-                None,
-                Some("revoked_api_key"),
-            ),
-            Self::AuthExpired { .. } => (
-                StatusCode::UNAUTHORIZED,
-                AUTH,
-                None,
-                Some("expired_api_key"),
-            ),
+            Self::InvalidRequest { .. } => invalid(S::BAD_REQUEST, None, None),
+            Self::InvalidParam { param, .. } => {
+                invalid(S::BAD_REQUEST, Some(param), Some("unsupported_parameter"))
+            }
+            Self::AuthMissing => auth("missing_api_key"),
+            Self::AuthMalformed => auth("malformed_api_key"),
+            Self::AuthUnknown => auth("invalid_api_key"),
+            Self::AuthRevoked => auth("revoked_api_key"),
+            Self::AuthExpired { .. } => auth("expired_api_key"),
             Self::ModelNotAllowed { .. } => (
-                StatusCode::FORBIDDEN,
+                S::FORBIDDEN,
                 "permission_error",
                 Some("model"),
                 Some("model_not_allowed"),
             ),
-            Self::KeyConcurrency { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
+            Self::KeyConcurrency { .. } => failure(
+                S::TOO_MANY_REQUESTS,
                 "rate_limit_error",
-                None,
-                Some("concurrency_limit_exceeded"),
+                "concurrency_limit_exceeded",
             ),
-            Self::KeyRateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
+            Self::KeyRateLimited { .. } | Self::RateLimited { .. } => failure(
+                S::TOO_MANY_REQUESTS,
                 "rate_limit_error",
-                None,
-                Some("rate_limit_exceeded"),
+                "rate_limit_exceeded",
             ),
             // OpenAI's type for money running out; the code names the gateway's budget.
-            Self::KeyBudgetExhausted { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
+            Self::KeyBudgetExhausted { .. } => failure(
+                S::TOO_MANY_REQUESTS,
                 "insufficient_quota",
-                None,
-                Some("budget_exceeded"),
+                "budget_exceeded",
             ),
-            Self::ModelNotFound { .. } => (
-                StatusCode::NOT_FOUND,
-                INVALID,
-                Some("model"),
-                Some("model_not_found"),
-            ),
-            Self::NoRoutingTable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                None,
-                Some("no_routing_table"),
-            ),
-            Self::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                None,
-                Some("rate_limit_exceeded"),
-            ),
-            Self::UpstreamUnavailable { .. } => (
-                StatusCode::BAD_GATEWAY,
-                "api_error",
-                None,
-                Some("upstream_unavailable"),
-            ),
-            Self::NoUpstreamAvailable { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                None,
-                Some("no_upstream_available"),
-            ),
-            Self::UpstreamTimeout { .. } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout_error",
-                None,
-                Some("upstream_timeout"),
-            ),
-            Self::ContextTooLong { .. } => (
-                StatusCode::BAD_REQUEST,
-                INVALID,
+            Self::ModelNotFound { .. } => {
+                invalid(S::NOT_FOUND, Some("model"), Some("model_not_found"))
+            }
+            Self::NoRoutingTable => {
+                failure(S::SERVICE_UNAVAILABLE, "api_error", "no_routing_table")
+            }
+            Self::UpstreamUnavailable { .. } => {
+                failure(S::BAD_GATEWAY, "api_error", "upstream_unavailable")
+            }
+            Self::NoUpstreamAvailable { .. } => {
+                failure(S::SERVICE_UNAVAILABLE, "api_error", "no_upstream_available")
+            }
+            Self::UpstreamTimeout { .. } => {
+                failure(S::GATEWAY_TIMEOUT, "timeout_error", "upstream_timeout")
+            }
+            Self::ContextTooLong { .. } => invalid(
+                S::BAD_REQUEST,
                 Some("messages"),
                 Some("context_length_exceeded"),
             ),
-            Self::UnknownRoute { .. } => {
-                (StatusCode::NOT_FOUND, INVALID, None, Some("unknown_url"))
-            }
-            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, INVALID, None, None),
+            Self::UnknownRoute { .. } => invalid(S::NOT_FOUND, None, Some("unknown_url")),
+            Self::MethodNotAllowed { .. } => invalid(S::METHOD_NOT_ALLOWED, None, None),
         }
     }
 
@@ -414,6 +347,34 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// An error's status, OpenAI `type`, `param` and `code` ([`ApiError::parts`]).
+pub type Parts = (
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// A request the client must fix: OpenAI's `invalid_request_error`.
+fn invalid(status: StatusCode, param: Option<&'static str>, code: Option<&'static str>) -> Parts {
+    (status, "invalid_request_error", param, code)
+}
+
+/// A key that does not authenticate: 401 `authentication_error`.
+fn auth(code: &'static str) -> Parts {
+    (
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        None,
+        Some(code),
+    )
+}
+
+/// Any other failure, named by its `type` and `code`, with no `param`.
+fn failure(status: StatusCode, kind: &'static str, code: &'static str) -> Parts {
+    (status, kind, None, Some(code))
 }
 
 #[cfg(test)]

@@ -178,6 +178,85 @@ pub struct AuditRequest {
     pub first_only: bool,
 }
 
+/// The declared endpoints an audit probes, each with the models it serves (only the first
+/// model and credential for a ping).
+fn audit_work(state: &ClusterState, request: &AuditRequest) -> Vec<(Endpoint, Vec<String>)> {
+    let endpoints: Vec<Endpoint> = state
+        .endpoints
+        .values()
+        .filter(|e| matches!(e.source, Source::Config | Source::Env | Source::Api))
+        .filter(|e| request.endpoint.as_ref().is_none_or(|id| id == &e.id))
+        .cloned()
+        .collect();
+    endpoints
+        .into_iter()
+        .map(|mut e| {
+            let mut models: Vec<String> = servable(state, &e)
+                .iter()
+                .map(|m| m.id.to_string())
+                .collect();
+            if request.first_only {
+                models.truncate(1);
+                e.credentials.truncate(1);
+            }
+            (e, models)
+        })
+        .collect()
+}
+
+/// What an audit's verdicts change: models newly dead, models answering again, and the
+/// commands that record it.
+struct DeadChanges {
+    pruned: Vec<Pruned>,
+    restored: Vec<Pruned>,
+    commands: Vec<Command>,
+}
+
+/// Compares the audit's verdicts with the dead models `state` records.
+fn dead_changes(state: &ClusterState, found: BTreeMap<String, Vec<DeadModel>>) -> DeadChanges {
+    let mut pruned = Vec::new();
+    let mut restored = Vec::new();
+    let mut commands = Vec::new();
+    for (endpoint, dead) in found {
+        let before = state
+            .dead_models
+            .get(&endpoint)
+            .cloned()
+            .unwrap_or_default();
+        for d in &dead {
+            if !before.iter().any(|b| b.model == d.model) {
+                pruned.push(Pruned {
+                    endpoint: endpoint.clone(),
+                    model: d.model.clone(),
+                    reason: d.reason.clone(),
+                });
+            }
+        }
+        for b in &before {
+            if !dead.iter().any(|d| d.model == b.model) {
+                restored.push(Pruned {
+                    endpoint: endpoint.clone(),
+                    model: b.model.clone(),
+                    reason: "ok".into(),
+                });
+            }
+        }
+        let mut sorted = dead.clone();
+        sorted.sort();
+        if sorted != before {
+            commands.push(Command::PutDeadModels {
+                endpoint_id: endpoint,
+                dead,
+            });
+        }
+    }
+    DeadChanges {
+        pruned,
+        restored,
+        commands,
+    }
+}
+
 /// The dead models of each endpoint that `rows` prove, keeping the time of verdicts already in
 /// `state`. Pure.
 pub fn verdicts(
@@ -254,27 +333,7 @@ impl Auditor {
                 what: format!("endpoint `{id}`"),
             });
         }
-        let endpoints: Vec<Endpoint> = state
-            .endpoints
-            .values()
-            .filter(|e| matches!(e.source, Source::Config | Source::Env | Source::Api))
-            .filter(|e| request.endpoint.as_ref().is_none_or(|id| id == &e.id))
-            .cloned()
-            .collect();
-        let work: Vec<(Endpoint, Vec<String>)> = endpoints
-            .into_iter()
-            .map(|mut e| {
-                let mut models: Vec<String> = servable(&state, &e)
-                    .iter()
-                    .map(|m| m.id.to_string())
-                    .collect();
-                if request.first_only {
-                    models.truncate(1);
-                    e.credentials.truncate(1);
-                }
-                (e, models)
-            })
-            .collect();
+        let work = audit_work(&state, request);
         let mut rows: Vec<ProbeRow> = futures::stream::iter(work)
             .map(|(endpoint, models)| self.probe_endpoint(endpoint, models))
             .buffer_unordered(self.concurrency.max(1))
@@ -287,42 +346,11 @@ impl Auditor {
 
         let now = now_ms();
         let found = verdicts(&state, &rows, now);
-        let mut pruned = Vec::new();
-        let mut restored = Vec::new();
-        let mut commands = Vec::new();
-        for (endpoint, dead) in found {
-            let before = state
-                .dead_models
-                .get(&endpoint)
-                .cloned()
-                .unwrap_or_default();
-            for d in &dead {
-                if !before.iter().any(|b| b.model == d.model) {
-                    pruned.push(Pruned {
-                        endpoint: endpoint.clone(),
-                        model: d.model.clone(),
-                        reason: d.reason.clone(),
-                    });
-                }
-            }
-            for b in &before {
-                if !dead.iter().any(|d| d.model == b.model) {
-                    restored.push(Pruned {
-                        endpoint: endpoint.clone(),
-                        model: b.model.clone(),
-                        reason: "ok".into(),
-                    });
-                }
-            }
-            let mut sorted = dead.clone();
-            sorted.sort();
-            if sorted != before {
-                commands.push(Command::PutDeadModels {
-                    endpoint_id: endpoint,
-                    dead,
-                });
-            }
-        }
+        let DeadChanges {
+            mut pruned,
+            mut restored,
+            commands,
+        } = dead_changes(&state, found);
         // One credential's answer proves nothing about the others: a ping never prunes.
         if request.first_only {
             pruned.clear();

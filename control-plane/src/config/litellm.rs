@@ -11,15 +11,17 @@
 //! guardrail) refuses to load, and the error names it. Every key has a row in
 //! `docs/migrate-from-litellm.md`.
 
+mod settings;
+
 use std::collections::BTreeMap;
 
 use super::yaml::{Mapping, Value};
+use settings::{number, settings_section};
 
 use super::providers::{self, Place};
-use super::{Parsed, Sealer, SecretRef, declared_key};
+use super::{Parsed, Sealer, SecretRef};
 use crate::state::{
-    Alias, CheckMode, DeploymentSpec, EndpointSpec, Fallback, Limits, ModelGroup, Price,
-    RouterSettings, Source, UpstreamStyle,
+    DeploymentSpec, EndpointSpec, Limits, ModelGroup, Price, RouterSettings, Source, UpstreamStyle,
 };
 
 /// OpenAI-compatible prefixes without a preset, with their base URL (`None`: `api_base` is
@@ -246,29 +248,14 @@ fn deployment(
     env: &BTreeMap<String, String>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Entry>, String> {
-    let mut model = None;
-    let mut api_base = None;
-    let mut api_version = None;
-    let mut secret = None;
-    let mut limits = Limits::default();
-    let mut weight = 1;
-    for (k, v) in params {
-        let k = k.as_str().unwrap_or_default();
-        match k {
-            "model" => model = v.as_str().map(str::to_string),
-            "api_base" | "base_url" => api_base = v.as_str().map(str::to_string),
-            "api_version" => api_version = v.as_str().map(str::to_string),
-            "api_key" => secret = v.as_str().map(SecretRef::parse),
-            "rpm" => limits.rpm = number(at, k, v)?,
-            "tpm" => limits.tpm = number(at, k, v)?,
-            "max_parallel_requests" => {
-                limits.max_concurrent = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX);
-            }
-            "weight" => weight = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX),
-            k if CLIENT_PARAMS.contains(&k) => {}
-            k => refuse_or_warn(&format!("{at}.litellm_params.{k}"), k, warnings)?,
-        }
-    }
+    let Params {
+        model,
+        api_base,
+        api_version,
+        secret,
+        mut limits,
+        weight,
+    } = litellm_params(at, params, warnings)?;
     let full = model.ok_or(format!("{at}.litellm_params.model: missing"))?;
     let (prefix, rest) = match full.split_once('/') {
         Some((p, rest)) => (Some(p), rest.to_string()),
@@ -345,6 +332,50 @@ fn deployment(
     }))
 }
 
+/// What an entry's `litellm_params` set, before the provider is resolved.
+struct Params {
+    model: Option<String>,
+    api_base: Option<String>,
+    api_version: Option<String>,
+    secret: Option<SecretRef>,
+    limits: Limits,
+    weight: u32,
+}
+
+/// Reads `litellm_params`: the keys Switchyard uses; the rest is refused or a warning.
+fn litellm_params(
+    at: &str,
+    params: &Mapping,
+    warnings: &mut Vec<String>,
+) -> Result<Params, String> {
+    let mut out = Params {
+        model: None,
+        api_base: None,
+        api_version: None,
+        secret: None,
+        limits: Limits::default(),
+        weight: 1,
+    };
+    for (k, v) in params {
+        let k = k.as_str().unwrap_or_default();
+        match k {
+            "model" => out.model = v.as_str().map(str::to_string),
+            "api_base" | "base_url" => out.api_base = v.as_str().map(str::to_string),
+            "api_version" => out.api_version = v.as_str().map(str::to_string),
+            "api_key" => out.secret = v.as_str().map(SecretRef::parse),
+            "rpm" => out.limits.rpm = number(at, k, v)?,
+            "tpm" => out.limits.tpm = number(at, k, v)?,
+            "max_parallel_requests" => {
+                out.limits.max_concurrent = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX);
+            }
+            "weight" => out.weight = u32::try_from(number(at, k, v)?).unwrap_or(u32::MAX),
+            k if CLIENT_PARAMS.contains(&k) => {}
+            k => refuse_or_warn(&format!("{at}.litellm_params.{k}"), k, warnings)?,
+        }
+    }
+    Ok(out)
+}
+
 /// What a deployment's `model_info` says that Switchyard uses: the context length (0 when
 /// unknown) and the input and output prices in US dollars per token.
 fn model_info(at: &str, info: Option<&Mapping>) -> Result<(u32, f64, f64), String> {
@@ -408,181 +439,6 @@ fn normalise_base(provider: &str, base: &str) -> String {
     } else {
         base.to_string()
     }
-}
-
-fn number(at: &str, key: &str, v: &Value) -> Result<u64, String> {
-    v.as_u64()
-        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-        .ok_or(format!("{at}.{key}: must be a non-negative number"))
-}
-
-fn flag(at: &str, v: &Value) -> Result<bool, String> {
-    v.as_bool()
-        .or_else(|| match v.as_str() {
-            Some("true" | "True") => Some(true),
-            Some("false" | "False") => Some(false),
-            _ => None,
-        })
-        .ok_or(format!("{at}: must be true or false"))
-}
-
-/// `router_settings`, `litellm_settings` and `general_settings`: LiteLLM accepts most keys in
-/// more than one of them, and so does Switchyard. True when a router setting was set.
-fn settings_section(
-    section_name: &str,
-    section: &Value,
-    env: &BTreeMap<String, String>,
-    settings: &mut RouterSettings,
-    parsed: &mut Parsed,
-) -> Result<bool, String> {
-    let Some(map) = section.as_mapping() else {
-        return Ok(false);
-    };
-    let mut any = false;
-    for (k, v) in map {
-        let key = k.as_str().unwrap_or_default();
-        let at = format!("{section_name}.{key}");
-        match key {
-            "fallbacks" | "context_window_fallbacks" => {
-                let context_window = key == "context_window_fallbacks";
-                for (model, chain) in fallback_list(&at, v)? {
-                    parsed
-                        .declared
-                        .fallbacks
-                        .retain(|f| !(f.model == model && f.context_window == context_window));
-                    parsed.declared.fallbacks.push(Fallback {
-                        model,
-                        chain,
-                        context_window,
-                        source: Source::Config,
-                    });
-                }
-            }
-            // LiteLLM retries the same deployment `num_retries` times (waiting `retry_after`)
-            // before it falls back; the edge's overall attempt budget follows it too.
-            "num_retries" => {
-                let n = u32::try_from(number(section_name, key, v)?).unwrap_or(0);
-                settings.num_retries = n;
-                settings.same_deployment_retries = n;
-                any = true;
-            }
-            "retry_after" => {
-                settings.retry_after_ms = seconds_ms(&at, v)?;
-                any = true;
-            }
-            "allowed_fails" => {
-                settings.allowed_fails = u32::try_from(number(section_name, key, v)?).unwrap_or(0);
-                any = true;
-            }
-            // LiteLLM's times are seconds; ours are milliseconds.
-            "cooldown_time" => {
-                settings.cooldown_ms = seconds_ms(&at, v)?;
-                any = true;
-            }
-            "timeout" | "request_timeout" => {
-                settings.timeout_ms = seconds_ms(&at, v)?;
-                any = true;
-            }
-            "routing_strategy" => {
-                settings.routing_strategy = v.as_str().unwrap_or_default().to_string();
-                any = true;
-            }
-            "drop_params" => {
-                settings.drop_params = flag(&at, v)?;
-                any = true;
-            }
-            "background_health_checks" => {
-                settings.health_checks.enabled = flag(&at, v)?;
-                any = true;
-            }
-            "health_check_interval" => {
-                settings.health_checks.interval_ms = seconds_ms(&at, v)?;
-                any = true;
-            }
-            "enable_health_check_routing" => {
-                settings.health_checks.routing = flag(&at, v)?;
-                any = true;
-            }
-            // Switchyard's own: spend a token per check to prove inference works.
-            "health_check_mode" => {
-                settings.health_checks.mode = match v.as_str() {
-                    Some("models") => CheckMode::Models,
-                    Some("completion") => CheckMode::Completion,
-                    _ => return Err(format!("{at}: must be `models` or `completion`")),
-                };
-                any = true;
-            }
-            "model_group_alias" => {
-                let aliases = v.as_mapping().ok_or(format!("{at}: must be a mapping"))?;
-                for (name, target) in aliases {
-                    let (Some(name), Some(target)) = (name.as_str(), target.as_str()) else {
-                        return Err(format!("{at}: aliases map names to model names"));
-                    };
-                    parsed.declared.aliases.push(Alias {
-                        name: name.into(),
-                        target: target.into(),
-                        source: Source::Config,
-                    });
-                }
-            }
-            // LiteLLM's master key also works as a client key; keep it working the same way.
-            "master_key" => master_key(&at, v, env, parsed)?,
-            other => refuse_or_warn(&at, other, &mut parsed.warnings)?,
-        }
-    }
-    Ok(any)
-}
-
-fn master_key(
-    at: &str,
-    v: &Value,
-    env: &BTreeMap<String, String>,
-    parsed: &mut Parsed,
-) -> Result<(), String> {
-    let text = v.as_str().unwrap_or_default();
-    let secret = match SecretRef::parse(text) {
-        SecretRef::Value(s) => s,
-        SecretRef::Env(name) => env
-            .get(&name)
-            .cloned()
-            .ok_or(format!("{at}: environment variable {name} is not set"))?,
-    };
-    parsed.declared.keys.push(declared_key(
-        "master",
-        "LiteLLM master_key",
-        Some(&secret),
-        None,
-        Vec::new(),
-        0,
-        Limits::default(),
-    )?);
-    Ok(())
-}
-
-/// LiteLLM writes fallbacks as a list of one-entry maps: `[{"a": ["b", "c"]}]`.
-fn fallback_list(at: &str, v: &Value) -> Result<Vec<(String, Vec<String>)>, String> {
-    let shape = || format!("{at}: must be a list like [{{\"model\": [\"fallback\", ...]}}]");
-    let mut out = Vec::new();
-    for item in v.as_sequence().ok_or_else(shape)? {
-        for (model, chain) in item.as_mapping().ok_or_else(shape)? {
-            let model = model.as_str().ok_or_else(shape)?.to_string();
-            let chain = chain
-                .as_sequence()
-                .ok_or_else(shape)?
-                .iter()
-                .map(|m| m.as_str().map(str::to_string).ok_or_else(shape))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push((model, chain));
-        }
-    }
-    Ok(out)
-}
-
-fn seconds_ms(at: &str, v: &Value) -> Result<u64, String> {
-    v.as_f64()
-        .filter(|s| *s >= 0.0)
-        .map(|s| (s * 1000.0) as u64)
-        .ok_or(format!("{at}: must be a number of seconds"))
 }
 
 #[cfg(test)]

@@ -4,27 +4,32 @@
 //! outside it. Writes and membership changes made on a follower are forwarded to the leader over
 //! `RaftService.Forward` (one hop; the leader never forwards again).
 
+mod consensus;
 mod contact;
+mod forward;
 mod log_store;
 mod network;
 mod state_machine;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use openraft::errors::RaftError;
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use switchyard_proto::v1::RoutingTable;
 use switchyard_proto::v1::raft_service_server::RaftServiceServer;
 use tokio::sync::watch;
 
+pub use consensus::Consensus;
 pub use contact::LeaderContact;
+pub(crate) use forward::execute;
+use forward::write_on;
+pub use forward::{ForwardReply, Forwarded};
 pub use log_store::LogStore;
 pub use network::{Network, RaftServer};
 pub use state_machine::StateMachine;
@@ -43,50 +48,6 @@ openraft::declare_raft_types!(
 
 /// The openraft node type.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
-
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Command::SetClusterId { .. } => write!(f, "set_cluster_id"),
-            Command::PutEndpoint { spec, .. } => write!(f, "put_endpoint({})", spec.id),
-            Command::DeleteEndpoint { id } => write!(f, "delete_endpoint({id})"),
-            Command::PutModelGroup { group } => write!(f, "put_model_group({})", group.name),
-            Command::DeleteModelGroup { name } => write!(f, "delete_model_group({name})"),
-            Command::ReplaceSource { source, .. } => {
-                write!(f, "replace_source({})", source.as_str())
-            }
-            Command::PutAlias { alias } => write!(f, "put_alias({})", alias.name),
-            Command::DeleteAlias { name } => write!(f, "delete_alias({name})"),
-            Command::PutFallback { fallback } => write!(f, "put_fallback({})", fallback.model),
-            Command::DeleteFallback { model, .. } => write!(f, "delete_fallback({model})"),
-            Command::PutKey { key } => write!(f, "put_key({})", key.id),
-            Command::RevokeKey { id } => write!(f, "revoke_key({id})"),
-            Command::PutSettings { .. } => write!(f, "put_settings"),
-            Command::ReportCooldowns { cooldowns, .. } => {
-                write!(f, "report_cooldowns({})", cooldowns.len())
-            }
-            Command::ClearCooldowns { .. } => write!(f, "clear_cooldowns"),
-            Command::NodeUp { name, .. } => write!(f, "node_up({name})"),
-            Command::NodeDown { name, .. } => write!(f, "node_down({name})"),
-            Command::ReportHealth {
-                endpoint_id,
-                healthy,
-                ..
-            } => write!(f, "report_health({endpoint_id}, {healthy})"),
-            Command::ReportBackends { node, .. } => write!(f, "report_backends({node})"),
-            Command::GrantWindow { request } => write!(f, "grant_window({})", request.limit_key),
-            Command::HoldSlots { request } => write!(f, "hold_slots({})", request.limit_key),
-            Command::PutListing { endpoint_id, .. } => write!(f, "put_listing({endpoint_id})"),
-            Command::PutDeadModels { endpoint_id, .. } => {
-                write!(f, "put_dead_models({endpoint_id})")
-            }
-            Command::ReportLatency { measured } => write!(f, "report_latency({})", measured.len()),
-            Command::RecordUsage { edge, rows, .. } => {
-                write!(f, "record_usage({edge}, {})", rows.len())
-            }
-        }
-    }
-}
 
 /// Raft timing and log-compaction settings.
 #[derive(Debug, Clone)]
@@ -119,61 +80,6 @@ impl Default for RaftSettings {
             peer_tls: None,
         }
     }
-}
-
-/// What a follower hands to the leader.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a message decoded once per forwarded write; boxing the command saves nothing that matters"
-)]
-pub enum Forwarded {
-    /// A state change.
-    Write {
-        /// The command.
-        command: Command,
-    },
-    /// Add a node as a learner (it replicates but does not vote).
-    AddLearner {
-        /// Raft node id.
-        id: u64,
-        /// Its gRPC address.
-        addr: String,
-    },
-    /// Make a learner a voter.
-    Promote {
-        /// Raft node id.
-        id: u64,
-    },
-    /// Remove a voter or learner from the cluster.
-    Remove {
-        /// Raft node id.
-        id: u64,
-    },
-}
-
-/// The leader's answer to a [`Forwarded`] request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum ForwardReply {
-    /// The write was committed.
-    Written {
-        /// What applying it did.
-        outcome: Outcome,
-    },
-    /// The membership change was committed.
-    MembersChanged,
-    /// The receiver is not the leader either.
-    NotLeader {
-        /// The leader's address, when known.
-        leader: Option<String>,
-    },
-    /// The change failed.
-    Failed {
-        /// Why.
-        message: String,
-    },
 }
 
 /// One member of the raft cluster.
@@ -620,335 +526,6 @@ impl RaftNode {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// The consensus a control-plane node runs on: the embedded raft voter, or (with the `etcd`
-/// feature) a follower of the command log in an existing etcd cluster. The rest of the control
-/// plane sees only this handle; clones share the node.
-#[derive(Clone)]
-pub struct Consensus {
-    backend: Backend,
-}
-
-#[derive(Clone)]
-enum Backend {
-    Raft(RaftNode),
-    #[cfg(feature = "etcd")]
-    Etcd(crate::etcd::EtcdConsensus),
-}
-
-/// The error membership operations answer when etcd manages the cluster.
-#[cfg(feature = "etcd")]
-fn managed_by_etcd() -> Error {
-    Error::BadRequest(
-        "cluster membership is managed by etcd in this deployment: add or remove etcd members with etcdctl, and start or stop Switchyard control-plane nodes on the same etcd prefix".into(),
-    )
-}
-
-impl Consensus {
-    /// Opens (or creates) the voter's durable store in `data_dir` and starts its raft node.
-    /// `addr` is the gRPC address peers reach this voter at.
-    pub async fn open(
-        node_id: u64,
-        addr: String,
-        data_dir: &Path,
-        settings: RaftSettings,
-        key: Option<Arc<ClusterKey>>,
-    ) -> Result<Self, Error> {
-        let node = RaftNode::open(node_id, addr, data_dir, settings, key).await?;
-        Ok(Self {
-            backend: Backend::Raft(node),
-        })
-    }
-
-    /// Connects to etcd and follows the command log under `settings.prefix` instead of running
-    /// raft. `addr` is the gRPC address agents and edges reach this node at.
-    #[cfg(feature = "etcd")]
-    pub async fn open_etcd(
-        node_id: u64,
-        addr: String,
-        settings: crate::etcd::EtcdSettings,
-        key: Option<Arc<ClusterKey>>,
-    ) -> Result<Self, Error> {
-        let node = crate::etcd::EtcdConsensus::open(node_id, addr, settings, key).await?;
-        Ok(Self {
-            backend: Backend::Etcd(node),
-        })
-    }
-
-    /// `raft` or `etcd`.
-    pub fn backend_name(&self) -> &'static str {
-        match &self.backend {
-            Backend::Raft(_) => "raft",
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => "etcd",
-        }
-    }
-
-    /// Makes this voter the first member of a cluster of `members` (id → gRPC address; this
-    /// voter alone when empty) unless it already belongs to one. With etcd: nothing to do.
-    pub async fn bootstrap(&self, members: &BTreeMap<u64, String>) -> Result<bool, Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.bootstrap(members).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => Ok(false),
-        }
-    }
-
-    /// Proposes a command and waits until it is committed and applied here (raft: forwarded
-    /// to the leader when needed; etcd: appended to the log from any node).
-    pub async fn write(&self, command: Command) -> Result<Outcome, Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.write(command).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.write(command).await,
-        }
-    }
-
-    /// Before a consistent read: on the raft leader, confirms leadership with a quorum and
-    /// waits until every committed write is applied here; `NotLeader` on any other voter. With
-    /// etcd: refused (reads follow the local copy of the log).
-    pub async fn read_barrier(&self) -> Result<(), Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.read_barrier().await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => Err(Error::BadRequest(
-                "consistent reads are not available with the etcd backend".into(),
-            )),
-        }
-    }
-
-    /// Proposes a command only if this node is the leader; `NotLeader` otherwise.
-    pub async fn write_local(&self, command: Command) -> Result<Outcome, Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.write_local(command).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.write_local(command).await,
-        }
-    }
-
-    /// Runs a membership change on the leader (forwarding when needed). With etcd: an error
-    /// saying etcd manages membership.
-    pub async fn change_members(&self, change: Forwarded) -> Result<(), Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.change_members(change).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => {
-                let _ = change;
-                Err(managed_by_etcd())
-            }
-        }
-    }
-
-    /// Asks the cluster that `seed` belongs to to add this voter as a learner and then promote
-    /// it. With etcd: an error saying etcd manages membership.
-    pub async fn join_via(&self, seed: &str) -> Result<(), Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.join_via(seed).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => {
-                let _ = seed;
-                Err(managed_by_etcd())
-            }
-        }
-    }
-
-    /// Waits until some node is leader and this one knows it, up to `timeout`.
-    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.wait_for_leader(timeout).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.wait_for_leader(timeout).await,
-        }
-    }
-
-    /// Whether this node is the leader now (etcd: holds the leader key).
-    pub fn is_leader(&self) -> bool {
-        match &self.backend {
-            Backend::Raft(r) => r.is_leader(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.is_leader(),
-        }
-    }
-
-    /// Whether what this node serves is current: raft, see [`RaftNode::in_contact`]; etcd,
-    /// always (the node follows etcd's log, and etcd decides what is committed).
-    pub fn in_contact(&self) -> bool {
-        match &self.backend {
-            Backend::Raft(r) => r.in_contact(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => true,
-        }
-    }
-
-    /// How often [`Consensus::in_contact`] is worth checking: a quarter of its bound.
-    pub fn contact_check_interval(&self) -> Duration {
-        match &self.backend {
-            Backend::Raft(r) => r.contact_bound / 4,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => Duration::from_secs(1),
-        }
-    }
-
-    /// Follows whether this node is the leader.
-    pub fn watch_leadership(&self) -> watch::Receiver<bool> {
-        match &self.backend {
-            Backend::Raft(r) => r.watch_leadership(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.watch_leadership(),
-        }
-    }
-
-    /// The gRPC address of the current leader, if known.
-    pub async fn leader_addr(&self) -> Option<String> {
-        match &self.backend {
-            Backend::Raft(r) => r.leader_addr().await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.leader_addr(),
-        }
-    }
-
-    /// Term, roles, indexes and members as this node sees them (etcd: also etcd's status).
-    pub fn status(&self) -> RaftStatus {
-        match &self.backend {
-            Backend::Raft(r) => r.status(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.status(),
-        }
-    }
-
-    /// Milliseconds since the last snapshot was built or installed; `None` before the first.
-    pub fn snapshot_age_ms(&self) -> Option<u64> {
-        match &self.backend {
-            Backend::Raft(r) => r.snapshot_age_ms(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.snapshot_age_ms(),
-        }
-    }
-
-    /// Builds a snapshot now and compacts the log behind it.
-    pub async fn snapshot_now(&self) -> Result<(), Error> {
-        match &self.backend {
-            Backend::Raft(r) => r.snapshot_now().await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.snapshot_now().await,
-        }
-    }
-
-    /// Follows the compiled routing table of the applied state.
-    pub fn watch_table(&self) -> watch::Receiver<Arc<RoutingTable>> {
-        match &self.backend {
-            Backend::Raft(r) => r.watch_table(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.watch_table(),
-        }
-    }
-
-    /// A copy of the applied state.
-    pub async fn state(&self) -> ClusterState {
-        match &self.backend {
-            Backend::Raft(r) => r.state().await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.state().await,
-        }
-    }
-
-    /// Runs `read` on the applied state without copying it.
-    pub async fn with_state<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
-        match &self.backend {
-            Backend::Raft(r) => r.with_state(read).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.with_state(read).await,
-        }
-    }
-
-    /// This node's id.
-    pub fn node_id(&self) -> u64 {
-        match &self.backend {
-            Backend::Raft(r) => r.node_id(),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.node_id(),
-        }
-    }
-
-    /// The gRPC service raft peers call; `None` with etcd (no peer traffic).
-    pub fn raft_service(&self) -> Option<RaftServiceServer<RaftServer>> {
-        match &self.backend {
-            Backend::Raft(r) => Some(r.raft_service()),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(_) => None,
-        }
-    }
-
-    /// Stops the node and waits, up to `timeout`, until it let go of its resources (raft: the
-    /// database; etcd: the leader key).
-    pub async fn shutdown(self, timeout: Duration) {
-        match self.backend {
-            Backend::Raft(r) => r.shutdown(timeout).await,
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(e) => e.shutdown(timeout).await,
-        }
-    }
-}
-
-async fn write_on(raft: &Raft, command: Command) -> Result<Outcome, Error> {
-    match raft.client_write(command).await {
-        Ok(response) => Ok(response.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::NotLeader {
-            leader: f.leader_node.map(|n| n.addr),
-        }),
-        Err(e) => Err(Error::Raft(e.to_string())),
-    }
-}
-
-/// Runs a forwarded request on this node (never forwards again).
-pub(crate) async fn execute(raft: &Raft, request: Forwarded) -> ForwardReply {
-    let not_leader = |f: openraft::errors::ForwardToLeader<TypeConfig>| ForwardReply::NotLeader {
-        leader: f.leader_node.map(|n| n.addr),
-    };
-    let membership = |r: Result<_, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>| match r {
-        Ok(_) => ForwardReply::MembersChanged,
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => not_leader(f),
-        Err(e) => ForwardReply::Failed {
-            message: e.to_string(),
-        },
-    };
-    match request {
-        Forwarded::Write { command } => match write_on(raft, command).await {
-            Ok(outcome) => ForwardReply::Written { outcome },
-            Err(Error::NotLeader { leader }) => ForwardReply::NotLeader { leader },
-            Err(e) => ForwardReply::Failed {
-                message: e.to_string(),
-            },
-        },
-        Forwarded::AddLearner { id, addr } => {
-            // Blocking until the learner caught up, but not forever: an unreachable learner
-            // stays added and catches up when it appears.
-            let add = raft.add_learner(id, BasicNode { addr }, true);
-            match tokio::time::timeout(Duration::from_secs(10), add).await {
-                Ok(r) => membership(r),
-                Err(_) => ForwardReply::MembersChanged,
-            }
-        }
-        Forwarded::Promote { id } => membership(
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await,
-        ),
-        Forwarded::Remove { id } => {
-            let m = raft.metrics().borrow_watched().clone();
-            let is_voter = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == id);
-            let change = if is_voter {
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-            } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-            };
-            membership(raft.change_membership(change, false).await)
         }
     }
 }

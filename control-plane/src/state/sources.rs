@@ -44,33 +44,7 @@ impl ClusterState {
             ));
         }
         // Stamp and check everything before touching the state: all or nothing.
-        for e in &mut declared.endpoints {
-            e.source = source;
-            validate_endpoint(e)?;
-        }
-        for g in &mut declared.model_groups {
-            g.source = source;
-            policy::validate_group(g)?;
-        }
-        for a in &mut declared.aliases {
-            a.source = source;
-            policy::validate_alias(a)?;
-        }
-        for f in &mut declared.fallbacks {
-            f.source = source;
-            policy::validate_fallback(f)?;
-        }
-        for k in &mut declared.keys {
-            k.source = source;
-            policy::validate_key(k)?;
-        }
-        if let Some(s) = &mut declared.settings {
-            s.source = source;
-            policy::validate_settings(s)?;
-        }
-        for c in &declared.catalog {
-            super::catalog::validate_spec(c)?;
-        }
+        stamp_and_check(source, &mut declared)?;
         let before = self.clone();
         let outranks = |existing: Source| existing.rank() < source.rank();
 
@@ -144,4 +118,37 @@ impl ClusterState {
         self.replace_catalog_filters(source, std::mem::take(&mut declared.catalog));
         Ok(*self != before)
     }
+}
+
+/// Marks every declared item as owned by `source` and checks it; the first invalid item is the
+/// error.
+fn stamp_and_check(source: Source, declared: &mut Declared) -> Result<(), String> {
+    for e in &mut declared.endpoints {
+        e.source = source;
+        validate_endpoint(e)?;
+    }
+    for g in &mut declared.model_groups {
+        g.source = source;
+        policy::validate_group(g)?;
+    }
+    for a in &mut declared.aliases {
+        a.source = source;
+        policy::validate_alias(a)?;
+    }
+    for f in &mut declared.fallbacks {
+        f.source = source;
+        policy::validate_fallback(f)?;
+    }
+    for k in &mut declared.keys {
+        k.source = source;
+        policy::validate_key(k)?;
+    }
+    if let Some(s) = &mut declared.settings {
+        s.source = source;
+        policy::validate_settings(s)?;
+    }
+    for c in &declared.catalog {
+        super::catalog::validate_spec(c)?;
+    }
+    Ok(())
 }

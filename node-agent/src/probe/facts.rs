@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use switchyard_proto::v1::{BackendFacts, Capabilities};
 
-use super::{ServerKind, get, listing, litellm, lmstudio, ollama, vllm};
+use super::{Listing, ServerKind, get, listing, litellm, lmstudio, ollama, vllm};
 use crate::error::Error;
 
 /// What one successful probe learned.
@@ -77,61 +77,8 @@ pub async fn probe_backend(
                 facts.context_lengths = states.context_lengths.into_iter().collect();
             }
         }
-        ServerKind::Vllm => {
-            let (metrics_url, version_url) = (url(vllm::METRICS_PATH), url(vllm::VERSION_PATH));
-            let (health, metrics, version) = tokio::join!(
-                client.get(url("/health")).send(),
-                get(client, &metrics_url, api_key),
-                get(client, &version_url, api_key),
-            );
-            if let Ok(response) = health
-                && response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
-            {
-                return Err(Error::NotReady {
-                    url: url("/health"),
-                    reason: "vLLM answered 503 (engine dead, warming up or draining)".to_owned(),
-                });
-            }
-            let load = metrics
-                .ok()
-                .and_then(|b| vllm::parse_metrics(&String::from_utf8_lossy(&b)).ok());
-            if let Some(load) = load {
-                facts.running = load.running;
-                facts.waiting = load.waiting;
-                facts.kv_cache_usage = load.kv_cache_usage.unwrap_or(-1.0);
-            }
-            facts.context_lengths = vllm::parse_context_lengths(&found.body)
-                .into_iter()
-                .collect::<HashMap<_, _>>();
-            facts.server_version = version
-                .ok()
-                .and_then(|b| vllm::parse_version(&b))
-                .unwrap_or_default();
-        }
-        ServerKind::Litellm => {
-            // No key: readiness is open, and a key would be wasted on it.
-            let readiness = get(client, &url(litellm::READINESS_PATH), None).await;
-            match readiness {
-                Ok(body) => {
-                    if let Some(r) = litellm::parse_readiness(&body) {
-                        if !r.ready {
-                            return Err(Error::NotReady {
-                                url: url(litellm::READINESS_PATH),
-                                reason: "LiteLLM reports it is not ready".to_owned(),
-                            });
-                        }
-                        facts.server_version = r.version.unwrap_or_default();
-                    }
-                }
-                Err(Error::ProbeStatus { status: 503, .. }) => {
-                    return Err(Error::NotReady {
-                        url: url(litellm::READINESS_PATH),
-                        reason: "LiteLLM answered 503".to_owned(),
-                    });
-                }
-                Err(_) => {}
-            }
-        }
+        ServerKind::Vllm => vllm_facts(client, origin, api_key, &found, &mut facts).await?,
+        ServerKind::Litellm => litellm_facts(client, origin, &mut facts).await?,
     }
     // Context lengths are only useful for models the server actually lists.
     facts
@@ -141,4 +88,78 @@ pub async fn probe_backend(
         models: found.models,
         facts,
     })
+}
+
+/// vLLM: a 503 from `/health` means not ready; the load comes from the metrics, the context
+/// lengths from the listing.
+async fn vllm_facts(
+    client: &reqwest::Client,
+    origin: &str,
+    api_key: Option<&str>,
+    found: &Listing,
+    facts: &mut BackendFacts,
+) -> Result<(), Error> {
+    let url = |path: &str| format!("{origin}{path}");
+    let (metrics_url, version_url) = (url(vllm::METRICS_PATH), url(vllm::VERSION_PATH));
+    let (health, metrics, version) = tokio::join!(
+        client.get(url("/health")).send(),
+        get(client, &metrics_url, api_key),
+        get(client, &version_url, api_key),
+    );
+    if let Ok(response) = health
+        && response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+    {
+        return Err(Error::NotReady {
+            url: url("/health"),
+            reason: "vLLM answered 503 (engine dead, warming up or draining)".to_owned(),
+        });
+    }
+    let load = metrics
+        .ok()
+        .and_then(|b| vllm::parse_metrics(&String::from_utf8_lossy(&b)).ok());
+    if let Some(load) = load {
+        facts.running = load.running;
+        facts.waiting = load.waiting;
+        facts.kv_cache_usage = load.kv_cache_usage.unwrap_or(-1.0);
+    }
+    facts.context_lengths = vllm::parse_context_lengths(&found.body)
+        .into_iter()
+        .collect::<HashMap<_, _>>();
+    facts.server_version = version
+        .ok()
+        .and_then(|b| vllm::parse_version(&b))
+        .unwrap_or_default();
+    Ok(())
+}
+
+/// LiteLLM: its readiness endpoint says whether it is ready and its version.
+async fn litellm_facts(
+    client: &reqwest::Client,
+    origin: &str,
+    facts: &mut BackendFacts,
+) -> Result<(), Error> {
+    let url = |path: &str| format!("{origin}{path}");
+    // No key: readiness is open, and a key would be wasted on it.
+    let readiness = get(client, &url(litellm::READINESS_PATH), None).await;
+    match readiness {
+        Ok(body) => {
+            if let Some(r) = litellm::parse_readiness(&body) {
+                if !r.ready {
+                    return Err(Error::NotReady {
+                        url: url(litellm::READINESS_PATH),
+                        reason: "LiteLLM reports it is not ready".to_owned(),
+                    });
+                }
+                facts.server_version = r.version.unwrap_or_default();
+            }
+        }
+        Err(Error::ProbeStatus { status: 503, .. }) => {
+            return Err(Error::NotReady {
+                url: url(litellm::READINESS_PATH),
+                reason: "LiteLLM answered 503".to_owned(),
+            });
+        }
+        Err(_) => {}
+    }
+    Ok(())
 }

@@ -81,23 +81,7 @@ fn conversation(op: ApiOp, object: &Map<String, Value>, model: &str) -> Result<R
         Some(schema @ Value::Object(_)) => Some(schema.clone()),
         _ => None,
     };
-    for (i, tool) in object
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let f = &tool["function"];
-        request.tools.push(Tool {
-            name: f["name"]
-                .as_str()
-                .ok_or_else(|| format!("tools[{i}].function.name is required"))?
-                .to_owned(),
-            description: f["description"].as_str().map(str::to_owned),
-            parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({})),
-        });
-    }
+    request.tools = tools(object)?;
     if op == ApiOp::Generate {
         if let Some(system) = object.get("system").and_then(Value::as_str) {
             request.system.push(system.to_owned());
@@ -118,7 +102,7 @@ fn conversation(op: ApiOp, object: &Map<String, Value>, model: &str) -> Result<R
     // Ollama's calls and results often carry no ids: calls get `call_<n>`, and a result
     // answers the oldest call not yet answered.
     let mut unanswered: Vec<String> = Vec::new();
-    let mut calls = 0;
+    let mut calls: u32 = 0;
     for (i, m) in messages.iter().enumerate() {
         let content = m["content"].as_str().unwrap_or_default().to_owned();
         match m["role"].as_str() {
@@ -134,36 +118,7 @@ fn conversation(op: ApiOp, object: &Map<String, Value>, model: &str) -> Result<R
                 });
             }
             Some("assistant") => {
-                let mut parts = Vec::new();
-                if let Some(t) = m["thinking"].as_str().filter(|t| !t.is_empty()) {
-                    parts.push(Part::Thinking {
-                        text: t.to_owned(),
-                        signature: String::new(),
-                    });
-                }
-                if !content.is_empty() {
-                    parts.push(Part::Text(content));
-                }
-                for call in m["tool_calls"].as_array().into_iter().flatten() {
-                    let f = &call["function"];
-                    let id = call["id"].as_str().map_or_else(
-                        || {
-                            calls += 1;
-                            format!("call_{calls}")
-                        },
-                        str::to_owned,
-                    );
-                    unanswered.push(id.clone());
-                    let arguments = match &f["arguments"] {
-                        Value::String(s) => parse_arguments(s),
-                        other => other.clone(),
-                    };
-                    parts.push(Part::ToolCall {
-                        id,
-                        name: f["name"].as_str().unwrap_or_default().to_owned(),
-                        arguments,
-                    });
-                }
+                let parts = assistant_parts(m, content, &mut unanswered, &mut calls);
                 request.messages.push(Message {
                     role: Role::Assistant,
                     parts,
@@ -193,6 +148,70 @@ fn conversation(op: ApiOp, object: &Map<String, Value>, model: &str) -> Result<R
         }
     }
     Ok(request)
+}
+
+/// The request's `tools`, each with its required function name.
+fn tools(object: &Map<String, Value>) -> Result<Vec<Tool>, String> {
+    let mut tools = Vec::new();
+    for (i, tool) in object
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = &tool["function"];
+        tools.push(Tool {
+            name: f["name"]
+                .as_str()
+                .ok_or_else(|| format!("tools[{i}].function.name is required"))?
+                .to_owned(),
+            description: f["description"].as_str().map(str::to_owned),
+            parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({})),
+        });
+    }
+    Ok(tools)
+}
+
+/// An assistant message's parts: its thinking, its text and its tool calls (numbered
+/// `call_<n>` when Ollama sent no id, and noted as `unanswered`).
+fn assistant_parts(
+    m: &Value,
+    content: String,
+    unanswered: &mut Vec<String>,
+    calls: &mut u32,
+) -> Vec<Part> {
+    let mut parts = Vec::new();
+    if let Some(t) = m["thinking"].as_str().filter(|t| !t.is_empty()) {
+        parts.push(Part::Thinking {
+            text: t.to_owned(),
+            signature: String::new(),
+        });
+    }
+    if !content.is_empty() {
+        parts.push(Part::Text(content));
+    }
+    for call in m["tool_calls"].as_array().into_iter().flatten() {
+        let f = &call["function"];
+        let id = call["id"].as_str().map_or_else(
+            || {
+                *calls += 1;
+                format!("call_{calls}")
+            },
+            str::to_owned,
+        );
+        unanswered.push(id.clone());
+        let arguments = match &f["arguments"] {
+            Value::String(s) => parse_arguments(s),
+            other => other.clone(),
+        };
+        parts.push(Part::ToolCall {
+            id,
+            name: f["name"].as_str().unwrap_or_default().to_owned(),
+            arguments,
+        });
+    }
+    parts
 }
 
 /// Ollama's raw base64 images as image parts (the media type read from the data's start).
