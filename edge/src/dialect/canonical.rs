@@ -323,6 +323,17 @@ pub fn push_tool_result(messages: &mut Vec<Message>, result: Part) {
     }
 }
 
+/// Adds a message to the conversation: a user turn right after tool results joins their turn
+/// (Anthropic keeps them in one).
+pub fn push_message(messages: &mut Vec<Message>, role: Role, parts: Vec<Part>) {
+    match messages.last_mut() {
+        Some(last) if role == Role::User && last.role == Role::User && only_results(last) => {
+            last.parts.extend(parts);
+        }
+        _ => messages.push(Message { role, parts }),
+    }
+}
+
 /// Whether a message holds tool results and nothing else.
 pub fn only_results(message: &Message) -> bool {
     message

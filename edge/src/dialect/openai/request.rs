@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::dialect::canonical::{
-    Message, Part, Request, Role, Tool, ToolChoice, only_results, push_tool_result,
+    Message, Part, Request, Role, Tool, ToolChoice, push_message, push_tool_result,
 };
 
 /// The OpenAI chat body for `request`. A stream asks for the usage chunk, which the edge meters
@@ -294,16 +294,7 @@ fn decode_message(m: &Value, request: &mut Request) -> Result<(), String> {
             });
         }
     }
-    // A user turn right after tool results joins them (Anthropic keeps them in one turn).
-    if role == Role::User
-        && let Some(last) = request.messages.last_mut()
-        && last.role == Role::User
-        && only_results(last)
-    {
-        last.parts.extend(parts);
-        return Ok(());
-    }
-    request.messages.push(Message { role, parts });
+    push_message(&mut request.messages, role, parts);
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::dialect::canonical::{
-    Message, Part, Request, Role, Tool, ToolChoice, only_results, parse_arguments, push_tool_result,
+    Message, Part, Request, Role, Tool, ToolChoice, parse_arguments, push_message, push_tool_result,
 };
 use crate::dialect::openai::request::image_of_url;
 use crate::error::ApiError;
@@ -265,16 +265,7 @@ fn decode_message(item: &Value, request: &mut Request) -> Result<(), String> {
         Some("assistant") => Role::Assistant,
         _ => return Err("role: must be user, assistant, system or developer".into()),
     };
-    // A user message right after tool results joins their turn (Anthropic keeps them in one).
-    if role == Role::User
-        && let Some(last) = request.messages.last_mut()
-        && last.role == Role::User
-        && only_results(last)
-    {
-        last.parts.extend(parts);
-        return Ok(());
-    }
-    request.messages.push(Message { role, parts });
+    push_message(&mut request.messages, role, parts);
     Ok(())
 }
 
