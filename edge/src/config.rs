@@ -280,21 +280,8 @@ impl Config {
 
     /// The TLS acceptor for `/v1` when both `https_*` fields are set (the pair is read now).
     pub fn https_acceptor(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
-        let invalid = |e: TlsError| Error::InvalidConfig {
-            field: if e.field() == "tls_key" {
-                "https_key"
-            } else {
-                "https_cert"
-            },
-            reason: e.reason(),
-        };
-        let files = HttpsFiles::from_parts(
-            self.https_cert.clone(),
-            self.https_key.clone(),
-            "https_cert and https_key",
-        )
-        .map_err(invalid)?;
-        files.map(|f| f.acceptor().map_err(invalid)).transpose()
+        HttpsFiles::acceptor_for(self.https_cert.clone(), self.https_key.clone())
+            .map_err(|(field, reason)| Error::InvalidConfig { field, reason })
     }
 
     /// A gRPC endpoint for the control-plane voter at `url`: over mutual TLS when the `tls_*`

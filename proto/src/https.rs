@@ -51,6 +51,24 @@ impl HttpsFiles {
         }
     }
 
+    /// The acceptor for a role's `https_cert`/`https_key` settings: `None` for plain HTTP, or
+    /// an error as (the setting it is about, why), for the role's own config error.
+    pub fn acceptor_for(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Option<TlsAcceptor>, (&'static str, String)> {
+        let invalid = |e: TlsError| {
+            let field = if e.field() == "tls_key" {
+                "https_key"
+            } else {
+                "https_cert"
+            };
+            (field, e.reason())
+        };
+        let files = Self::from_parts(cert, key, "https_cert and https_key").map_err(invalid)?;
+        files.map(|f| f.acceptor().map_err(invalid)).transpose()
+    }
+
     /// Loads the pair now (so a bad file fails at start, naming it) and returns an acceptor
     /// that offers HTTP/2 and HTTP/1.1 and picks up a changed pair on the next handshake.
     pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {

@@ -22,21 +22,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The acceptor for the admin API when both `https_*` fields are set (the pair is read now).
 pub fn acceptor(cfg: &Config) -> Result<Option<TlsAcceptor>, Error> {
-    let invalid = |e: switchyard_proto::tls::TlsError| Error::Config {
-        field: if e.field() == "tls_key" {
-            "https_key"
-        } else {
-            "https_cert"
-        },
-        reason: e.reason(),
-    };
-    let files = HttpsFiles::from_parts(
-        cfg.https_cert.clone(),
-        cfg.https_key.clone(),
-        "https_cert and https_key",
-    )
-    .map_err(invalid)?;
-    files.map(|f| f.acceptor().map_err(invalid)).transpose()
+    HttpsFiles::acceptor_for(cfg.https_cert.clone(), cfg.https_key.clone())
+        .map_err(|(field, reason)| Error::Config { field, reason })
 }
 
 /// Serves `app` on `listener` until `shutdown`, over HTTPS when `tls` is given.
